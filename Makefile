@@ -1,0 +1,58 @@
+# Tollway — `make run` and `make test` work on a fresh machine: they create .venv and install.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+# The stamp changes whenever the dependency list or the lock does, so `make` reinstalls.
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock 2>/dev/null | cksum | cut -d' ' -f1)
+
+.PHONY: install run test lint format bench bench-micro redis-server lock clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): | $(PY)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c requirements.lock -e '.[test,dev,bench]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+install: $(STAMP)
+
+run: install
+	$(VENV)/bin/tollway
+
+# Tests that need Redis start their own redis-server on a free port; install it if missing.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "installing redis-server"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+
+test: install redis-server
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff format --check proxy tests bench
+	$(VENV)/bin/ruff check proxy tests bench
+	$(VENV)/bin/mypy
+
+format: install
+	$(VENV)/bin/ruff format proxy tests bench
+	$(VENV)/bin/ruff check --fix proxy tests bench
+
+bench: install
+	$(PY) -m bench.run
+
+bench-micro: install
+	$(PY) -m bench.micro
+
+# Re-resolve the lock from pyproject's lower bounds (needs the package index).
+lock:
+	rm -rf .lockenv && $(PYTHON) -m venv .lockenv
+	.lockenv/bin/pip install -q -e '.[test,dev,bench]'
+	.lockenv/bin/pip freeze --exclude-editable | grep -v '^-e' > requirements.lock
+	rm -rf .lockenv
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

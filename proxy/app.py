@@ -1,0 +1,224 @@
+"""Builds the gateway: one ``GatewayState`` and the ASGI app that routes into it.
+
+Inference paths go straight to the raw-ASGI handlers in ``hotpath`` (no framework layer on
+the hot path); everything else — health, models, admin — is a Starlette app. Both share the
+state object created here; there is no module-level mutable state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .auth import Authenticator
+from .config import Config, load_config
+from .errors import NotFound, TollwayError
+from .hotpath import InferenceRoute, Receive, Scope, Send
+from .parse import Kind
+from .providers import build_deployment, build_providers
+from .router import Router
+from .settings import Settings, from_environment
+from .upstream import AiohttpTransport, Transport
+
+if TYPE_CHECKING:
+    from .hotpath import Call
+
+log = logging.getLogger("tollway")
+
+
+class Stats:
+    """Counters since start, read by /health and the tests."""
+
+    __slots__ = ("completion_tokens", "in_flight", "prompt_tokens", "requests", "by_status")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.in_flight = 0
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.by_status: dict[int, int] = {}
+
+
+class GatewayState:
+    def __init__(self, settings: Settings, config: Config, transport: Transport | None = None):
+        self.settings = settings
+        self.config = config
+        self.auth = Authenticator(settings.master_key)
+        deployments = [
+            build_deployment(i, entry, config.router_settings, settings)
+            for i, entry in enumerate(config.model_list)
+        ]
+        self.router = Router(deployments, config.router_settings.model_group_alias)
+        self.transport: Transport = transport or AiohttpTransport(pool_size=settings.pool_size)
+        self.providers = build_providers(self.transport)
+        self.stats = Stats()
+        self.started_at = int(time.time())
+        self.ready = False
+
+    async def start(self) -> None:
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        await self.transport.close()
+
+    def settle(self, call: Call) -> None:
+        """Last stage of every inference call; runs in ``finally``."""
+        stats = self.stats
+        stats.requests += 1
+        stats.by_status[call.status] = stats.by_status.get(call.status, 0) + 1
+        usage = call.usage
+        if usage is not None:
+            stats.prompt_tokens += usage.prompt_tokens
+            stats.completion_tokens += usage.completion_tokens
+
+
+HOT_ROUTES = {
+    "/v1/chat/completions": Kind.CHAT,
+    "/chat/completions": Kind.CHAT,
+    "/v1/completions": Kind.COMPLETION,
+    "/completions": Kind.COMPLETION,
+    "/v1/embeddings": Kind.EMBEDDING,
+    "/embeddings": Kind.EMBEDDING,
+}
+
+
+class Gateway:
+    """The ASGI application."""
+
+    def __init__(self, state: GatewayState) -> None:
+        self.state = state
+        self.hot = {path: InferenceRoute(state, kind) for path, kind in HOT_ROUTES.items()}
+        self.web = Starlette(
+            routes=_web_routes(state),
+            lifespan=self._lifespan,
+            exception_handlers={
+                TollwayError: _tollway_error,
+                HTTPException: _http_error,
+                Exception: _unexpected_error,
+            },
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            route = self.hot.get(scope["path"])
+            if route is not None:
+                if scope["method"] == "POST":
+                    await route(scope, receive, send)
+                    return
+                await _send_error(send, _method_not_allowed())
+                return
+        await self.web(scope, receive, send)
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        await self.state.start()
+        log.info("tollway ready: %d deployments", len(self.state.router.deployments()))
+        try:
+            yield
+        finally:
+            await self.state.stop()
+
+
+def create_app(settings: Settings, config: Config, transport: Transport | None = None) -> Gateway:
+    return Gateway(GatewayState(settings, config, transport))
+
+
+def app_from_environment() -> Gateway:
+    """Factory for worker processes: the CLI exported every option as ``TOLLWAY_*``."""
+    config = load_config(os.environ.get("TOLLWAY_CONFIG") or None)
+    return create_app(from_environment(), config)
+
+
+def _web_routes(state: GatewayState) -> list[Route]:
+    async def liveliness(request: Request) -> Response:
+        return _json_response("I'm alive!")
+
+    async def readiness(request: Request) -> Response:
+        ready = state.ready
+        body = {
+            "status": "ready" if ready else "not ready",
+            "models": len(state.router.model_names()),
+            "deployments": len(state.router.deployments()),
+        }
+        return _json_response(body, 200 if ready else 503)
+
+    async def models(request: Request) -> Response:
+        headers = request.headers
+        state.auth.authenticate(
+            _header(headers.get("authorization")), _header(headers.get("x-api-key"))
+        )
+        data = [
+            {"id": name, "object": "model", "created": state.started_at, "owned_by": "tollway"}
+            for name in state.router.model_names()
+        ]
+        return _json_response({"object": "list", "data": data})
+
+    return [
+        Route("/health/liveliness", liveliness, methods=["GET"]),
+        Route("/health/liveness", liveliness, methods=["GET"]),
+        Route("/health/readiness", readiness, methods=["GET"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/models", models, methods=["GET"]),
+    ]
+
+
+def _header(value: str | None) -> bytes | None:
+    return None if value is None else value.encode("latin-1")
+
+
+def _json_response(body: object, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def error_response(exc: TollwayError) -> Response:
+    """The one place an exception becomes a response on the framework routes."""
+    return Response(
+        exc.body(), status_code=exc.status, media_type="application/json", headers=exc.headers
+    )
+
+
+async def _tollway_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, TollwayError)
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return error_response(NotFound(f"no route {request.url.path}", code="not_found"))
+    if exc.status_code == 405:
+        return error_response(_method_not_allowed())
+    err = TollwayError(str(exc.detail))
+    err.status = exc.status_code
+    return error_response(err)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s", request.url.path, exc_info=exc)
+    return error_response(TollwayError("internal error"))
+
+
+def _method_not_allowed() -> TollwayError:
+    err = TollwayError("method not allowed", code="method_not_allowed")
+    err.status = 405
+    err.type = "invalid_request_error"
+    return err
+
+
+async def _send_error(send: Send, exc: TollwayError) -> None:
+    body = exc.body()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

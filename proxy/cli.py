@@ -1,0 +1,107 @@
+"""``tollway``: parse options, load the config, bind the socket, run the server.
+
+The socket is bound here (not by the server) so ``--port 0`` works and the real address is
+printed before serving. SIGTERM: stop accepting, let requests and streams finish within
+``TOLLWAY_GRACEFUL_TIMEOUT_S``, then close the upstream pools (uvicorn's shutdown sequence).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from . import __version__
+from .config import ConfigError, load_config
+from .logs import configure
+from .settings import OPTIONS, SettingsError, environ_for_workers, resolve
+
+log = logging.getLogger("tollway")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tollway",
+        description="A high-throughput, LiteLLM-compatible LLM gateway.",
+        epilog="Every option also reads an environment variable (shown in brackets); "
+        "precedence: command line > environment > config file > defaults.",
+    )
+    for option in OPTIONS:
+        flag = "--" + option.field.replace("_", "-")
+        kwargs: dict[str, Any] = {"dest": option.field, "default": None,
+                                  "help": f"{option.help} [{option.env}]"}
+        if option.field == "access_log":
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = option.parse
+        parser.add_argument(flag, **kwargs)
+    parser.add_argument("--version", action="version", version=f"tollway {__version__}")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = vars(build_parser().parse_args(argv))
+    config_path = args.get("config") or os.environ.get("TOLLWAY_CONFIG") or None
+    bootstrap_level = os.environ.get("TOLLWAY_LOG_LEVEL") or args.get("log_level") or "info"
+    configure(bootstrap_level if isinstance(bootstrap_level, str) else "info")
+    try:
+        config = load_config(config_path)
+        settings = resolve(args, os.environ, config)
+    except (ConfigError, SettingsError) as exc:
+        print(f"tollway: {exc}", file=sys.stderr)
+        return 2
+    secrets = [settings.master_key or ""]
+    secrets.extend(entry.litellm_params.api_key or "" for entry in config.model_list)
+    configure(settings.log_level, secrets)
+    return serve(settings, config)
+
+
+def serve(settings: Any, config: Any) -> int:
+    import uvicorn
+
+    from .app import create_app
+
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.host, settings.port))
+    except OSError as exc:
+        print(f"tollway: cannot bind {settings.host}:{settings.port}: {exc.strerror}",
+              file=sys.stderr)
+        return 2
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if family == socket.AF_INET6 else host
+    # Tests and scripts read this line to learn the port chosen for --port 0.
+    print(f"tollway listening on http://{shown}:{port}", flush=True)
+    common: dict[str, Any] = {
+        "loop": "uvloop",
+        "http": "httptools",
+        "lifespan": "on",
+        "access_log": settings.access_log,
+        "log_config": None,
+        "server_header": False,
+        "timeout_graceful_shutdown": settings.graceful_timeout_s,
+        "timeout_keep_alive": 30,
+    }
+    if settings.workers > 1:
+        os.environ.update(environ_for_workers(settings))
+        if settings.config:
+            os.environ["TOLLWAY_CONFIG"] = os.path.abspath(settings.config)
+        uv_config = uvicorn.Config(
+            "proxy.app:app_from_environment", factory=True, workers=settings.workers, **common
+        )
+        from uvicorn.supervisors import Multiprocess
+
+        Multiprocess(uv_config, target=uvicorn.Server(uv_config).run, sockets=[sock]).run()
+        return 0
+    uv_config = uvicorn.Config(create_app(settings, config), **common)
+    server = uvicorn.Server(uv_config)
+    server.run(sockets=[sock])
+    return 0

@@ -1,0 +1,285 @@
+"""The LiteLLM-compatible config file: frozen msgspec structs, loading and validation.
+
+A file written for the LiteLLM proxy loads unchanged. Loading goes: YAML → plain objects →
+``os.environ/NAME`` references resolved → unknown keys warned about → ``msgspec.convert``
+into the frozen structs below. A validation error names the field and the line it is on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any, get_args, get_origin, get_type_hints
+
+import msgspec
+import yaml
+
+log = logging.getLogger("tollway.config")
+
+ENV_PREFIX = "os.environ/"
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; the message names the field (and line)."""
+
+
+class LiteLLMParams(msgspec.Struct, frozen=True, kw_only=True):
+    model: str
+    api_base: str | None = None
+    api_key: str | None = None
+    api_version: str | None = None
+    organization: str | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    weight: float | None = None
+    timeout: float | None = None
+    stream_timeout: float | None = None
+    max_retries: int | None = None
+    tags: tuple[str, ...] = ()
+    extra_headers: dict[str, str] | None = None
+    mock_response: str | None = None
+    input_cost_per_token: float | None = None
+    output_cost_per_token: float | None = None
+    # Accepted for compatibility; used by provider adapters that need them.
+    region_name: str | None = None
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = None
+    aws_region_name: str | None = None
+    vertex_project: str | None = None
+    vertex_location: str | None = None
+    drop_params: bool | None = None
+    custom_llm_provider: str | None = None
+    use_in_pass_through: bool | None = None
+    merge_reasoning_content_in_choices: bool | None = None
+
+
+class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
+    id: str | None = None
+    mode: str | None = None
+    base_model: str | None = None
+    input_cost_per_token: float | None = None
+    output_cost_per_token: float | None = None
+    cache_read_input_token_cost: float | None = None
+    max_input_tokens: int | None = None
+    max_output_tokens: int | None = None
+    max_tokens: int | None = None
+    supports_function_calling: bool | None = None
+    supports_vision: bool | None = None
+    description: str | None = None
+
+
+class ModelEntry(msgspec.Struct, frozen=True, kw_only=True):
+    model_name: str
+    litellm_params: LiteLLMParams
+    model_info: ModelInfo = ModelInfo()
+
+
+class RouterSettings(msgspec.Struct, frozen=True, kw_only=True):
+    routing_strategy: str = "simple-shuffle"
+    num_retries: int | None = None
+    timeout: float | None = None
+    stream_timeout: float | None = None
+    fallbacks: tuple[dict[str, tuple[str, ...]], ...] = ()
+    context_window_fallbacks: tuple[dict[str, tuple[str, ...]], ...] = ()
+    content_policy_fallbacks: tuple[dict[str, tuple[str, ...]], ...] = ()
+    default_fallbacks: tuple[str, ...] = ()
+    allowed_fails: int | None = None
+    cooldown_time: float | None = None
+    retry_after: float | None = None
+    max_fallbacks: int | None = None
+    model_group_alias: dict[str, str] | None = None
+    enable_pre_call_checks: bool | None = None
+    redis_host: str | None = None
+    redis_port: int | None = None
+    redis_password: str | None = None
+    redis_url: str | None = None
+
+
+class GeneralSettings(msgspec.Struct, frozen=True, kw_only=True):
+    master_key: str | None = None
+    database_url: str | None = None
+    max_request_size_mb: float | None = None
+    store_model_in_db: bool | None = None
+    disable_spend_logs: bool | None = None
+    proxy_batch_write_at: float | None = None
+    alerting: tuple[str, ...] = ()
+
+
+class LiteLLMSettings(msgspec.Struct, frozen=True, kw_only=True):
+    drop_params: bool | None = None
+    num_retries: int | None = None
+    request_timeout: float | None = None
+    set_verbose: bool | None = None
+    json_logs: bool | None = None
+    cache: bool | None = None
+    cache_params: dict[str, Any] | None = None
+    success_callback: tuple[str, ...] = ()
+    failure_callback: tuple[str, ...] = ()
+    callbacks: tuple[str, ...] = ()
+    default_fallbacks: tuple[str, ...] = ()
+    context_window_fallbacks: tuple[dict[str, tuple[str, ...]], ...] = ()
+    content_policy_fallbacks: tuple[dict[str, tuple[str, ...]], ...] = ()
+
+
+class Config(msgspec.Struct, frozen=True, kw_only=True):
+    model_list: tuple[ModelEntry, ...] = ()
+    router_settings: RouterSettings = RouterSettings()
+    general_settings: GeneralSettings = GeneralSettings()
+    litellm_settings: LiteLLMSettings = LiteLLMSettings()
+    guardrails: tuple[dict[str, Any], ...] = ()
+    environment_variables: dict[str, str] | None = None
+
+
+# OpenAI-compatible providers: prefix -> (default api_base, env var holding the key).
+OPENAI_COMPATIBLE: dict[str, tuple[str, str]] = {
+    "openai": ("https://api.openai.com/v1", "OPENAI_API_KEY"),
+    "groq": ("https://api.groq.com/openai/v1", "GROQ_API_KEY"),
+    "mistral": ("https://api.mistral.ai/v1", "MISTRAL_API_KEY"),
+    "deepseek": ("https://api.deepseek.com/v1", "DEEPSEEK_API_KEY"),
+    "together_ai": ("https://api.together.xyz/v1", "TOGETHERAI_API_KEY"),
+    "openrouter": ("https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"),
+    "fireworks_ai": ("https://api.fireworks.ai/inference/v1", "FIREWORKS_AI_API_KEY"),
+    "xai": ("https://api.x.ai/v1", "XAI_API_KEY"),
+    "perplexity": ("https://api.perplexity.ai", "PERPLEXITYAI_API_KEY"),
+    "ollama": ("http://127.0.0.1:11434/v1", "OLLAMA_API_KEY"),
+    "vllm": ("http://127.0.0.1:8000/v1", "VLLM_API_KEY"),
+    "hosted_vllm": ("http://127.0.0.1:8000/v1", "HOSTED_VLLM_API_KEY"),
+}
+
+# With OPENAI_API_KEY set, OpenAI's own model names route to OpenAI without a prefix too.
+OPENAI_BARE_NAMES = ("gpt-*", "chatgpt-*", "o[0-9]*", "text-embedding-*")
+
+DEFAULT_CONFIG_YAML = """\
+# Tollway's embedded default: a deterministic mock model that needs no API key.
+model_list:
+  - model_name: mock-gpt
+    litellm_params:
+      model: mock/mock-gpt
+    model_info:
+      input_cost_per_token: 0.000001
+      output_cost_per_token: 0.000002
+      max_input_tokens: 128000
+      max_output_tokens: 4096
+  - model_name: mock-embedding
+    litellm_params:
+      model: mock/mock-embedding
+    model_info:
+      mode: embedding
+      input_cost_per_token: 0.0000001
+      output_cost_per_token: 0.0
+"""
+
+
+def load_config(path: str | None, environ: Mapping[str, str] | None = None) -> Config:
+    """Load ``path`` (or the embedded default when ``None``) into a validated ``Config``."""
+    env = os.environ if environ is None else environ
+    if path is None:
+        text, source = DEFAULT_CONFIG_YAML, "<default config>"
+    else:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        source = path
+    config = parse_config(text, source, env)
+    if path is None:
+        config = with_env_providers(config, env)
+    return config
+
+
+def parse_config(text: str, source: str, environ: Mapping[str, str]) -> Config:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping")
+    resolved = _resolve_env(raw, "$", environ)
+    for path in _unknown_keys(resolved, Config, "$"):
+        log.warning("%s: unknown config key %s ignored%s", source, _dotted(path), _line(root, path))
+    try:
+        return msgspec.convert(resolved, Config, strict=False)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        match = re.search(r"at `(\$[^`]*)`", message)
+        where = _line(root, match.group(1)) if match else ""
+        field = _dotted(match.group(1)) if match else "config"
+        detail = message.split(" - at ")[0]
+        raise ConfigError(f"{source}: invalid {field}: {detail}{where}") from exc
+
+
+def with_env_providers(config: Config, environ: Mapping[str, str]) -> Config:
+    """Add a wildcard model group for every OpenAI-compatible provider whose key is set."""
+    added = []
+    for prefix, (_base, env_var) in OPENAI_COMPATIBLE.items():
+        if prefix in ("ollama", "vllm", "hosted_vllm") or not environ.get(env_var):
+            continue
+        params = LiteLLMParams(model=f"{prefix}/*", api_key=environ[env_var])
+        groups = [f"{prefix}/*", *(OPENAI_BARE_NAMES if prefix == "openai" else ())]
+        added.extend(ModelEntry(model_name=group, litellm_params=params) for group in groups)
+        log.info("added provider %s from %s", prefix, env_var)
+    if not added:
+        return config
+    return msgspec.structs.replace(config, model_list=config.model_list + tuple(added))
+
+
+def _resolve_env(value: Any, path: str, environ: Mapping[str, str]) -> Any:
+    if isinstance(value, str) and value.startswith(ENV_PREFIX):
+        name = value[len(ENV_PREFIX) :]
+        if name not in environ:
+            log.warning("%s refers to environment variable %s, which is not set", _dotted(path), name)
+            return None
+        return environ[name]
+    if isinstance(value, dict):
+        return {k: _resolve_env(v, f"{path}.{k}", environ) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_env(v, f"{path}[{i}]", environ) for i, v in enumerate(value)]
+    return value
+
+
+def _unknown_keys(value: Any, typ: Any, path: str) -> Iterator[str]:
+    """Paths of mapping keys that ``typ`` (a Struct, possibly nested in containers) lacks."""
+    origin = get_origin(typ)
+    if isinstance(typ, type) and issubclass(typ, msgspec.Struct):
+        if not isinstance(value, dict):
+            return
+        hints = get_type_hints(typ)
+        for key, item in value.items():
+            if key not in typ.__struct_fields__:
+                yield f"{path}.{key}"
+            else:
+                yield from _unknown_keys(item, hints[key], f"{path}.{key}")
+    elif origin in (tuple, list) and isinstance(value, list):
+        args = [a for a in get_args(typ) if a is not Ellipsis]
+        if args:
+            for i, item in enumerate(value):
+                yield from _unknown_keys(item, args[0], f"{path}[{i}]")
+    elif get_args(typ) and origin is not dict:
+        for arg in get_args(typ):
+            yield from _unknown_keys(value, arg, path)
+
+
+def _dotted(path: str) -> str:
+    return path.removeprefix("$").removeprefix(".") or "config"
+
+
+def _line(root: yaml.Node | None, path: str) -> str:
+    node = root
+    for part in re.findall(r"\.([^.\[]+)|\[(\d+)\]", path):
+        key, index = part
+        if isinstance(node, yaml.MappingNode) and key:
+            node = next((v for k, v in node.value if k.value == key), None)
+        elif isinstance(node, yaml.SequenceNode) and index:
+            i = int(index)
+            node = node.value[i] if i < len(node.value) else None
+        else:
+            node = None
+        if node is None:
+            return ""
+    return f" (line {node.start_mark.line + 1})" if node is not None and node is not root else ""

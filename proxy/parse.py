@@ -1,0 +1,159 @@
+"""The parse stage: validate an inference body once and keep its raw bytes for forwarding.
+
+Two decodes of the same bytes, both with decoders built once: a typed one that rejects
+wrong field types with a 400 naming the field, and a shallow ``dict[str, Raw]`` view used to
+rewrite the top-level keys (``model``, ``stream_options``) while every nested value is
+forwarded as the client's own bytes.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import msgspec
+
+from .errors import InvalidRequest
+
+
+class Kind(enum.Enum):
+    CHAT = "chat/completions"
+    COMPLETION = "completions"
+    EMBEDDING = "embeddings"
+
+
+class StreamOptions(msgspec.Struct):
+    include_usage: bool | None = None
+
+
+class Message(msgspec.Struct):
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+
+class ChatBody(msgspec.Struct):
+    model: str
+    messages: list[Message]
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    n: int | None = None
+    user: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class CompletionBody(msgspec.Struct):
+    model: str
+    prompt: str | list[Any]
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = None
+    n: int | None = None
+    user: str | None = None
+
+
+class EmbeddingBody(msgspec.Struct):
+    model: str
+    input: str | list[Any]
+    user: str | None = None
+
+
+class ParsedRequest(msgspec.Struct):
+    """What the later stages need to know about one inference request."""
+
+    kind: Kind
+    model: str
+    stream: bool
+    wants_usage_chunk: bool
+    max_tokens: int | None
+    prompt_bytes: int
+    body: bytes
+    typed: ChatBody | CompletionBody | EmbeddingBody
+    fields: dict[str, msgspec.Raw] | None = None
+
+
+_decoders: dict[Kind, msgspec.json.Decoder[Any]] = {
+    Kind.CHAT: msgspec.json.Decoder(ChatBody),
+    Kind.COMPLETION: msgspec.json.Decoder(CompletionBody),
+    Kind.EMBEDDING: msgspec.json.Decoder(EmbeddingBody),
+}
+_raw_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_encode = msgspec.json.encode
+_INCLUDE_USAGE = msgspec.Raw(b'{"include_usage":true}')
+
+
+def parse(kind: Kind, body: bytes) -> ParsedRequest:
+    if not body:
+        raise InvalidRequest("the request body is empty; expected a JSON object")
+    try:
+        typed = _decoders[kind].decode(body)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest(f"invalid request body: {exc}", param=_param(exc)) from exc
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"the request body is not valid JSON: {exc}") from exc
+    if not typed.model or len(typed.model) > 256:
+        raise InvalidRequest("`model` must be a non-empty string of at most 256 characters",
+                             param="model")
+    stream = kind is not Kind.EMBEDDING and bool(typed.stream)
+    wants_usage = False
+    max_tokens = None
+    if isinstance(typed, ChatBody):
+        options = typed.stream_options
+        wants_usage = bool(options is not None and options.include_usage)
+        max_tokens = typed.max_completion_tokens or typed.max_tokens
+        if not typed.messages:
+            raise InvalidRequest("`messages` must hold at least one message", param="messages")
+    elif isinstance(typed, CompletionBody):
+        options = typed.stream_options
+        wants_usage = bool(options is not None and options.include_usage)
+        max_tokens = typed.max_tokens
+    for name, value in (("max_tokens", max_tokens), ("n", getattr(typed, "n", None))):
+        if value is not None and value < 1:
+            raise InvalidRequest(f"`{name}` must be at least 1", param=name)
+    return ParsedRequest(
+        kind=kind,
+        model=typed.model,
+        stream=stream,
+        wants_usage_chunk=wants_usage,
+        max_tokens=max_tokens,
+        prompt_bytes=len(body),
+        body=body,
+        typed=typed,
+    )
+
+
+def forward_body(request: ParsedRequest, upstream_model: str) -> bytes:
+    """The client's bytes with ``model`` replaced and usage requested on streams.
+
+    When nothing needs to change the client's bytes are returned as they are.
+    """
+    ask_usage = request.stream and not request.wants_usage_chunk
+    if upstream_model == request.model and not ask_usage:
+        return request.body
+    fields = request.fields
+    if fields is None:
+        fields = request.fields = _raw_decoder.decode(request.body)
+    fields = dict(fields)
+    fields["model"] = msgspec.Raw(_encode(upstream_model))
+    if ask_usage:
+        fields["stream_options"] = _merge_include_usage(fields.get("stream_options"))
+    return _encode(fields)
+
+
+def _merge_include_usage(raw: msgspec.Raw | None) -> msgspec.Raw:
+    if raw is None or bytes(raw).strip() == b"null":
+        return _INCLUDE_USAGE
+    options = msgspec.json.decode(raw)
+    if not isinstance(options, dict):
+        return _INCLUDE_USAGE
+    options["include_usage"] = True
+    return msgspec.Raw(_encode(options))
+
+
+def _param(exc: msgspec.ValidationError) -> str | None:
+    text = str(exc)
+    marker = " - at `$."
+    if marker not in text:
+        return None
+    return text.split(marker, 1)[1].rstrip("`")

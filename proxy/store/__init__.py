@@ -1,0 +1,23 @@
+"""Persistence: SQLite store for keys, teams, users and spend logs."""
+
+from proxy.store.sqlite import (
+    GroupBy,
+    KeyRow,
+    SpendLogRow,
+    SpendUpdate,
+    Store,
+    TeamRow,
+    UserRow,
+    is_busy_error,
+)
+
+__all__ = [
+    "GroupBy",
+    "KeyRow",
+    "SpendLogRow",
+    "SpendUpdate",
+    "Store",
+    "TeamRow",
+    "UserRow",
+    "is_busy_error",
+]

@@ -1,0 +1,567 @@
+"""SQLite persistence: virtual keys, teams, users, spend logs (aiosqlite, WAL).
+
+One `Store` owns one aiosqlite connection (its one worker thread). Writes are serialised by
+an `asyncio.Lock`, so an admin upsert can never land inside the flusher's open transaction.
+
+Ownership of columns: `spend` and `budget_reset_at` belong to the in-memory ledger and are
+written only by `apply_flush` (absolute values, so replaying a flush is harmless). Admin
+upserts write every other column, and on insert also seed `spend`/`budget_reset_at` from the
+row; an upsert of an existing row keeps its `spend`, `budget_reset_at` and `created_at`.
+
+All SQL is built from constant column names; values are always bound parameters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from importlib import resources
+from typing import Any, Final, Generic, Literal, TypeVar
+
+import aiosqlite
+import msgspec
+
+logger = logging.getLogger("tollway.store")
+
+
+class KeyRow(msgspec.Struct, kw_only=True):
+    """A virtual key. `token_hash` is the sha256 hex of the key; the key itself is never stored."""
+
+    token_hash: str
+    key_alias: str | None = None
+    key_name: str | None = None
+    team_id: str | None = None
+    user_id: str | None = None
+    models: list[str] = msgspec.field(default_factory=list)
+    max_budget: float | None = None
+    soft_budget: float | None = None
+    budget_duration: str | None = None
+    budget_reset_at: float | None = None
+    spend: float = 0.0
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
+    max_parallel_requests: int | None = None
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    tags: list[str] = msgspec.field(default_factory=list)
+    blocked: bool = False
+    key_type: str | None = None
+    expires: float | None = None
+    created_at: float | None = None
+    updated_at: float | None = None
+    created_by: str | None = None
+
+
+class TeamRow(msgspec.Struct, kw_only=True):
+    team_id: str
+    team_alias: str | None = None
+    models: list[str] = msgspec.field(default_factory=list)
+    max_budget: float | None = None
+    budget_duration: str | None = None
+    budget_reset_at: float | None = None
+    spend: float = 0.0
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
+    max_parallel_requests: int | None = None
+    members: list[Any] = msgspec.field(default_factory=list)
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    blocked: bool = False
+    created_at: float | None = None
+    updated_at: float | None = None
+
+
+class UserRow(msgspec.Struct, kw_only=True):
+    user_id: str
+    user_email: str | None = None
+    user_role: str | None = None
+    max_budget: float | None = None
+    budget_duration: str | None = None
+    budget_reset_at: float | None = None
+    spend: float = 0.0
+    models: list[str] = msgspec.field(default_factory=list)
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
+    max_parallel_requests: int | None = None
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    created_at: float | None = None
+    updated_at: float | None = None
+
+
+class SpendLogRow(msgspec.Struct, kw_only=True, gc=False):
+    """One row per request. `model` is the requested model group, `deployment` the
+    provider/model actually called. `estimated` marks usage the upstream never reported."""
+
+    request_id: str
+    key_hash: str | None = None
+    user_id: str | None = None
+    team_id: str | None = None
+    model: str | None = None
+    deployment: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    total_tokens: int = 0
+    cost: float = 0.0
+    latency_ms: float | None = None
+    status: Literal["success", "error", "cancelled"] = "success"
+    status_code: int | None = None
+    tags: list[str] = msgspec.field(default_factory=list)
+    estimated: bool = False
+    start_time: float | None = None
+    end_time: float | None = None
+
+
+SpendUpdate = tuple[str, float, float | None]
+"""(account id "key:<hash>" | "user:<id>" | "team:<id>", absolute spend, budget_reset_at)."""
+
+GroupBy = Literal["key", "team", "user", "model"]
+
+_R = TypeVar("_R", KeyRow, TeamRow, UserRow, SpendLogRow)
+
+_LEDGER_COLUMNS: Final = frozenset({"spend", "budget_reset_at"})
+_KEEP_ON_UPDATE: Final = _LEDGER_COLUMNS | {"created_at"}
+_JSON_COLUMNS: Final = frozenset({"models", "metadata", "tags", "members"})
+
+_ADMIN_WRITE_RETRY_S: Final = 2.0
+_OPEN_BUSY_TIMEOUT_MS: Final = 5000
+_SQLITE_BUSY: Final = 5
+_SQLITE_LOCKED: Final = 6
+
+
+class _Table(Generic[_R]):
+    """Column names, SQL and row codecs for one record type (built once at import)."""
+
+    def __init__(self, name: str, row_type: type[_R], pk: str) -> None:
+        self.name = name
+        self.row_type: type[_R] = row_type
+        self.pk = pk
+        self.columns: tuple[str, ...] = row_type.__struct_fields__
+        self.json_idx = tuple(i for i, c in enumerate(self.columns) if c in _JSON_COLUMNS)
+        cols = ", ".join(self.columns)
+        marks = ", ".join("?" * len(self.columns))
+        updates = ", ".join(
+            f"{c} = excluded.{c}" for c in self.columns if c != pk and c not in _KEEP_ON_UPDATE
+        )
+        self.select = f"SELECT {cols} FROM {name}"
+        self.upsert = (
+            f"INSERT INTO {name} ({cols}) VALUES ({marks}) "
+            f"ON CONFLICT({pk}) DO UPDATE SET {updates}"
+        )
+        self.insert_ignore = (
+            f"INSERT INTO {name} ({cols}) VALUES ({marks}) ON CONFLICT({pk}) DO NOTHING"
+        )
+        self.delete = f"DELETE FROM {name} WHERE {pk} = ?"
+        self.set_spend = f"UPDATE {name} SET spend = ?, budget_reset_at = ? WHERE {pk} = ?"
+
+    def to_params(self, row: _R) -> list[Any]:
+        values = list(msgspec.structs.astuple(row))
+        for i in self.json_idx:
+            values[i] = _json_encode(values[i]).decode()
+        return values
+
+    def from_db(self, record: Iterable[Any]) -> _R:
+        data = dict(zip(self.columns, record, strict=True))
+        for col in _JSON_COLUMNS.intersection(data):
+            raw = data[col]
+            if raw is None:
+                del data[col]  # fall back to the struct's empty default
+            else:
+                data[col] = _json_decode(raw)
+        # strict=False: SQLite hands back 0/1 for bool columns.
+        return msgspec.convert(data, self.row_type, strict=False)
+
+
+_json_encode = msgspec.json.Encoder().encode
+_json_decode = msgspec.json.Decoder().decode
+
+_KEYS: Final = _Table("keys", KeyRow, "token_hash")
+_TEAMS: Final = _Table("teams", TeamRow, "team_id")
+_USERS: Final = _Table("users", UserRow, "user_id")
+_LOGS: Final = _Table("spend_logs", SpendLogRow, "request_id")
+
+_ACCOUNT_TABLES: Final[dict[str, _Table[Any]]] = {"key": _KEYS, "user": _USERS, "team": _TEAMS}
+_GROUP_COLUMNS: Final[dict[str, str]] = {
+    "key": "key_hash",
+    "team": "team_id",
+    "user": "user_id",
+    "model": "model",
+}
+
+_MIGRATION_NAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
+
+
+class Migration(msgspec.Struct, frozen=True):
+    version: int
+    name: str
+    sql: str
+
+
+def _load_migrations() -> tuple[Migration, ...]:
+    folder = resources.files("proxy.store").joinpath("migrations")
+    found: dict[int, Migration] = {}
+    for entry in folder.iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match is None:
+            continue
+        version = int(match.group(1))
+        if version in found:
+            raise RuntimeError(f"duplicate migration version {version:04d}")
+        found[version] = Migration(version, match.group(2), entry.read_text(encoding="utf-8"))
+    return tuple(found[v] for v in sorted(found))
+
+
+# Read at import, not inside the event loop: file reads would block it.
+MIGRATIONS: Final = _load_migrations()
+
+
+def is_busy_error(exc: BaseException) -> bool:
+    """True for SQLITE_BUSY / SQLITE_LOCKED: another connection holds the write lock."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
+    message = str(exc)
+    return "locked" in message or "busy" in message
+
+
+def _check_page(page: int, size: int) -> None:
+    if page < 1:
+        raise ValueError("page must be >= 1")
+    if size < 1:
+        raise ValueError("page size must be >= 1")
+
+
+class Store:
+    """Async SQLite store. Create with `await Store.open(path)`; `await close()` when done."""
+
+    def __init__(self, db: aiosqlite.Connection, path: str) -> None:
+        self._db = db
+        self.path = path
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: str, *, busy_timeout_ms: int = 100) -> Store:
+        """Open (creating if needed) the database at `path` and apply pending migrations.
+
+        `busy_timeout_ms` stays small: the flusher retries on its own schedule instead of
+        parking aiosqlite's thread on a lock held by another process.
+        """
+        # isolation_level=None: no implicit transactions; every write transaction is
+        # an explicit BEGIN IMMEDIATE ... COMMIT below.
+        db = await aiosqlite.connect(path, isolation_level=None)
+        store = cls(db, path)
+        try:
+            # A longer timeout while migrating: several workers may start at once.
+            await db.execute(f"PRAGMA busy_timeout = {int(_OPEN_BUSY_TIMEOUT_MS)}")
+            mode = await store._set_wal()
+            if str(mode).lower() != "wal" and path != ":memory:":
+                logger.warning("SQLite journal_mode is %s, not wal", mode)
+            await db.execute("PRAGMA synchronous = NORMAL")
+            await db.execute("PRAGMA foreign_keys = ON")
+            await store._migrate()
+            await db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        except BaseException:
+            await db.close()
+            raise
+        return store
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def _set_wal(self) -> Any:
+        # Switching a fresh file to WAL while other connections open it returns SQLITE_BUSY
+        # without consulting the busy handler, so retry here (bounded).
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _OPEN_BUSY_TIMEOUT_MS / 1000
+        delay = 0.005
+        while True:
+            try:
+                return await self._scalar("PRAGMA journal_mode = WAL")
+            except sqlite3.OperationalError as exc:
+                if not is_busy_error(exc) or loop.time() + delay > deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+    # -- migrations -----------------------------------------------------------------------
+
+    async def _migrate(self) -> None:
+        await self._db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+        )
+        for migration in MIGRATIONS:
+            if await self._applied(migration.version):
+                continue
+            async with self._write_lock:
+                try:
+                    # executescript COMMITs any open transaction first, so BEGIN goes inside
+                    # the script; the transaction stays open for the bookkeeping row.
+                    await self._db.executescript("BEGIN IMMEDIATE;\n" + migration.sql)
+                    await self._db.execute(
+                        "INSERT INTO schema_migrations (version, name, applied_at) "
+                        "VALUES (?, ?, ?)",
+                        (migration.version, migration.name, time.time()),
+                    )
+                    await self._db.execute("COMMIT")
+                except sqlite3.Error:
+                    await self._rollback()
+                    # Another process may have applied it while we waited for the lock.
+                    if await self._applied(migration.version):
+                        continue
+                    raise
+                except BaseException:
+                    await self._rollback()
+                    raise
+            logger.info("applied migration %04d_%s", migration.version, migration.name)
+
+    async def _applied(self, version: int) -> bool:
+        row = await self._scalar("SELECT 1 FROM schema_migrations WHERE version = ?", (version,))
+        return row is not None
+
+    async def applied_migrations(self) -> list[tuple[int, str]]:
+        rows = await self._db.execute_fetchall(
+            "SELECT version, name FROM schema_migrations ORDER BY version"
+        )
+        return [(int(r[0]), str(r[1])) for r in rows]
+
+    # -- helpers --------------------------------------------------------------------------
+
+    async def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        async with self._db.execute(sql, params) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else row[0]
+
+    async def _rollback(self) -> None:
+        if self._db.in_transaction:
+            await self._db.execute("ROLLBACK")
+
+    async def _admin_write(self, sql: str, params: Sequence[Any]) -> int:
+        """One autocommit statement; retries briefly if another process holds the lock."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _ADMIN_WRITE_RETRY_S
+        delay = 0.01
+        async with self._write_lock:
+            while True:
+                try:
+                    async with self._db.execute(sql, params) as cursor:
+                        return cursor.rowcount
+                except sqlite3.OperationalError as exc:
+                    if not is_busy_error(exc) or loop.time() + delay > deadline:
+                        raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.25)
+
+    async def _get(self, table: _Table[_R], pk: str) -> _R | None:
+        async with self._db.execute(f"{table.select} WHERE {table.pk} = ?", (pk,)) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else table.from_db(row)
+
+    async def _list(
+        self,
+        table: _Table[_R],
+        filters: dict[str, str | None],
+        page: int,
+        size: int,
+    ) -> list[_R]:
+        _check_page(page, size)
+        where, params = _where(filters)
+        params.extend((size, (page - 1) * size))
+        rows = await self._db.execute_fetchall(
+            f"{table.select}{where} ORDER BY created_at, {table.pk} LIMIT ? OFFSET ?", params
+        )
+        return [table.from_db(r) for r in rows]
+
+    async def _count(self, table: _Table[Any], filters: dict[str, str | None]) -> int:
+        where, params = _where(filters)
+        return int(await self._scalar(f"SELECT COUNT(*) FROM {table.name}{where}", params))
+
+    async def _all(self, table: _Table[_R]) -> list[_R]:
+        rows = await self._db.execute_fetchall(table.select)
+        return [table.from_db(r) for r in rows]
+
+    # -- keys -----------------------------------------------------------------------------
+
+    async def upsert_key(self, row: KeyRow) -> None:
+        await self._admin_write(_KEYS.upsert, _KEYS.to_params(row))
+
+    async def get_key(self, token_hash: str) -> KeyRow | None:
+        return await self._get(_KEYS, token_hash)
+
+    async def delete_key(self, token_hash: str) -> bool:
+        return await self._admin_write(_KEYS.delete, (token_hash,)) > 0
+
+    async def list_keys(
+        self,
+        *,
+        team_id: str | None = None,
+        user_id: str | None = None,
+        page: int = 1,
+        size: int = 100,
+    ) -> list[KeyRow]:
+        return await self._list(_KEYS, {"team_id": team_id, "user_id": user_id}, page, size)
+
+    async def count_keys(self, *, team_id: str | None = None, user_id: str | None = None) -> int:
+        return await self._count(_KEYS, {"team_id": team_id, "user_id": user_id})
+
+    # -- teams ----------------------------------------------------------------------------
+
+    async def upsert_team(self, row: TeamRow) -> None:
+        await self._admin_write(_TEAMS.upsert, _TEAMS.to_params(row))
+
+    async def get_team(self, team_id: str) -> TeamRow | None:
+        return await self._get(_TEAMS, team_id)
+
+    async def delete_team(self, team_id: str) -> bool:
+        return await self._admin_write(_TEAMS.delete, (team_id,)) > 0
+
+    async def list_teams(self, *, page: int = 1, size: int = 100) -> list[TeamRow]:
+        return await self._list(_TEAMS, {}, page, size)
+
+    async def count_teams(self) -> int:
+        return await self._count(_TEAMS, {})
+
+    # -- users ----------------------------------------------------------------------------
+
+    async def upsert_user(self, row: UserRow) -> None:
+        await self._admin_write(_USERS.upsert, _USERS.to_params(row))
+
+    async def get_user(self, user_id: str) -> UserRow | None:
+        return await self._get(_USERS, user_id)
+
+    async def delete_user(self, user_id: str) -> bool:
+        return await self._admin_write(_USERS.delete, (user_id,)) > 0
+
+    async def list_users(
+        self, *, user_role: str | None = None, page: int = 1, size: int = 100
+    ) -> list[UserRow]:
+        return await self._list(_USERS, {"user_role": user_role}, page, size)
+
+    async def count_users(self, *, user_role: str | None = None) -> int:
+        return await self._count(_USERS, {"user_role": user_role})
+
+    async def load_all(self) -> tuple[list[KeyRow], list[TeamRow], list[UserRow]]:
+        """Every key, team and user, for rebuilding the in-memory ledger at start-up."""
+        return await self._all(_KEYS), await self._all(_TEAMS), await self._all(_USERS)
+
+    # -- ledger flush ---------------------------------------------------------------------
+
+    async def apply_flush(
+        self, spend_updates: Sequence[SpendUpdate], logs: Sequence[SpendLogRow]
+    ) -> None:
+        """Write spend aggregates and spend logs in ONE transaction.
+
+        Spend values are absolute and log inserts ignore known request_ids, so applying the
+        same batch twice leaves the database unchanged. Raises ValueError (before touching
+        the database) on an account id without a known "key:"/"user:"/"team:" prefix, and
+        sqlite3.OperationalError when the write lock is not obtained within busy_timeout.
+        """
+        grouped: dict[str, list[tuple[float, float | None, str]]] = {}
+        for account, spend, reset_at in spend_updates:
+            kind, sep, ident = account.partition(":")
+            if not sep or kind not in _ACCOUNT_TABLES or not ident:
+                raise ValueError(f"unknown ledger account id {account!r}")
+            grouped.setdefault(kind, []).append((spend, reset_at, ident))
+        log_params = [_LOGS.to_params(row) for row in logs]
+        if not grouped and not log_params:
+            return
+        async with self._write_lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for kind, params in grouped.items():
+                    await self._db.executemany(_ACCOUNT_TABLES[kind].set_spend, params)
+                if log_params:
+                    await self._db.executemany(_LOGS.insert_ignore, log_params)
+                await self._db.execute("COMMIT")
+            except BaseException:
+                await self._rollback()
+                raise
+
+    # -- spend queries --------------------------------------------------------------------
+
+    async def spend_logs(
+        self,
+        *,
+        key_hash: str | None = None,
+        user_id: str | None = None,
+        team_id: str | None = None,
+        model: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        page: int = 1,
+        page_size: int = 100,
+    ) -> list[SpendLogRow]:
+        """Spend logs newest first; `start` inclusive, `end` exclusive (epoch seconds)."""
+        _check_page(page, page_size)
+        where, params = _where(
+            {"key_hash": key_hash, "user_id": user_id, "team_id": team_id, "model": model},
+            start,
+            end,
+        )
+        rows = await self._db.execute_fetchall(
+            f"{_LOGS.select}{where} ORDER BY start_time DESC, rowid DESC LIMIT ? OFFSET ?",
+            (*params, page_size, (page - 1) * page_size),
+        )
+        return [_LOGS.from_db(r) for r in rows]
+
+    async def spend_report(
+        self, group_by: GroupBy, *, start: float | None = None, end: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Totals per key/team/user/model, highest spend first.
+
+        Each item: group, spend, requests, prompt_tokens, completion_tokens, total_tokens.
+        """
+        column = _GROUP_COLUMNS.get(group_by)
+        if column is None:
+            raise ValueError(f"group_by must be one of {sorted(_GROUP_COLUMNS)}")
+        where, params = _where({}, start, end)
+        rows = await self._db.execute_fetchall(
+            f"SELECT {column}, COALESCE(SUM(cost), 0), COUNT(*), "
+            "COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
+            f"COALESCE(SUM(total_tokens), 0) FROM spend_logs{where} "
+            f"GROUP BY {column} ORDER BY 2 DESC, 1",
+            params,
+        )
+        return [
+            {
+                "group": r[0],
+                "spend": float(r[1]),
+                "requests": int(r[2]),
+                "prompt_tokens": int(r[3]),
+                "completion_tokens": int(r[4]),
+                "total_tokens": int(r[5]),
+            }
+            for r in rows
+        ]
+
+    async def sum_spend_logs_by_key(self) -> dict[str | None, float]:
+        rows = await self._db.execute_fetchall(
+            "SELECT key_hash, SUM(cost) FROM spend_logs GROUP BY key_hash"
+        )
+        return {r[0]: float(r[1]) for r in rows}
+
+    async def count_spend_logs(self) -> int:
+        return int(await self._scalar("SELECT COUNT(*) FROM spend_logs"))
+
+
+def _where(
+    equals: dict[str, str | None], start: float | None = None, end: float | None = None
+) -> tuple[str, list[Any]]:
+    """WHERE clause over constant column names; every value is a bound parameter."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, value in equals.items():
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    if start is not None:
+        clauses.append("start_time >= ?")
+        params.append(start)
+    if end is not None:
+        clauses.append("start_time < ?")
+        params.append(end)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params

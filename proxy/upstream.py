@@ -1,0 +1,140 @@
+"""The seam between the gateway and upstream HTTP servers.
+
+One keep-alive ``aiohttp`` pool per upstream base URL. aiohttp's exceptions are translated
+here, at the boundary, into the contract's: unreachable → ``UpstreamUnreachable`` (502),
+connect or read deadline → ``UpstreamTimeout`` (504).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from typing import Protocol
+
+import aiohttp
+import msgspec
+
+from .errors import UpstreamTimeout, UpstreamUnreachable
+
+
+class Deadlines(msgspec.Struct, frozen=True):
+    connect: float
+    # Time to the response headers, and the longest silence between two body chunks.
+    read: float
+    # Whole exchange, for non-streaming calls (streams are bounded by ``read`` per chunk).
+    total: float | None = None
+
+
+class UpstreamResponse(Protocol):
+    status: int
+
+    def header(self, name: str) -> str | None: ...
+    async def read(self) -> bytes: ...
+    def iter_chunks(self) -> AsyncIterator[bytes]: ...
+    def close(self) -> None: ...
+
+
+class Transport(Protocol):
+    """What providers need from the network; tests may put their own fake here."""
+
+    async def post(
+        self, url: str, body: bytes, headers: Mapping[str, str], deadlines: Deadlines
+    ) -> UpstreamResponse: ...
+
+    async def close(self) -> None: ...
+
+
+class _AiohttpResponse:
+    __slots__ = ("_deadlines", "_resp", "status")
+
+    def __init__(self, resp: aiohttp.ClientResponse, deadlines: Deadlines) -> None:
+        self._resp = resp
+        self._deadlines = deadlines
+        self.status = resp.status
+
+    def header(self, name: str) -> str | None:
+        return self._resp.headers.get(name)
+
+    async def read(self) -> bytes:
+        try:
+            return await self._resp.read()
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise UpstreamTimeout("the upstream stopped sending its response") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnreachable("the upstream connection failed mid-response") from exc
+        finally:
+            self._resp.release()
+
+    async def iter_chunks(self) -> AsyncIterator[bytes]:
+        content = self._resp.content
+        try:
+            while True:
+                chunk = await content.readany()
+                if not chunk:
+                    return
+                yield chunk
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise UpstreamTimeout(
+                f"the upstream stream stalled for over {self._deadlines.read:g}s"
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnreachable("the upstream connection failed mid-stream") from exc
+
+    def close(self) -> None:
+        # close(), not release(): a half-read response must not go back to the pool, and
+        # closing the socket is what tells the upstream to stop generating.
+        self._resp.close()
+
+
+class AiohttpTransport:
+    def __init__(self, *, pool_size: int = 512) -> None:
+        self._pool_size = pool_size
+        self._sessions: dict[str, aiohttp.ClientSession] = {}
+
+    def _session(self, url: str) -> aiohttp.ClientSession:
+        origin = _origin(url)
+        session = self._sessions.get(origin)
+        if session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._pool_size, limit_per_host=self._pool_size, keepalive_timeout=30
+            )
+            session = aiohttp.ClientSession(
+                connector=connector,
+                auto_decompress=False,
+                skip_auto_headers=("User-Agent", "Content-Type"),
+                raise_for_status=False,
+            )
+            self._sessions[origin] = session
+        return session
+
+    async def post(
+        self, url: str, body: bytes, headers: Mapping[str, str], deadlines: Deadlines
+    ) -> UpstreamResponse:
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=deadlines.connect, sock_read=deadlines.read
+        )
+        try:
+            resp = await self._session(url).post(url, data=body, headers=headers, timeout=timeout)
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise UpstreamTimeout("the upstream did not answer in time") from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise UpstreamUnreachable(f"cannot connect to the upstream at {_origin(url)}") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnreachable(f"the upstream at {_origin(url)} failed: {_kind(exc)}") from exc
+        return _AiohttpResponse(resp, deadlines)
+
+    async def close(self) -> None:
+        sessions, self._sessions = list(self._sessions.values()), {}
+        await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+
+
+def _origin(url: str) -> str:
+    """``scheme://host:port`` of ``url``, without any credentials written into it."""
+    scheme_end = url.find("://") + 3
+    path_start = url.find("/", scheme_end)
+    authority = url[scheme_end:] if path_start < 0 else url[scheme_end:path_start]
+    return url[:scheme_end] + authority.rpartition("@")[2]
+
+
+def _kind(exc: BaseException) -> str:
+    return type(exc).__name__

@@ -1,0 +1,377 @@
+import asyncio
+from pathlib import Path
+
+import aiosqlite
+import msgspec
+import pytest
+
+from proxy.store import KeyRow, SpendLogRow, Store, TeamRow, UserRow
+from proxy.store.sqlite import MIGRATIONS
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> str:
+    return str(tmp_path / "tollway.db")
+
+
+@pytest.fixture
+async def store(db_path: str):
+    store = await Store.open(db_path)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def full_key(token_hash: str = "h1", **over) -> KeyRow:
+    fields = dict(
+        token_hash=token_hash,
+        key_alias="alias",
+        key_name="sk-...abcd",
+        team_id="t1",
+        user_id="u1",
+        models=["gpt-4o", "claude"],
+        max_budget=10.0,
+        soft_budget=8.0,
+        budget_duration="30d",
+        budget_reset_at=1_700_000_000.0,
+        spend=0.0,
+        rpm_limit=60,
+        tpm_limit=1000,
+        max_parallel_requests=4,
+        metadata={"env": "prod", "nested": {"a": [1, 2]}},
+        tags=["x", "y"],
+        blocked=True,
+        key_type="llm_api",
+        expires=1_800_000_000.0,
+        created_at=1.0,
+        updated_at=2.0,
+        created_by="admin",
+    )
+    fields.update(over)
+    return KeyRow(**fields)
+
+
+def log(request_id: str, **over) -> SpendLogRow:
+    fields = dict(
+        request_id=request_id,
+        key_hash="h1",
+        user_id="u1",
+        team_id="t1",
+        model="gpt-4o",
+        deployment="openai/gpt-4o",
+        prompt_tokens=10,
+        completion_tokens=5,
+        cached_tokens=0,
+        total_tokens=15,
+        cost=0.5,
+        latency_ms=12.5,
+        status="success",
+        status_code=200,
+        tags=["a"],
+        estimated=False,
+        start_time=100.0,
+        end_time=101.0,
+    )
+    fields.update(over)
+    return SpendLogRow(**fields)
+
+
+async def columns(db_path: str, table: str) -> list[str]:
+    async with aiosqlite.connect(db_path) as db:
+        rows = await db.execute_fetchall(f"PRAGMA table_info({table})")
+    return [r[1] for r in rows]
+
+
+async def test_migrations_apply_once_and_reopen_is_idempotent(db_path: str) -> None:
+    first = await Store.open(db_path)
+    await first.upsert_key(full_key())
+    await first.close()
+    second = await Store.open(db_path)
+    try:
+        applied = await second.applied_migrations()
+        assert applied == [(m.version, m.name) for m in MIGRATIONS]
+        assert applied[0] == (1, "initial")
+        assert await second.get_key("h1") == full_key()
+    finally:
+        await second.close()
+
+
+async def test_concurrent_opens_apply_migrations_once(db_path: str) -> None:
+    stores = await asyncio.gather(*(Store.open(db_path) for _ in range(4)))
+    try:
+        for store in stores:
+            assert await store.applied_migrations() == [(m.version, m.name) for m in MIGRATIONS]
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_wal_journal_mode_is_on(store: Store, db_path: str) -> None:
+    async with aiosqlite.connect(db_path) as db:
+        rows = await db.execute_fetchall("PRAGMA journal_mode")
+    assert list(rows)[0][0] == "wal"
+
+
+@pytest.mark.parametrize(
+    ("table", "row_type"),
+    [
+        pytest.param("keys", KeyRow, id="keys"),
+        pytest.param("teams", TeamRow, id="teams"),
+        pytest.param("users", UserRow, id="users"),
+        pytest.param("spend_logs", SpendLogRow, id="spend_logs"),
+    ],
+)
+async def test_schema_columns_match_record_fields(
+    store: Store, db_path: str, table: str, row_type: type[msgspec.Struct]
+) -> None:
+    assert await columns(db_path, table) == list(row_type.__struct_fields__)
+
+
+async def test_key_upsert_get_list_delete(store: Store) -> None:
+    key = full_key()
+    await store.upsert_key(key)
+    await store.upsert_key(KeyRow(token_hash="h2", team_id="t2", created_at=3.0))
+    await store.upsert_key(KeyRow(token_hash="h3", team_id="t1", user_id="u2", created_at=4.0))
+
+    assert await store.get_key("h1") == key
+    assert await store.get_key("missing") is None
+    minimal = await store.get_key("h2")
+    assert minimal is not None
+    assert (minimal.models, minimal.metadata, minimal.tags, minimal.blocked) == ([], {}, [], False)
+
+    assert [k.token_hash for k in await store.list_keys()] == ["h1", "h2", "h3"]
+    assert [k.token_hash for k in await store.list_keys(team_id="t1")] == ["h1", "h3"]
+    assert [k.token_hash for k in await store.list_keys(team_id="t1", user_id="u2")] == ["h3"]
+    assert [k.token_hash for k in await store.list_keys(page=2, size=2)] == ["h3"]
+    assert await store.count_keys(team_id="t1") == 2
+
+    updated = msgspec.structs.replace(key, key_alias="renamed", blocked=False, models=[])
+    await store.upsert_key(updated)
+    assert await store.get_key("h1") == updated
+
+    assert await store.delete_key("h1") is True
+    assert await store.delete_key("h1") is False
+    assert await store.get_key("h1") is None
+    assert await store.count_keys() == 2
+
+
+async def test_team_upsert_get_list_delete(store: Store) -> None:
+    team = TeamRow(
+        team_id="t1",
+        team_alias="core",
+        models=["gpt-4o"],
+        max_budget=100.0,
+        budget_duration="1mo",
+        rpm_limit=10,
+        tpm_limit=20,
+        max_parallel_requests=3,
+        members=[{"user_id": "u1", "role": "admin"}],
+        metadata={"k": "v"},
+        blocked=True,
+        created_at=1.0,
+        updated_at=1.0,
+    )
+    await store.upsert_team(team)
+    await store.upsert_team(TeamRow(team_id="t2", created_at=2.0))
+    assert await store.get_team("t1") == team
+    assert [t.team_id for t in await store.list_teams()] == ["t1", "t2"]
+    assert [t.team_id for t in await store.list_teams(page=2, size=1)] == ["t2"]
+    assert await store.count_teams() == 2
+    assert await store.delete_team("t1") is True
+    assert await store.get_team("t1") is None
+    assert await store.delete_team("t1") is False
+
+
+async def test_user_upsert_get_list_delete(store: Store) -> None:
+    user = UserRow(
+        user_id="u1",
+        user_email="a@example.com",
+        user_role="internal_user",
+        max_budget=5.0,
+        budget_duration="1d",
+        models=["m"],
+        rpm_limit=1,
+        tpm_limit=2,
+        max_parallel_requests=3,
+        metadata={"team": None},
+        created_at=1.0,
+        updated_at=1.0,
+    )
+    await store.upsert_user(user)
+    await store.upsert_user(UserRow(user_id="u2", user_role="proxy_admin", created_at=2.0))
+    assert await store.get_user("u1") == user
+    assert [u.user_id for u in await store.list_users()] == ["u1", "u2"]
+    assert [u.user_id for u in await store.list_users(user_role="proxy_admin")] == ["u2"]
+    assert await store.count_users(user_role="internal_user") == 1
+    assert await store.delete_user("u1") is True
+    assert await store.get_user("u1") is None
+
+
+async def test_list_rejects_invalid_pages(store: Store) -> None:
+    with pytest.raises(ValueError):
+        await store.list_keys(page=0)
+    with pytest.raises(ValueError):
+        await store.list_teams(size=0)
+    with pytest.raises(ValueError):
+        await store.spend_logs(page_size=0)
+
+
+async def test_load_all_returns_every_entity(store: Store) -> None:
+    await store.upsert_key(full_key("h1"))
+    await store.upsert_key(full_key("h2"))
+    await store.upsert_team(TeamRow(team_id="t1"))
+    await store.upsert_user(UserRow(user_id="u1"))
+    keys, teams, users = await store.load_all()
+    assert sorted(k.token_hash for k in keys) == ["h1", "h2"]
+    assert [t.team_id for t in teams] == ["t1"]
+    assert [u.user_id for u in users] == ["u1"]
+
+
+@pytest.mark.parametrize(
+    ("account", "stale", "get"),
+    [
+        pytest.param("key:h1", full_key(), "get_key", id="key"),
+        pytest.param("team:t1", TeamRow(team_id="t1", created_at=1.0), "get_team", id="team"),
+        pytest.param("user:u1", UserRow(user_id="u1", created_at=1.0), "get_user", id="user"),
+    ],
+)
+async def test_admin_upsert_does_not_clobber_ledger_spend(
+    store: Store, account: str, stale: msgspec.Struct, get: str
+) -> None:
+    kind = account.split(":")[0]
+    upsert = getattr(store, f"upsert_{kind}")
+    await upsert(stale)
+    await store.apply_flush([(account, 7.25, 2_000_000_000.0)], [])
+
+    # An admin edit made from a copy read before the flush, with a changed created_at too.
+    edited = msgspec.structs.replace(stale, max_budget=99.0, created_at=50.0, updated_at=60.0)
+    await upsert(edited)
+
+    row = await getattr(store, get)(account.split(":")[1])
+    assert row.spend == 7.25
+    assert row.budget_reset_at == 2_000_000_000.0
+    assert row.max_budget == 99.0
+    assert row.updated_at == 60.0
+    assert row.created_at == 1.0
+
+
+async def test_apply_flush_is_idempotent_and_spend_absolute(store: Store) -> None:
+    await store.upsert_key(KeyRow(token_hash="h1"))
+    await store.upsert_user(UserRow(user_id="u1"))
+    await store.upsert_team(TeamRow(team_id="t1"))
+    updates = [("key:h1", 1.5, None), ("user:u1", 2.5, 10.0), ("team:t1", 3.5, 20.0)]
+    logs = [log("r1"), log("r2", cost=1.0)]
+
+    await store.apply_flush(updates, logs)
+    await store.apply_flush(updates, logs)
+
+    assert await store.count_spend_logs() == 2
+    assert await store.sum_spend_logs_by_key() == {"h1": 1.5}
+    key, user, team = (
+        await store.get_key("h1"),
+        await store.get_user("u1"),
+        await store.get_team("t1"),
+    )
+    assert (key.spend, key.budget_reset_at) == (1.5, None)
+    assert (user.spend, user.budget_reset_at) == (2.5, 10.0)
+    assert (team.spend, team.budget_reset_at) == (3.5, 20.0)
+    assert (await store.spend_logs())[-1] == logs[0]
+
+
+async def test_apply_flush_rejects_unknown_account_before_writing(store: Store) -> None:
+    await store.upsert_key(KeyRow(token_hash="h1"))
+    for bad in ("org:o1", "key", "key:", "h1"):
+        with pytest.raises(ValueError):
+            await store.apply_flush([("key:h1", 1.0, None), (bad, 1.0, None)], [log("r1")])
+    assert (await store.get_key("h1")).spend == 0.0
+    assert await store.count_spend_logs() == 0
+
+
+async def test_apply_flush_is_one_transaction(store: Store) -> None:
+    await store.upsert_key(KeyRow(token_hash="h1"))
+    broken = SpendLogRow(request_id=None)  # type: ignore[arg-type]  # violates NOT NULL
+    with pytest.raises(aiosqlite.IntegrityError):
+        await store.apply_flush([("key:h1", 4.0, None)], [log("r1"), broken])
+    assert (await store.get_key("h1")).spend == 0.0
+    assert await store.count_spend_logs() == 0
+    # The connection is usable (no transaction left open).
+    await store.apply_flush([("key:h1", 4.0, None)], [log("r1")])
+    assert (await store.get_key("h1")).spend == 4.0
+
+
+async def test_spend_logs_filters_and_pagination(store: Store) -> None:
+    rows = [
+        log("a", key_hash="k1", user_id="u1", team_id="t1", model="m1", start_time=1.0),
+        log("b", key_hash="k1", user_id="u2", team_id="t1", model="m2", start_time=2.0),
+        log("c", key_hash="k2", user_id="u1", team_id="t2", model="m1", start_time=3.0),
+        log("d", key_hash="k2", user_id="u2", team_id="t2", model="m2", start_time=4.0),
+        log("e", key_hash="k1", user_id="u1", team_id="t1", model="m1", start_time=5.0),
+    ]
+    await store.apply_flush([], rows)
+
+    async def ids(**kw) -> list[str]:
+        return [r.request_id for r in await store.spend_logs(**kw)]
+
+    assert await ids() == ["e", "d", "c", "b", "a"]
+    assert await ids(key_hash="k1") == ["e", "b", "a"]
+    assert await ids(user_id="u2") == ["d", "b"]
+    assert await ids(team_id="t2") == ["d", "c"]
+    assert await ids(model="m1", key_hash="k1") == ["e", "a"]
+    assert await ids(start=2.0, end=4.0) == ["c", "b"]
+    assert await ids(page=1, page_size=2) == ["e", "d"]
+    assert await ids(page=3, page_size=2) == ["a"]
+    assert await ids(page=4, page_size=2) == []
+
+
+@pytest.mark.parametrize(
+    ("group_by", "expected"),
+    [
+        pytest.param("key", {"k1": (3.0, 2), "k2": (4.0, 1)}, id="key"),
+        pytest.param("team", {"t1": (1.0, 1), "t2": (6.0, 2)}, id="team"),
+        pytest.param("user", {"u1": (5.0, 2), "u2": (2.0, 1)}, id="user"),
+        pytest.param("model", {"m1": (5.0, 2), "m2": (2.0, 1)}, id="model"),
+    ],
+)
+async def test_spend_report_groups(store: Store, group_by: str, expected: dict) -> None:
+    await store.apply_flush(
+        [],
+        [
+            log("a", key_hash="k1", team_id="t1", user_id="u1", model="m1", cost=1.0),
+            log("b", key_hash="k1", team_id="t2", user_id="u2", model="m2", cost=2.0),
+            log("c", key_hash="k2", team_id="t2", user_id="u1", model="m1", cost=4.0),
+            log("z", key_hash="k2", cost=100.0, start_time=500.0),  # outside the window
+        ],
+    )
+    report = await store.spend_report(group_by, start=0.0, end=200.0)  # type: ignore[arg-type]
+    assert {r["group"]: (r["spend"], r["requests"]) for r in report} == expected
+    assert [r["spend"] for r in report] == sorted((r["spend"] for r in report), reverse=True)
+    for r in report:
+        assert r["prompt_tokens"] == 10 * r["requests"]
+        assert r["completion_tokens"] == 5 * r["requests"]
+        assert r["total_tokens"] == 15 * r["requests"]
+
+
+@pytest.mark.parametrize("group_by", ["cost", "key_hash; DROP TABLE spend_logs", ""])
+async def test_spend_report_rejects_unknown_group_by(store: Store, group_by: str) -> None:
+    with pytest.raises(ValueError):
+        await store.spend_report(group_by)  # type: ignore[arg-type]
+    assert await store.count_spend_logs() == 0  # table still there
+
+
+async def test_sql_injection_looking_values_are_stored_literally(store: Store) -> None:
+    evil = "x'); DROP TABLE keys; --"
+    always_true = "' OR '1'='1"
+    await store.upsert_key(full_key("h1", key_alias=evil, team_id=evil, metadata={evil: evil}))
+    await store.upsert_key(full_key("h2", team_id="t-other"))
+    await store.apply_flush([], [log(evil, key_hash=evil, model=always_true)])
+
+    key = await store.get_key("h1")
+    assert (key.key_alias, key.team_id, key.metadata) == (evil, evil, {evil: evil})
+    assert [k.token_hash for k in await store.list_keys(team_id=evil)] == ["h1"]
+    assert await store.list_keys(team_id=always_true) == []
+    assert await store.get_key(always_true) is None
+    assert [r.request_id for r in await store.spend_logs(model=always_true)] == [evil]
+    assert await store.spend_logs(key_hash=always_true) == []
+    assert (await store.spend_report("model"))[0]["group"] == always_true
+    assert await store.count_keys() == 2
