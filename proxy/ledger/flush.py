@@ -18,6 +18,7 @@ and wakes the writer for an immediate flush instead of waiting for the interval.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -75,6 +76,7 @@ class Flusher:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._failing = False
+        self._streak = 0
         self.flushed = 0
         self.failures = 0
         self.overflow = 0
@@ -139,17 +141,17 @@ class Flusher:
     async def flush(self) -> bool:
         """One flush attempt now. True if everything drained so far is committed."""
         async with self._flush_lock:
-            # Taking the batch is synchronous: no await between draining and keeping.
-            for account, spend, reset_at in self._drain_spend():
-                self._batch_spend[account] = (spend, reset_at)
-            if self._buffer:
-                self._batch_logs.extend(self._buffer)
-                self._buffer.clear()
-            if not self._batch_logs and not self._batch_spend:
-                return True
-            updates = [(a, s, r) for a, (s, r) in self._batch_spend.items()]
             started = time.perf_counter()
             try:
+                # Taking the batch is synchronous: no await between draining and keeping.
+                for account, spend, reset_at in self._drain_spend():
+                    self._batch_spend[account] = (spend, reset_at)
+                if self._buffer:
+                    self._batch_logs.extend(self._buffer)
+                    self._buffer.clear()
+                if not self._batch_logs and not self._batch_spend:
+                    return True
+                updates = [(a, s, r) for a, (s, r) in self._batch_spend.items()]
                 await self._store.apply_flush(updates, self._batch_logs)
             except Exception as exc:
                 self._record_failure(exc)
@@ -160,11 +162,13 @@ class Flusher:
             self._batch_spend.clear()
             if self._failing:
                 self._failing = False
-                logger.info("ledger flush recovered after %d failed attempts", self.failures)
+                logger.info("ledger flush recovered after %d failed attempts", self._streak)
+                self._streak = 0
             return True
 
     def _record_failure(self, exc: Exception) -> None:
         self.failures += 1
+        self._streak += 1
         if self._failing:
             return
         self._failing = True
@@ -182,10 +186,8 @@ class Flusher:
     async def _run(self) -> None:
         delay = self._interval_s
         while not self._stopping:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
-            except TimeoutError:
-                pass
             self._wake.clear()
             if self._stopping:
                 break  # stop() does the final flush with its own deadline

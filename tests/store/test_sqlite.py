@@ -108,9 +108,9 @@ async def test_concurrent_opens_apply_migrations_once(db_path: str) -> None:
 
 
 async def test_wal_journal_mode_is_on(store: Store, db_path: str) -> None:
-    async with aiosqlite.connect(db_path) as db:
-        rows = await db.execute_fetchall("PRAGMA journal_mode")
-    assert list(rows)[0][0] == "wal"
+    async with aiosqlite.connect(db_path) as db, db.execute("PRAGMA journal_mode") as cursor:
+        row = await cursor.fetchone()
+    assert row == ("wal",)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,227 @@
+"""A fake OpenAI server on 127.0.0.1, port 0, speaking the real wire format.
+
+Behaviour is chosen by the ``model`` the gateway sends upstream:
+``fake-slow-stream`` (a chunk every 50 ms, for 10 s), ``fake-medium-stream`` (for 1 s),
+``fake-hang`` (never answers),
+``fake-400`` / ``fake-401`` / ``fake-429`` / ``fake-500`` (errors in OpenAI's shape),
+``fake-stream-break`` (drops the connection mid-stream), anything else: a normal reply.
+It records every request and counts open streams, so tests can see what reached it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+REPLY_TEXT = "The quick brown fox jumps over the lazy dog"
+
+
+class FakeOpenAI:
+    def __init__(self, *, api_key: str) -> None:
+        self.api_key = api_key
+        self.requests: list[dict[str, Any]] = []
+        self.open_streams = 0
+        self.closed_streams = 0
+        self.hits = 0
+        self.port = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._started = threading.Event()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="fake-openai", daemon=True)
+        self._thread.start()
+        if not self._started.wait(10):
+            raise RuntimeError("fake upstream did not start")
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def last_request(self) -> dict[str, Any]:
+        return self.requests[-1]
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        loop.run_until_complete(self._serve())
+        self._started.set()
+        loop.run_forever()
+        loop.close()
+
+    async def _serve(self) -> None:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings"):
+            app.router.add_post(path, self._handle)
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def _shutdown(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.hits += 1
+        raw = await request.read()
+        body = orjson.loads(raw)
+        self.requests.append(
+            {"path": request.path, "headers": dict(request.headers), "raw": raw, "json": body}
+        )
+        if request.headers.get("authorization") != f"Bearer {self.api_key}":
+            return _error(401, "Incorrect API key provided.", "invalid_request_error",
+                          "invalid_api_key")
+        model = body.get("model", "")
+        if model == "fake-hang":
+            await asyncio.sleep(30)
+        if model == "fake-400":
+            return _error(
+                400,
+                "This model's maximum context length is 8192 tokens.",
+                "invalid_request_error",
+                "context_length_exceeded",
+                param="messages",
+            )
+        if model == "fake-401":
+            return _error(
+                401,
+                f"Incorrect API key provided: {self.api_key}.",
+                "invalid_request_error",
+                "invalid_api_key",
+            )
+        if model == "fake-429":
+            return _error(429, "Rate limit reached", "requests", "rate_limit_exceeded",
+                          headers={"retry-after": "7"})
+        if model == "fake-500":
+            return _error(500, "The server had an error", "server_error", None)
+        if request.path.endswith("/embeddings"):
+            return _embeddings(body)
+        if body.get("stream"):
+            return await self._stream(request, body)
+        return _completion(request.path, body)
+
+    async def _stream(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        model = body["model"]
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await resp.prepare(request)
+        self.open_streams += 1
+        try:
+            chat = request.path.endswith("/chat/completions")
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            words = REPLY_TEXT.split(" ")
+            if model == "fake-slow-stream":
+                words = ["tick"] * 200
+            elif model == "fake-medium-stream":
+                words = ["tock"] * 20
+            for i, word in enumerate(words):
+                piece = word if i == 0 else " " + word
+                last = i == len(words) - 1
+                choice: dict[str, Any]
+                if chat:
+                    choice = {"index": 0, "delta": {"content": piece},
+                              "finish_reason": "stop" if last else None}
+                else:
+                    choice = {"index": 0, "text": piece, "finish_reason": "stop" if last else None}
+                chunk: dict[str, Any] = {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion.chunk" if chat else "text_completion",
+                    "created": int(time.time()),
+                    "model": model,
+                    "choices": [choice],
+                }
+                if include_usage:
+                    chunk["usage"] = None
+                await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+                if model in ("fake-slow-stream", "fake-medium-stream"):
+                    await asyncio.sleep(0.05)
+                if model == "fake-stream-break" and i == 3:
+                    assert request.transport is not None
+                    request.transport.close()
+                    return resp
+            if include_usage:
+                usage = {"id": "chatcmpl-fake", "object": "chat.completion.chunk",
+                         "created": int(time.time()), "model": model, "choices": [],
+                         "usage": _usage(body, len(words))}
+                await resp.write(b"data: " + orjson.dumps(usage) + b"\n\n")
+            await resp.write(b"data: [DONE]\n\n")
+            await resp.write_eof()
+            return resp
+        finally:
+            self.open_streams -= 1
+            self.closed_streams += 1
+
+
+def _usage(body: dict[str, Any], completion_tokens: int) -> dict[str, Any]:
+    prompt_tokens = 11
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": 3},
+        "completion_tokens_details": {"reasoning_tokens": 0},
+    }
+
+
+def _completion(path: str, body: dict[str, Any]) -> web.Response:
+    words = len(REPLY_TEXT.split(" "))
+    if path.endswith("/chat/completions"):
+        payload = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": REPLY_TEXT},
+                         "finish_reason": "stop"}],
+            "usage": _usage(body, words),
+        }
+    else:
+        payload = {
+            "id": "cmpl-fake",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": body["model"],
+            "choices": [{"index": 0, "text": REPLY_TEXT, "finish_reason": "stop",
+                         "logprobs": None}],
+            "usage": _usage(body, words),
+        }
+    return web.Response(body=orjson.dumps(payload), content_type="application/json")
+
+
+def _embeddings(body: dict[str, Any]) -> web.Response:
+    inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+    data = [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]}
+            for i, _ in enumerate(inputs)]
+    payload = {"object": "list", "data": data, "model": body["model"],
+               "usage": {"prompt_tokens": 5 * len(inputs), "total_tokens": 5 * len(inputs)}}
+    return web.Response(body=orjson.dumps(payload), content_type="application/json")
+
+
+def _error(
+    status: int,
+    message: str,
+    type_: str,
+    code: str | None,
+    *,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    payload = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    return web.Response(status=status, body=orjson.dumps(payload),
+                        content_type="application/json", headers=headers)
