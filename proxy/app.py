@@ -21,14 +21,21 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from .accounting import Accounting, RequestIds
+from .admin import admin_routes
 from .auth import Authenticator
 from .config import Config, load_config
+from .directory import Directory
 from .errors import NotFound, TollwayError
 from .hotpath import InferenceRoute, Receive, Scope, Send
+from .ledger import Ledger
+from .ledger.flush import Flusher
 from .parse import Kind
+from .pricing import PriceTable
 from .providers import build_deployment, build_providers
 from .router import Router
 from .settings import Settings, from_environment
+from .store import SpendLogRow, Store
 from .upstream import AiohttpTransport, Transport
 
 if TYPE_CHECKING:
@@ -40,21 +47,31 @@ log = logging.getLogger("tollway")
 class Stats:
     """Counters since start, read by /health and the tests."""
 
-    __slots__ = ("completion_tokens", "in_flight", "prompt_tokens", "requests", "by_status")
+    __slots__ = ("by_status", "completion_tokens", "prompt_tokens", "requests")
 
     def __init__(self) -> None:
         self.requests = 0
-        self.in_flight = 0
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.by_status: dict[int, int] = {}
 
 
 class GatewayState:
+    """Everything a request needs, built once; ``start``/``stop`` run in the lifespan."""
+
     def __init__(self, settings: Settings, config: Config, transport: Transport | None = None):
         self.settings = settings
         self.config = config
-        self.auth = Authenticator(settings.master_key)
+        self.ledger = Ledger()
+        self.directory = Directory(self.ledger)
+        self.auth = Authenticator(
+            settings.master_key, self.directory.keys, self.directory.teams, self.directory.users
+        )
+        self.accounting = Accounting(self.ledger, PriceTable.load(), self._enqueue_spend_log)
+        self.request_ids = RequestIds()
+        self._store: Store | None = None
+        self._flusher: Flusher | None = None
+        self._early_logs: list[SpendLogRow] = []
         deployments = [
             build_deployment(i, entry, config.router_settings, settings)
             for i, entry in enumerate(config.model_list)
@@ -66,15 +83,56 @@ class GatewayState:
         self.started_at = int(time.time())
         self.ready = False
 
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise RuntimeError("the store is not open")
+        return self._store
+
+    @property
+    def flusher(self) -> Flusher:
+        if self._flusher is None:
+            raise RuntimeError("the flusher is not running")
+        return self._flusher
+
     async def start(self) -> None:
+        store = await Store.open(self.settings.db)
+        self._store = store
+        self.directory.attach(store)
+        # The ledger is rebuilt from SQLite before the first request is admitted.
+        await self.directory.load()
+        self._flusher = Flusher(
+            store, self.ledger.drain_dirty, interval_s=self.settings.flush_interval_ms / 1000
+        )
+        self._flusher.start()
+        for row in self._early_logs:
+            self._flusher.enqueue(row)
+        self._early_logs.clear()
         self.ready = True
 
     async def stop(self) -> None:
+        # uvicorn has already let in-flight requests finish (or hit the grace period), so
+        # every settle that will happen has happened: the final flush writes all of them.
         self.ready = False
-        await self.transport.close()
+        try:
+            if self._flusher is not None:
+                await self._flusher.stop()
+            if self._store is not None:
+                await self._store.close()
+        finally:
+            await self.transport.close()
+
+    def _enqueue_spend_log(self, row: SpendLogRow) -> None:
+        if self._flusher is not None:
+            self._flusher.enqueue(row)
+        else:
+            self._early_logs.append(row)
 
     def settle(self, call: Call) -> None:
-        """Last stage of every inference call; runs in ``finally``."""
+        """Last stage of every inference call; runs in ``finally`` and is idempotent."""
+        if call.settled:
+            return
+        self.accounting.settle(call)
         stats = self.stats
         stats.requests += 1
         stats.by_status[call.status] = stats.by_status.get(call.status, 0) + 1
@@ -166,6 +224,7 @@ def _web_routes(state: GatewayState) -> list[Route]:
         return _json_response({"object": "list", "data": data})
 
     return [
+        *admin_routes(state),
         Route("/health/liveliness", liveliness, methods=["GET"]),
         Route("/health/liveness", liveliness, methods=["GET"]),
         Route("/health/readiness", readiness, methods=["GET"]),

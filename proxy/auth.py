@@ -7,13 +7,16 @@ is open, which the CLI only allows on a loopback address.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import hmac
-import enum
+import time
+from collections.abc import Callable, Mapping
 
 import msgspec
 
-from .errors import AuthenticationFailed
+from .errors import AuthenticationFailed, PermissionDenied
+from .store import KeyRow, TeamRow, UserRow
 
 MAX_KEY_LENGTH = 512
 
@@ -21,11 +24,34 @@ MAX_KEY_LENGTH = 512
 class Role(enum.Enum):
     ANONYMOUS = "anonymous"
     MASTER = "master"
+    # A virtual key; its ``key_type`` says what it may do (see ``may_infer``/``may_administer``).
+    KEY = "key"
+
+
+# LiteLLM's key types: "llm_api"/"default" call models; "management" calls the admin API,
+# confined to its own team; "read_only" may only read the admin API.
+INFERENCE_KEY_TYPES = frozenset({None, "default", "llm_api"})
+ADMIN_KEY_TYPES = frozenset({"management", "read_only"})
 
 
 class Principal(msgspec.Struct, frozen=True):
     role: Role
     key_hash: str | None = None
+    key: KeyRow | None = None
+    team: TeamRow | None = None
+    user: UserRow | None = None
+
+    @property
+    def may_infer(self) -> bool:
+        return self.role is not Role.KEY or (
+            self.key is not None and self.key.key_type in INFERENCE_KEY_TYPES
+        )
+
+    @property
+    def may_administer(self) -> bool:
+        return self.role is Role.MASTER or (
+            self.key is not None and self.key.key_type in ADMIN_KEY_TYPES
+        )
 
 
 ANONYMOUS = Principal(Role.ANONYMOUS)
@@ -55,8 +81,21 @@ def presented_key(authorization: bytes | None, api_key: bytes | None) -> str | N
 
 
 class Authenticator:
-    def __init__(self, master_key: str | None) -> None:
+    """Resolves the presented key against the master key and the in-memory key table."""
+
+    def __init__(
+        self,
+        master_key: str | None,
+        keys: Mapping[str, KeyRow] | None = None,
+        teams: Mapping[str, TeamRow] | None = None,
+        users: Mapping[str, UserRow] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._master_hash = hash_key(master_key).encode() if master_key else None
+        self._keys: Mapping[str, KeyRow] = keys if keys is not None else {}
+        self._teams: Mapping[str, TeamRow] = teams if teams is not None else {}
+        self._users: Mapping[str, UserRow] = users if users is not None else {}
+        self._clock = clock
 
     @property
     def open(self) -> bool:
@@ -64,11 +103,29 @@ class Authenticator:
 
     def authenticate(self, authorization: bytes | None, api_key: bytes | None) -> Principal:
         key = presented_key(authorization, api_key)
-        if self._master_hash is None:
-            return ANONYMOUS
         if key is None:
+            if self._master_hash is None:
+                return ANONYMOUS
             raise AuthenticationFailed(_MISSING)
         digest = hash_key(key)
+        # The dict is keyed by a SHA-256 of the secret, so lookup timing reveals nothing
+        # usable about the secret itself; the master key is compared in constant time.
+        record = self._keys.get(digest)
+        if record is not None:
+            return self._key_principal(digest, record)
+        if self._master_hash is None:
+            return ANONYMOUS
         if hmac.compare_digest(digest.encode(), self._master_hash):
             return Principal(Role.MASTER, digest)
         raise AuthenticationFailed(_INVALID)
+
+    def _key_principal(self, digest: str, record: KeyRow) -> Principal:
+        if record.expires is not None and record.expires <= self._clock():
+            raise AuthenticationFailed("API key expired", code="expired_key")
+        if record.blocked:
+            raise PermissionDenied("API key is blocked", code="key_blocked")
+        team = self._teams.get(record.team_id) if record.team_id else None
+        if team is not None and team.blocked:
+            raise PermissionDenied("the key's team is blocked", code="team_blocked")
+        user = self._users.get(record.user_id) if record.user_id else None
+        return Principal(Role.KEY, digest, record, team, user)

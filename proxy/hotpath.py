@@ -1,7 +1,11 @@
 """The inference routes as raw ASGI: every stage of a request, in order, in one place.
 
-    read body (bounded) → authenticate → parse → route → call upstream → stream or return
-    → settle (in ``finally``: also on error, disconnect and cancellation)
+    read body (bounded) → authenticate → parse → model allowlist → route → admit (ledger)
+    → call upstream → stream or return → settle (in ``finally``: also on error, disconnect
+    and cancellation)
+
+Route runs before admit, not after: the reservation is priced with the chosen deployment's
+price, and a pick is a dict lookup with no I/O, so nothing is spent on a call admit rejects.
 
 No framework layer sits on this path: headers are read once from the scope, the body is
 forwarded as bytes, and SSE chunks are passed from the upstream socket to the client's.
@@ -13,19 +17,20 @@ import asyncio
 import logging
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
-from .errors import BodyTooLarge, InvalidRequest, TollwayError
+from .errors import BodyTooLarge, InvalidRequest, PermissionDenied, TollwayError
 from .parse import Kind, ParsedRequest, parse
 from .providers.base import Deployment, Reply
 from .usage import Usage
 
 if TYPE_CHECKING:
+    from .accounting import Accounting
     from .app import GatewayState
+    from .auth import Principal
+    from .ledger import Reservation
+    from .pricing import ModelPrice
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -47,42 +52,71 @@ class Call:
 
     __slots__ = (
         "call_id",
+        "cost",
         "deployment",
         "disconnected",
         "echo_request_id",
         "headers_sent",
+        "price",
+        "principal",
+        "reached_upstream",
+        "relayed_events",
         "request",
+        "reservation",
+        "settled",
         "started",
         "status",
+        "uid",
         "upstream_s",
         "usage",
     )
 
-    def __init__(self, call_id: str, echo_request_id: bool) -> None:
+    def __init__(self, uid: str, call_id: str, echo_request_id: bool) -> None:
+        self.uid = uid
         self.call_id = call_id
         self.echo_request_id = echo_request_id
         self.started = time.perf_counter()
         self.upstream_s = 0.0
         self.request: ParsedRequest | None = None
+        self.principal: Principal | None = None
         self.deployment: Deployment | None = None
+        self.price: ModelPrice | None = None
+        self.reservation: Reservation | None = None
         self.usage: Usage | None = None
+        self.cost: float | None = None
         self.status = 0
+        self.relayed_events = 0
+        self.reached_upstream = False
+        self.settled = False
         self.headers_sent = False
         self.disconnected = False
 
-    def response_headers(self, extra: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    def response_headers(
+        self, extra: list[tuple[bytes, bytes]], accounting: Accounting
+    ) -> list[tuple[bytes, bytes]]:
         overhead_ms = (time.perf_counter() - self.started - self.upstream_s) * 1000
         call_id = self.call_id.encode()
         headers = [
             *extra,
             (b"x-tollway-call-id", call_id),
             (b"x-tollway-overhead-ms", f"{overhead_ms:.3f}".encode()),
+            (b"x-tollway-attempted-retries", b"0"),
+            (b"x-tollway-attempted-fallbacks", b"0"),
         ]
         if self.echo_request_id:
             headers.append((b"x-request-id", call_id))
         if self.deployment is not None:
             model = f"{self.deployment.provider}/{self.deployment.upstream_model}"
             headers.append((b"x-tollway-model", model.encode()))
+        if self.cost is not None:
+            headers.append((b"x-tollway-response-cost", _money(self.cost)))
+        principal = self.principal
+        if principal is not None and principal.key is not None:
+            spend = accounting.key_spend(principal)
+            if spend is not None:
+                headers.append((b"x-tollway-key-spend", _money(spend)))
+            for name, value in accounting.ratelimit_headers(principal).items():
+                headers.append((name.encode(), value.encode()))
         return headers
 
 
@@ -105,19 +139,26 @@ class InferenceRoute:
                 content_length = value
             elif name == b"x-request-id":
                 request_id = value
-        call = _new_call(request_id)
+        call = _new_call(state.request_ids.next(), request_id)
+        accounting = state.accounting
         try:
             # Read the body before authenticating so the connection stays usable for the
             # next request; it is bounded, and nothing is decoded until the key is known.
             body = await read_body(receive, content_length, state.settings.max_body_bytes)
-            state.auth.authenticate(authorization, api_key)
+            principal = state.auth.authenticate(authorization, api_key)
+            if not principal.may_infer:
+                raise PermissionDenied("this key may not call models", code="key_type")
             call.request = request = parse(self.kind, body)
+            call.principal = principal
+            accounting.check_models(principal, request.model)
             call.deployment = deployment = state.router.pick(request.model)
+            upstream_model = deployment.resolve_model(request.model)
+            accounting.admit(call, principal, deployment, upstream_model)
             provider = state.providers[deployment.provider]
             upstream_started = time.perf_counter()
+            call.reached_upstream = True
             try:
-                reply = await provider.send(request, deployment, deployment.resolve_model(
-                    request.model))
+                reply = await provider.send(request, deployment, upstream_model)
             finally:
                 call.upstream_s = time.perf_counter() - upstream_started
             if reply.chunks is not None:
@@ -139,7 +180,12 @@ class InferenceRoute:
         body = reply.body or b""
         call.usage = reply.usage
         call.status = reply.status
-        headers = call.response_headers([(b"content-type", reply.content_type)])
+        # Settle before answering so the reply can carry its cost; settle is idempotent and
+        # the upstream has billed by now whether or not the client reads the answer.
+        self.state.settle(call)
+        headers = call.response_headers(
+            [(b"content-type", reply.content_type)], self.state.accounting
+        )
         headers.append((b"content-length", str(len(body)).encode()))
         call.headers_sent = True
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
@@ -153,11 +199,12 @@ class InferenceRoute:
         watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, call, task))
         call.status = reply.status
         try:
-            headers = call.response_headers(_STREAM_HEADERS)
+            headers = call.response_headers(_STREAM_HEADERS, self.state.accounting)
             call.headers_sent = True
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             try:
                 async for data in chunks:
+                    call.relayed_events += data.count(b"data:")
                     await send({"type": "http.response.body", "body": data, "more_body": True})
             except TollwayError as exc:
                 # Headers are gone: the error travels in-band, and the stream is not ended
@@ -191,7 +238,7 @@ class InferenceRoute:
         body = exc.body()
         extra = [(b"content-type", b"application/json")]
         extra.extend((k.encode(), v.encode()) for k, v in exc.headers.items())
-        headers = call.response_headers(extra)
+        headers = call.response_headers(extra, self.state.accounting)
         headers.append((b"content-length", str(len(body)).encode()))
         call.headers_sent = True
         try:
@@ -201,12 +248,16 @@ class InferenceRoute:
             call.disconnected = True
 
 
-def _new_call(request_id: bytes | None) -> Call:
+def _new_call(uid: str, request_id: bytes | None) -> Call:
     if request_id is not None:
         text = request_id.decode("latin-1")
         if _REQUEST_ID.fullmatch(text):
-            return Call(text, echo_request_id=True)
-    return Call(uuid.uuid4().hex, echo_request_id=False)
+            return Call(uid, text, echo_request_id=True)
+    return Call(uid, uid, echo_request_id=False)
+
+
+def _money(value: float) -> bytes:
+    return f"{value:.10f}".rstrip("0").rstrip(".").encode() if value else b"0"
 
 
 async def read_body(receive: Receive, content_length: bytes | None, limit: int) -> bytes:
@@ -251,5 +302,3 @@ def _sse_error(exc: TollwayError) -> bytes:
     return b"data: " + exc.body() + b"\n\n"
 
 
-def _json(obj: Any) -> bytes:
-    return orjson.dumps(obj)

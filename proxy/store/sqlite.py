@@ -95,6 +95,7 @@ class SpendLogRow(msgspec.Struct, kw_only=True, gc=False):
     provider/model actually called. `estimated` marks usage the upstream never reported."""
 
     request_id: str
+    call_id: str | None = None
     key_hash: str | None = None
     user_id: str | None = None
     team_id: str | None = None

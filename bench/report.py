@@ -1,0 +1,142 @@
+"""Turn raw benchmark numbers into summary rows and the Markdown tables that are printed."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from bench.probe import percentile
+
+PERCENTILES = (("p50", 0.50), ("p90", 0.90), ("p99", 0.99), ("p99.9", 0.999))
+# The request names whose latency is reported, per scenario (see bench/locustfile.py).
+METRICS = {"non-stream": ("chat",), "stream": ("stream-ttfb", "stream-total")}
+
+
+def summarise(raw: Mapping[str, Any], metric: str) -> dict[str, float]:
+    """Count, requests/s, errors and latency percentiles (ms) of one request name."""
+    times = sorted(raw["times_ms"].get(metric, []))
+    seconds = raw["seconds"] or math.nan
+    errors = sum(count for text, count in raw["failures"].items() if text.startswith(metric))
+    row: dict[str, float] = {
+        "requests": len(times),
+        "errors": errors,
+        "rps": len(times) / seconds,
+        "mean": sum(times) / len(times) if times else math.nan,
+    }
+    for name, fraction in PERCENTILES:
+        row[name] = percentile(times, fraction)
+    return row
+
+
+def added_latency(runs: Sequence[Mapping[str, Any]], baseline: str) -> list[dict[str, Any]]:
+    """Per (scenario, users, metric): each target's percentiles minus the baseline's."""
+    index = {(r["scenario"], r["users"], r["metric"], r["target"]): r for r in runs}
+    out = []
+    for run in runs:
+        if run["target"] == baseline:
+            continue
+        base = index.get((run["scenario"], run["users"], run["metric"], baseline))
+        if base is None:
+            continue
+        row: dict[str, Any] = {k: run[k] for k in ("scenario", "users", "metric", "target")}
+        for name, _ in PERCENTILES:
+            row[name] = run[name] - base[name]
+        row["rps_ratio"] = run["rps"] / base["rps"] if base["rps"] else math.nan
+        out.append(row)
+    return out
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines.extend("| " + " | ".join(str(cell) for cell in row) + " |" for row in rows)
+    return "\n".join(lines)
+
+
+def _ms(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.2f}"
+
+
+def _signed_ms(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:+.2f}"
+
+
+def _mb(value: float | None) -> str:
+    return "" if not value else f"{value / 1e6:.0f}"
+
+
+def markdown(result: Mapping[str, Any]) -> str:
+    """The whole report: load runs, added latency, the precise probe, memory and caveats."""
+    parts = [f"# Tollway benchmark {result['timestamp']}", ""]
+    machine = result["machine"]
+    settings = result["settings"]
+    parts.append(
+        f"Machine: {machine['cpus']} CPU(s), {machine['cpu_model']}, Python {machine['python']}. "
+        f"Load runs: {settings['seconds']} s each (measured after all users spawned), users "
+        f"{settings['users']}, key: {result['key_kind']}, CPU pinning: {settings['pinning']}."
+    )
+    parts += ["", "## Load (locust FastHttpUser, latency in ms)", ""]
+    parts.append(
+        _table(
+            ["scenario", "metric", "users", "target", "req/s", "p50", "p90", "p99", "p99.9",
+             "errors", "peak RSS MB"],
+            (
+                [r["scenario"], r["metric"], r["users"], r["target"], f"{r['rps']:.0f}",
+                 _ms(r["p50"]), _ms(r["p90"]), _ms(r["p99"]), _ms(r["p99.9"]), r["errors"],
+                 _mb(r.get("peak_rss_bytes"))]
+                for r in result["runs"]
+            ),
+        )
+    )
+    parts += ["", "## Added latency vs direct-to-upstream (ms, same load)", ""]
+    parts.append(
+        _table(
+            ["scenario", "metric", "users", "target", "+p50", "+p90", "+p99", "+p99.9",
+             "req/s vs direct"],
+            (
+                [a["scenario"], a["metric"], a["users"], a["target"], _signed_ms(a["p50"]),
+                 _signed_ms(a["p90"]), _signed_ms(a["p99"]), _signed_ms(a["p99.9"]),
+                 f"{a['rps_ratio']:.2f}x"]
+                for a in result["added"]
+            ),
+        )
+    )
+    probe = result.get("probe")
+    if probe:
+        parts += [
+            "",
+            f"## Precise probe (µs; sequential aiohttp client, concurrency 1, "
+            f"{settings['probe_requests']} requests per target, interleaved)",
+            "",
+        ]
+        rows = []
+        for scenario, per_target in probe.items():
+            for target, s in per_target.items():
+                added = [s.get(f"added_{k}") for k in ("p50", "p90", "p99")]
+                rows.append(
+                    [scenario, target, f"{s['p50']:.0f}", f"{s['p90']:.0f}", f"{s['p99']:.0f}"]
+                    + ["" if a is None else f"{a:+.0f}" for a in added]
+                )
+        parts.append(
+            _table(
+                ["scenario", "target", "p50", "p90", "p99", "added p50", "added p90",
+                 "added p99"],
+                rows,
+            )
+        )
+    memory = result.get("memory", {})
+    if memory:
+        parts += ["", "## Memory (RSS of the server process tree, MB)", ""]
+        parts.append(
+            _table(
+                ["target", "idle (ready)", "after warm-up", "peak during load"],
+                (
+                    [t, _mb(m.get("idle")), _mb(m.get("after_warmup")), _mb(m.get("peak"))]
+                    for t, m in memory.items()
+                ),
+            )
+        )
+    notes = result.get("notes") or []
+    if notes:
+        parts += ["", "## Notes", ""] + [f"- {note}" for note in notes]
+    return "\n".join(parts) + "\n"

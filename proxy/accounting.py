@@ -1,0 +1,205 @@
+"""The admit and settle stages: what a call may spend before it runs, and what it cost.
+
+Admit reserves the call's worst case on every budget on its path (key → user → team):
+the prompt is counted as one token per body byte — byte-level BPE never yields more tokens
+than bytes, and the JSON around the text is larger than the chat template's per-message
+tokens — plus ``IMAGE_TOKEN_ALLOWANCE`` per image part, plus ``max_tokens`` (or the model's
+max output). Because the reservation bounds the real cost, spend never passes a budget.
+
+Settle runs exactly once per admitted call, in the hot path's ``finally``: it swaps the
+reservation for the cost of the usage the upstream reported (or an estimate, flagged, when
+a stream was cut before its usage chunk) and queues the spend-log row for the flusher.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from .auth import Principal, Role
+from .directory import key_account, team_account, user_account
+from .errors import PermissionDenied
+from .ledger import Ledger
+from .parse import ChatBody, ParsedRequest
+from .pricing import ModelPrice, PriceOverrides, PriceTable, cost, worst_case_cost
+from .providers.base import Deployment
+from .store import SpendLogRow
+from .usage import estimate_tokens
+
+if TYPE_CHECKING:
+    from .hotpath import Call
+
+IMAGE_TOKEN_ALLOWANCE = 2_000
+ALL_TEAM_MODELS = "all-team-models"
+
+
+class RequestIds:
+    """Unique spend-log ids across restarts: a random boot prefix and a counter."""
+
+    __slots__ = ("_count", "_prefix")
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(6).hex()
+        self._count = 0
+
+    def next(self) -> str:
+        self._count += 1
+        return f"{self._prefix}{self._count:010x}"
+
+
+class Accounting:
+    def __init__(
+        self,
+        ledger: Ledger,
+        prices: PriceTable,
+        enqueue: Callable[[SpendLogRow], None],
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.ledger = ledger
+        self.prices = prices
+        self._enqueue = enqueue
+        self._clock = clock
+        self._overrides: dict[str, PriceOverrides] = {}
+
+    def price_of(self, deployment: Deployment, upstream_model: str) -> ModelPrice:
+        overrides = self._overrides.get(deployment.id)
+        if overrides is None:
+            fields = msgspec.structs.asdict(deployment.info)
+            for name in ("input_cost_per_token", "output_cost_per_token"):
+                value = getattr(deployment.params, name)
+                if value is not None:
+                    fields[name] = value
+            overrides = msgspec.convert(fields, PriceOverrides, strict=False)
+            self._overrides[deployment.id] = overrides
+        return self.prices.lookup(f"{deployment.provider}/{upstream_model}", overrides=overrides)
+
+    def check_models(self, principal: Principal, model: str) -> None:
+        """The model allowlists of the key, its user and its team all have to allow it."""
+        if principal.role is not Role.KEY:
+            return
+        for owner, allowed in (
+            ("key", principal.key.models if principal.key else None),
+            ("user", principal.user.models if principal.user else None),
+            ("team", principal.team.models if principal.team else None),
+        ):
+            if allowed and model not in allowed and ALL_TEAM_MODELS not in allowed:
+                raise PermissionDenied(
+                    f"this {owner} may not use model {model!r}",
+                    param="model",
+                    code="model_not_allowed",
+                )
+
+    def admit(self, call: Call, principal: Principal, deployment: Deployment,
+              upstream_model: str) -> None:
+        request = call.request
+        assert request is not None
+        call.price = price = self.price_of(deployment, upstream_model)
+        if principal.role is not Role.KEY or principal.key_hash is None:
+            return
+        accounts = [key_account(principal.key_hash)]
+        if principal.user is not None:
+            accounts.append(user_account(principal.user.user_id))
+        if principal.team is not None:
+            accounts.append(team_account(principal.team.team_id))
+        prompt_upper = request.prompt_bytes + IMAGE_TOKEN_ALLOWANCE * _image_parts(request)
+        worst = worst_case_cost(price, prompt_tokens=prompt_upper, max_tokens=request.max_tokens)
+        tokens = estimate_tokens(request.prompt_bytes) + (request.max_tokens or 0)
+        call.reservation = self.ledger.admit(call.uid, accounts, tokens=tokens, cost=worst)
+
+    def settle(self, call: Call) -> None:
+        if call.settled:
+            return
+        call.settled = True
+        request = call.request
+        usage = call.usage
+        estimated = False
+        prompt = completion = cached = 0
+        if usage is not None:
+            prompt, completion, cached = (
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                usage.cached_tokens,
+            )
+        elif request is not None and call.reached_upstream and call.relayed_events:
+            # A stream cut before its usage chunk (client gone, upstream broke): the upstream
+            # billed what it generated, about one token per relayed chunk.
+            prompt = estimate_tokens(request.prompt_bytes)
+            completion = call.relayed_events
+            estimated = True
+        price = call.price
+        amount = (
+            cost(price, prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached)
+            if price is not None
+            else 0.0
+        )
+        call.cost = amount
+        reservation = call.reservation
+        if reservation is not None:
+            self.ledger.settle(reservation, cost=amount, tokens=prompt + completion)
+        if request is None or call.principal is None:
+            return
+        principal = call.principal
+        deployment = call.deployment
+        now = self._clock()
+        self._enqueue(
+            SpendLogRow(
+                request_id=call.uid,
+                call_id=call.call_id,
+                key_hash=principal.key_hash if principal.role is Role.KEY else None,
+                user_id=principal.user.user_id if principal.user else None,
+                team_id=principal.team.team_id if principal.team else None,
+                model=request.model,
+                deployment=(
+                    f"{deployment.provider}/{deployment.upstream_model}" if deployment else None
+                ),
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                cached_tokens=cached,
+                total_tokens=prompt + completion,
+                cost=amount,
+                latency_ms=round((time.perf_counter() - call.started) * 1000, 3),
+                status=_status(call.status),
+                status_code=call.status,
+                tags=list(principal.key.tags) if principal.key else [],
+                estimated=estimated,
+                start_time=now - (time.perf_counter() - call.started),
+                end_time=now,
+            )
+        )
+
+    def key_spend(self, principal: Principal | None) -> float | None:
+        if principal is None or principal.role is not Role.KEY or principal.key_hash is None:
+            return None
+        account = key_account(principal.key_hash)
+        return self.ledger.account(account).spend if self.ledger.has_account(account) else None
+
+    def ratelimit_headers(self, principal: Principal | None) -> dict[str, str]:
+        if principal is None or principal.role is not Role.KEY or principal.key_hash is None:
+            return {}
+        account = key_account(principal.key_hash)
+        if not self.ledger.has_account(account):
+            return {}
+        return self.ledger.ratelimit_headers(account)
+
+
+def _status(code: int) -> str:
+    if code == 499:
+        return "cancelled"
+    return "success" if 200 <= code < 400 else "error"
+
+
+def _image_parts(request: ParsedRequest) -> int:
+    typed = request.typed
+    if not isinstance(typed, ChatBody):
+        return 0
+    count = 0
+    for message in typed.messages:
+        content = message.content
+        if isinstance(content, list):
+            count += sum(1 for part in content if part.get("type") in ("image_url", "image"))
+    return count
