@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
@@ -94,8 +94,9 @@ class Accounting:
                     code="model_not_allowed",
                 )
 
-    def admit(self, call: Call, principal: Principal, deployment: Deployment,
-              upstream_model: str) -> None:
+    def admit(
+        self, call: Call, principal: Principal, deployment: Deployment, upstream_model: str
+    ) -> None:
         request = call.request
         assert request is not None
         call.price = price = self.price_of(deployment, upstream_model)
@@ -187,7 +188,7 @@ class Accounting:
         return self.ledger.ratelimit_headers(account)
 
 
-def _status(code: int) -> str:
+def _status(code: int) -> Literal["success", "error", "cancelled"]:
     if code == 499:
         return "cancelled"
     return "success" if 200 <= code < 400 else "error"

@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
+import msgspec
 import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -23,10 +24,10 @@ from starlette.routing import Route
 
 from .accounting import Accounting, RequestIds
 from .admin import admin_routes
-from .auth import Authenticator
+from .auth import Authenticator, Role
 from .config import Config, load_config
 from .directory import Directory
-from .errors import NotFound, TollwayError
+from .errors import NotFound, PermissionDenied, TollwayError
 from .hotpath import InferenceRoute, Receive, Scope, Send
 from .ledger import Ledger
 from .ledger.flush import Flusher
@@ -223,8 +224,27 @@ def _web_routes(state: GatewayState) -> list[Route]:
         ]
         return _json_response({"object": "list", "data": data})
 
+    async def ledger_status(request: Request) -> Response:
+        headers = request.headers
+        principal = state.auth.authenticate(
+            _header(headers.get("authorization")), _header(headers.get("x-api-key"))
+        )
+        if principal.role is not Role.MASTER:
+            raise PermissionDenied("the ledger status needs the master key")
+        in_flight, reserved = state.ledger.outstanding()
+        flush = state.flusher.stats()
+        return _json_response(
+            {
+                "in_flight": in_flight,
+                "reserved": reserved,
+                "flush": msgspec.structs.asdict(flush),
+                "requests": state.stats.requests,
+            }
+        )
+
     return [
         *admin_routes(state),
+        Route("/ledger/status", ledger_status, methods=["GET"]),
         Route("/health/liveliness", liveliness, methods=["GET"]),
         Route("/health/liveness", liveliness, methods=["GET"]),
         Route("/health/readiness", readiness, methods=["GET"]),

@@ -32,8 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for option in OPTIONS:
         flag = "--" + option.field.replace("_", "-")
-        kwargs: dict[str, Any] = {"dest": option.field, "default": None,
-                                  "help": f"{option.help} [{option.env}]"}
+        kwargs: dict[str, Any] = {
+            "dest": option.field,
+            "default": None,
+            "help": f"{option.help} [{option.env}]",
+        }
         if option.field == "access_log":
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
@@ -71,8 +74,9 @@ def serve(settings: Any, config: Any) -> int:
     try:
         sock.bind((settings.host, settings.port))
     except OSError as exc:
-        print(f"tollway: cannot bind {settings.host}:{settings.port}: {exc.strerror}",
-              file=sys.stderr)
+        print(
+            f"tollway: cannot bind {settings.host}:{settings.port}: {exc.strerror}", file=sys.stderr
+        )
         return 2
     sock.listen(2048)
     sock.set_inheritable(True)
@@ -99,7 +103,7 @@ def serve(settings: Any, config: Any) -> int:
         )
         from uvicorn.supervisors import Multiprocess
 
-        Multiprocess(uv_config, target=uvicorn.Server(uv_config).run, sockets=[sock]).run()
+        Multiprocess(uv_config, sockets=[sock]).run()
         return 0
     uv_config = uvicorn.Config(create_app(settings, config), **common)
     server = uvicorn.Server(uv_config)

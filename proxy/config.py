@@ -216,7 +216,7 @@ def parse_config(text: str, source: str, environ: Mapping[str, str]) -> Config:
 
 def with_env_providers(config: Config, environ: Mapping[str, str]) -> Config:
     """Add a wildcard model group for every OpenAI-compatible provider whose key is set."""
-    added = []
+    added: list[ModelEntry] = []
     for prefix, (_base, env_var) in OPENAI_COMPATIBLE.items():
         if prefix in ("ollama", "vllm", "hosted_vllm") or not environ.get(env_var):
             continue
@@ -233,7 +233,9 @@ def _resolve_env(value: Any, path: str, environ: Mapping[str, str]) -> Any:
     if isinstance(value, str) and value.startswith(ENV_PREFIX):
         name = value[len(ENV_PREFIX) :]
         if name not in environ:
-            log.warning("%s refers to environment variable %s, which is not set", _dotted(path), name)
+            log.warning(
+                "%s refers to environment variable %s, which is not set", _dotted(path), name
+            )
             return None
         return environ[name]
     if isinstance(value, dict):

@@ -211,8 +211,9 @@ class InferenceRoute:
                 # with a [DONE] it never reached.
                 call.status = exc.status
                 log.warning("call %s: stream ended early: %s", call.call_id, exc.message)
-                await send({"type": "http.response.body", "body": _sse_error(exc),
-                            "more_body": True})
+                await send(
+                    {"type": "http.response.body", "body": _sse_error(exc), "more_body": True}
+                )
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             if call.disconnected and task.uncancel() == 0:
@@ -300,5 +301,3 @@ async def _watch_disconnect(receive: Receive, call: Call, task: asyncio.Task[Any
 
 def _sse_error(exc: TollwayError) -> bytes:
     return b"data: " + exc.body() + b"\n\n"
-
-

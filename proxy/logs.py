@@ -11,9 +11,7 @@ import re
 import sys
 from collections.abc import Iterable
 
-_TOKEN_PATTERNS = re.compile(
-    r"(?i)(bearer\s+)[^\s\"',]+|\b(sk-[A-Za-z0-9_\-]{6})[A-Za-z0-9_\-]+"
-)
+_TOKEN_PATTERNS = re.compile(r"(?i)(bearer\s+)[^\s\"',]+|\b(sk-[A-Za-z0-9_\-]{6})[A-Za-z0-9_\-]+")
 
 
 class RedactSecrets(logging.Filter):
@@ -54,9 +52,7 @@ def _mask(match: re.Match[str]) -> str:
 def configure(level: str, secrets: Iterable[str] = ()) -> RedactSecrets:
     redactor = RedactSecrets(secrets)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(redactor)
     root = logging.getLogger()
     for existing in list(root.handlers):

@@ -93,8 +93,9 @@ def parse(kind: Kind, body: bytes) -> ParsedRequest:
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"the request body is not valid JSON: {exc}") from exc
     if not typed.model or len(typed.model) > 256:
-        raise InvalidRequest("`model` must be a non-empty string of at most 256 characters",
-                             param="model")
+        raise InvalidRequest(
+            "`model` must be a non-empty string of at most 256 characters", param="model"
+        )
     stream = kind is not Kind.EMBEDDING and bool(typed.stream)
     wants_usage = False
     max_tokens = None

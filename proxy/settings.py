@@ -112,9 +112,7 @@ class SettingsError(Exception):
     pass
 
 
-def resolve(
-    cli: Mapping[str, Any], environ: Mapping[str, str], config: Config | None
-) -> Settings:
+def resolve(cli: Mapping[str, Any], environ: Mapping[str, str], config: Config | None) -> Settings:
     """Merge the layers; ``cli`` holds only the options given on the command line."""
     values: dict[str, Any] = {}
     if config is not None:

@@ -120,7 +120,9 @@ class AiohttpTransport:
         except aiohttp.ClientConnectorError as exc:
             raise UpstreamUnreachable(f"cannot connect to the upstream at {_origin(url)}") from exc
         except aiohttp.ClientError as exc:
-            raise UpstreamUnreachable(f"the upstream at {_origin(url)} failed: {_kind(exc)}") from exc
+            raise UpstreamUnreachable(
+                f"the upstream at {_origin(url)} failed: {_kind(exc)}"
+            ) from exc
         return _AiohttpResponse(resp, deadlines)
 
     async def close(self) -> None:

@@ -120,14 +120,22 @@ class GatewayProcess:
 
 
 def start_gateway(
-    tmp: Path, config_text: str | None, extra_env: dict[str, str] | None = None,
+    tmp: Path,
+    config_text: str | None,
+    extra_env: dict[str, str] | None = None,
     args: list[str] | None = None,
 ) -> GatewayProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOLLWAY_")}
     for name in ("OPENAI_API_KEY", "GROQ_API_KEY", "MISTRAL_API_KEY", "DEEPSEEK_API_KEY"):
         env.pop(name, None)
-    env.update({"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TEST_MASTER_KEY": MASTER_KEY,
-                "TOLLWAY_DB": str(tmp / "tollway.db"), "TOLLWAY_CONNECT_TIMEOUT_S": "1"})
+    env.update(
+        {
+            "TEST_UPSTREAM_KEY": UPSTREAM_KEY,
+            "TEST_MASTER_KEY": MASTER_KEY,
+            "TOLLWAY_DB": str(tmp / "tollway.db"),
+            "TOLLWAY_CONNECT_TIMEOUT_S": "1",
+        }
+    )
     env.update(extra_env or {})
     argv = list(args or [])
     if config_text is not None:

@@ -13,7 +13,9 @@ from tests.conftest import MASTER_KEY, UPSTREAM_KEY, GatewayProcess, chat_body
 from tests.fakes.openai_upstream import REPLY_TEXT, FakeOpenAI
 
 
-async def post(gateway: GatewayProcess, path: str, body: object, **kwargs: object) -> httpx.Response:
+async def post(
+    gateway: GatewayProcess, path: str, body: object, **kwargs: object
+) -> httpx.Response:
     headers = kwargs.pop("headers", {"authorization": f"Bearer {MASTER_KEY}"})
     async with httpx.AsyncClient(base_url=gateway.url, timeout=10) as client:
         content = body if isinstance(body, bytes) else orjson.dumps(body)
@@ -30,7 +32,10 @@ def error_of(resp: httpx.Response) -> dict[str, object]:
 async def test_chat_is_proxied_with_model_rewritten_and_bytes_otherwise_untouched(
     gateway: GatewayProcess, fake_openai: FakeOpenAI
 ) -> None:
-    raw = b'{"model": "gpt-test", "messages": [{"role": "user", "content": "caf\\u00e9 \xe2\x9c\x93"}], "temperature": 0.25, "x_vendor": {"a": [1, 2.50]}}'
+    raw = (
+        b'{"model": "gpt-test", "messages": [{"role": "user", "content": '
+        b'"caf\\u00e9 \xe2\x9c\x93"}], "temperature": 0.25, "x_vendor": {"a": [1, 2.50]}}'
+    )
     resp = await post(gateway, "/v1/chat/completions", raw)
     assert resp.status_code == 200
     assert resp.json()["choices"][0]["message"]["content"] == REPLY_TEXT
@@ -100,10 +105,15 @@ async def stream_events(resp: httpx.Response) -> list[bytes]:
 async def test_stream_relays_sse_and_hides_the_usage_chunk_it_asked_for(
     gateway: GatewayProcess, fake_openai: FakeOpenAI
 ) -> None:
-    async with httpx.AsyncClient(base_url=gateway.url, timeout=10) as client, client.stream(
-        "POST", "/v1/chat/completions", json=chat_body(stream=True),
-        headers={"authorization": f"Bearer {MASTER_KEY}"},
-    ) as resp:
+    async with (
+        httpx.AsyncClient(base_url=gateway.url, timeout=10) as client,
+        client.stream(
+            "POST",
+            "/v1/chat/completions",
+            json=chat_body(stream=True),
+            headers={"authorization": f"Bearer {MASTER_KEY}"},
+        ) as resp,
+    ):
         assert resp.status_code == 200
         assert resp.headers["content-type"].startswith("text/event-stream")
         assert resp.headers["x-accel-buffering"] == "no"
@@ -121,10 +131,15 @@ async def test_stream_keeps_usage_chunk_when_client_asked_for_it(
     gateway: GatewayProcess, fake_openai: FakeOpenAI
 ) -> None:
     body = chat_body(stream=True, stream_options={"include_usage": True})
-    async with httpx.AsyncClient(base_url=gateway.url, timeout=10) as client, client.stream(
-        "POST", "/v1/chat/completions", json=body,
-        headers={"authorization": f"Bearer {MASTER_KEY}"},
-    ) as resp:
+    async with (
+        httpx.AsyncClient(base_url=gateway.url, timeout=10) as client,
+        client.stream(
+            "POST",
+            "/v1/chat/completions",
+            json=body,
+            headers={"authorization": f"Bearer {MASTER_KEY}"},
+        ) as resp,
+    ):
         events = await stream_events(resp)
     usage_chunk = orjson.loads(events[-2][6:])
     assert usage_chunk["choices"] == []
@@ -134,10 +149,15 @@ async def test_stream_keeps_usage_chunk_when_client_asked_for_it(
 async def test_stream_first_byte_arrives_before_the_stream_ends(
     gateway: GatewayProcess,
 ) -> None:
-    async with httpx.AsyncClient(base_url=gateway.url, timeout=20) as client, client.stream(
-        "POST", "/v1/chat/completions", json=chat_body("slow", stream=True),
-        headers={"authorization": f"Bearer {MASTER_KEY}"},
-    ) as resp:
+    async with (
+        httpx.AsyncClient(base_url=gateway.url, timeout=20) as client,
+        client.stream(
+            "POST",
+            "/v1/chat/completions",
+            json=chat_body("slow", stream=True),
+            headers={"authorization": f"Bearer {MASTER_KEY}"},
+        ) as resp,
+    ):
         started = time.monotonic()
         chunks = resp.aiter_raw()
         first = await anext(chunks)
@@ -149,10 +169,15 @@ async def test_stream_first_byte_arrives_before_the_stream_ends(
 async def test_stream_broken_by_upstream_ends_with_an_error_event_not_done(
     gateway: GatewayProcess,
 ) -> None:
-    async with httpx.AsyncClient(base_url=gateway.url, timeout=10) as client, client.stream(
-        "POST", "/v1/chat/completions", json=chat_body("stream-break", stream=True),
-        headers={"authorization": f"Bearer {MASTER_KEY}"},
-    ) as resp:
+    async with (
+        httpx.AsyncClient(base_url=gateway.url, timeout=10) as client,
+        client.stream(
+            "POST",
+            "/v1/chat/completions",
+            json=chat_body("stream-break", stream=True),
+            headers={"authorization": f"Bearer {MASTER_KEY}"},
+        ) as resp,
+    ):
         events = await stream_events(resp)
     assert b"data: [DONE]" not in events
     error = orjson.loads(events[-1][6:])["error"]
@@ -163,15 +188,19 @@ async def test_client_disconnect_mid_stream_closes_the_upstream_within_a_second(
     gateway: GatewayProcess, fake_openai: FakeOpenAI
 ) -> None:
     before = fake_openai.closed_streams
-    async with httpx.AsyncClient(base_url=gateway.url, timeout=10) as client:
-        async with client.stream(
-            "POST", "/v1/chat/completions", json=chat_body("slow", stream=True),
+    async with (
+        httpx.AsyncClient(base_url=gateway.url, timeout=10) as client,
+        client.stream(
+            "POST",
+            "/v1/chat/completions",
+            json=chat_body("slow", stream=True),
             headers={"authorization": f"Bearer {MASTER_KEY}"},
-        ) as resp:
-            chunks = resp.aiter_raw()
-            await anext(chunks)
-            await anext(chunks)
-            assert fake_openai.open_streams == 1
+        ) as resp,
+    ):
+        chunks = resp.aiter_raw()
+        await anext(chunks)
+        await anext(chunks)
+        assert fake_openai.open_streams == 1
         # Leaving the block closes the client's connection mid-stream.
     deadline = time.monotonic() + 1.0
     while fake_openai.open_streams and time.monotonic() < deadline:
@@ -195,7 +224,7 @@ async def test_client_disconnect_mid_stream_closes_the_upstream_within_a_second(
             "max_tokens",
             id="max-tokens-str",
         ),
-        pytest.param(b'[1, 2]', None, id="not-an-object"),
+        pytest.param(b"[1, 2]", None, id="not-an-object"),
     ],
 )
 async def test_malformed_body_is_400_in_contract_shape(
@@ -235,8 +264,9 @@ async def test_missing_or_wrong_key_is_401(
 
 
 async def test_master_key_accepted_in_x_api_key(gateway: GatewayProcess) -> None:
-    resp = await post(gateway, "/v1/chat/completions", chat_body(),
-                      headers={"x-api-key": MASTER_KEY})
+    resp = await post(
+        gateway, "/v1/chat/completions", chat_body(), headers={"x-api-key": MASTER_KEY}
+    )
     assert resp.status_code == 200
 
 
@@ -319,8 +349,12 @@ async def test_no_secret_in_any_response_or_log_line(gateway: GatewayProcess) ->
         await post(gateway, "/v1/chat/completions", chat_body("leaky-401")),
         await post(gateway, "/v1/chat/completions", chat_body("unreachable")),
         await post(gateway, "/v1/chat/completions", b"{bad"),
-        await post(gateway, "/v1/chat/completions", chat_body(),
-                   headers={"authorization": "Bearer sk-client-wrong-key-123456"}),
+        await post(
+            gateway,
+            "/v1/chat/completions",
+            chat_body(),
+            headers={"authorization": "Bearer sk-client-wrong-key-123456"},
+        ),
     ]
     assert responses[0].status_code == 401
     assert "[redacted]" in error_of(responses[0])["message"]  # type: ignore[operator]

@@ -75,17 +75,17 @@ def test_sync_sdk_sees_contract_errors(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as excinfo:
         client.chat.completions.create(model="bad-request", messages=MESSAGES)
     assert "maximum context length" in str(excinfo.value)
-    with openai.OpenAI(base_url=client.base_url, api_key="sk-nope", max_retries=0) as bad_key:
-        with pytest.raises(openai.AuthenticationError):
-            bad_key.chat.completions.create(model="gpt-test", messages=MESSAGES)
+    with (
+        openai.OpenAI(base_url=client.base_url, api_key="sk-nope", max_retries=0) as bad_key,
+        pytest.raises(openai.AuthenticationError),
+    ):
+        bad_key.chat.completions.create(model="gpt-test", messages=MESSAGES)
 
 
 async def test_async_chat_and_stream(aclient: openai.AsyncOpenAI) -> None:
     completion = await aclient.chat.completions.create(model="gpt-test", messages=MESSAGES)
     assert completion.choices[0].message.content == REPLY_TEXT
-    stream = await aclient.chat.completions.create(
-        model="gpt-test", messages=MESSAGES, stream=True
-    )
+    stream = await aclient.chat.completions.create(model="gpt-test", messages=MESSAGES, stream=True)
     text = "".join([c.choices[0].delta.content or "" async for c in stream])
     assert text == REPLY_TEXT
 

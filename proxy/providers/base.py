@@ -43,8 +43,7 @@ class Deployment(msgspec.Struct, frozen=True, kw_only=True):
 class Reply:
     """An upstream answer in OpenAI format: either ``body`` or ``chunks`` is set."""
 
-    __slots__ = ("_close", "_usage_of_stream", "body", "chunks", "content_type", "status",
-                 "usage")
+    __slots__ = ("_close", "_usage_of_stream", "body", "chunks", "content_type", "status", "usage")
 
     def __init__(
         self,

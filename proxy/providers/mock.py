@@ -96,16 +96,21 @@ async def _stream(
         "model": model,
     }
     if chat:
-        yield sse_event(orjson.dumps({**base, "choices": [_choice({"role": "assistant",
-                                                                    "content": ""}, None)]}))
+        yield sse_event(
+            orjson.dumps({**base, "choices": [_choice({"role": "assistant", "content": ""}, None)]})
+        )
     for i, word in enumerate(words):
         piece = word if i == 0 else " " + word
         last = i == len(words) - 1
         if chat:
             choice = _choice({"content": piece}, finish if last else None)
         else:
-            choice = {"index": 0, "text": piece, "logprobs": None,
-                      "finish_reason": finish if last else None}
+            choice = {
+                "index": 0,
+                "text": piece,
+                "logprobs": None,
+                "finish_reason": finish if last else None,
+            }
         yield sse_event(orjson.dumps({**base, "choices": [choice]}))
     if request.wants_usage_chunk:
         yield sse_event(orjson.dumps({**base, "choices": [], "usage": _usage_json(usage)}))

@@ -2,6 +2,7 @@
 
 Behaviour is chosen by the ``model`` the gateway sends upstream:
 ``fake-slow-stream`` (a chunk every 50 ms, for 10 s), ``fake-medium-stream`` (for 1 s),
+``fake-trickle`` (20 chunks, 5 ms apart; non-streaming: answers after 50 ms),
 ``fake-hang`` (never answers),
 ``fake-400`` / ``fake-401`` / ``fake-429`` / ``fake-500`` (errors in OpenAI's shape),
 ``fake-stream-break`` (drops the connection mid-stream), anything else: a normal reply.
@@ -86,8 +87,9 @@ class FakeOpenAI:
             {"path": request.path, "headers": dict(request.headers), "raw": raw, "json": body}
         )
         if request.headers.get("authorization") != f"Bearer {self.api_key}":
-            return _error(401, "Incorrect API key provided.", "invalid_request_error",
-                          "invalid_api_key")
+            return _error(
+                401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"
+            )
         model = body.get("model", "")
         if model == "fake-hang":
             await asyncio.sleep(30)
@@ -107,10 +109,17 @@ class FakeOpenAI:
                 "invalid_api_key",
             )
         if model == "fake-429":
-            return _error(429, "Rate limit reached", "requests", "rate_limit_exceeded",
-                          headers={"retry-after": "7"})
+            return _error(
+                429,
+                "Rate limit reached",
+                "requests",
+                "rate_limit_exceeded",
+                headers={"retry-after": "7"},
+            )
         if model == "fake-500":
             return _error(500, "The server had an error", "server_error", None)
+        if model == "fake-trickle" and not body.get("stream"):
+            await asyncio.sleep(0.05)
         if request.path.endswith("/embeddings"):
             return _embeddings(body)
         if body.get("stream"):
@@ -130,13 +139,18 @@ class FakeOpenAI:
                 words = ["tick"] * 200
             elif model == "fake-medium-stream":
                 words = ["tock"] * 20
+            elif model == "fake-trickle":
+                words = ["drip"] * 20
             for i, word in enumerate(words):
                 piece = word if i == 0 else " " + word
                 last = i == len(words) - 1
                 choice: dict[str, Any]
                 if chat:
-                    choice = {"index": 0, "delta": {"content": piece},
-                              "finish_reason": "stop" if last else None}
+                    choice = {
+                        "index": 0,
+                        "delta": {"content": piece},
+                        "finish_reason": "stop" if last else None,
+                    }
                 else:
                     choice = {"index": 0, "text": piece, "finish_reason": "stop" if last else None}
                 chunk: dict[str, Any] = {
@@ -151,14 +165,21 @@ class FakeOpenAI:
                 await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
                 if model in ("fake-slow-stream", "fake-medium-stream"):
                     await asyncio.sleep(0.05)
+                elif model == "fake-trickle":
+                    await asyncio.sleep(0.005)
                 if model == "fake-stream-break" and i == 3:
                     assert request.transport is not None
                     request.transport.close()
                     return resp
             if include_usage:
-                usage = {"id": "chatcmpl-fake", "object": "chat.completion.chunk",
-                         "created": int(time.time()), "model": model, "choices": [],
-                         "usage": _usage(body, len(words))}
+                usage = {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion.chunk",
+                    "created": int(time.time()),
+                    "model": model,
+                    "choices": [],
+                    "usage": _usage(body, len(words)),
+                }
                 await resp.write(b"data: " + orjson.dumps(usage) + b"\n\n")
             await resp.write(b"data: [DONE]\n\n")
             await resp.write_eof()
@@ -187,8 +208,13 @@ def _completion(path: str, body: dict[str, Any]) -> web.Response:
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": REPLY_TEXT},
-                         "finish_reason": "stop"}],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": REPLY_TEXT},
+                    "finish_reason": "stop",
+                }
+            ],
             "usage": _usage(body, words),
         }
     else:
@@ -197,8 +223,9 @@ def _completion(path: str, body: dict[str, Any]) -> web.Response:
             "object": "text_completion",
             "created": int(time.time()),
             "model": body["model"],
-            "choices": [{"index": 0, "text": REPLY_TEXT, "finish_reason": "stop",
-                         "logprobs": None}],
+            "choices": [
+                {"index": 0, "text": REPLY_TEXT, "finish_reason": "stop", "logprobs": None}
+            ],
             "usage": _usage(body, words),
         }
     return web.Response(body=orjson.dumps(payload), content_type="application/json")
@@ -206,10 +233,16 @@ def _completion(path: str, body: dict[str, Any]) -> web.Response:
 
 def _embeddings(body: dict[str, Any]) -> web.Response:
     inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
-    data = [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]}
-            for i, _ in enumerate(inputs)]
-    payload = {"object": "list", "data": data, "model": body["model"],
-               "usage": {"prompt_tokens": 5 * len(inputs), "total_tokens": 5 * len(inputs)}}
+    data = [
+        {"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]}
+        for i, _ in enumerate(inputs)
+    ]
+    payload = {
+        "object": "list",
+        "data": data,
+        "model": body["model"],
+        "usage": {"prompt_tokens": 5 * len(inputs), "total_tokens": 5 * len(inputs)},
+    }
     return web.Response(body=orjson.dumps(payload), content_type="application/json")
 
 
@@ -223,5 +256,6 @@ def _error(
     headers: dict[str, str] | None = None,
 ) -> web.Response:
     payload = {"error": {"message": message, "type": type_, "param": param, "code": code}}
-    return web.Response(status=status, body=orjson.dumps(payload),
-                        content_type="application/json", headers=headers)
+    return web.Response(
+        status=status, body=orjson.dumps(payload), content_type="application/json", headers=headers
+    )

@@ -1,0 +1,292 @@
+"""``make bench``: direct-to-upstream vs through-the-gateway latency under the same load.
+
+    fake upstream → (direct | Tollway | LiteLLM when BENCH_COMPARE=litellm) ← locust
+
+Order of a run: start the upstream and the gateway, make the bench key, warm up and run the
+precise probe (on a quiet machine), then for each scenario × user count run locust once per
+target, back to back. Every child process is stopped in ``finally``.
+
+Environment: BENCH_SECONDS (10), BENCH_QUICK=1 (3 s runs, users 1 and 32), BENCH_USERS
+("1,32,128"), BENCH_KEY (skip /key/generate and send this key), BENCH_PROBE_REQUESTS (2000),
+BENCH_PIN=0 (no CPU pinning), BENCH_COMPARE=litellm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.probe import run_probe
+from bench.procs import Child, RSSSampler, free_port, pin, tree_rss_bytes
+from bench.report import METRICS, added_latency, markdown, summarise
+from bench.setup_keys import create_bench_key
+
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+RESULTS = BENCH_DIR / "results"
+LITELLM_VENV = BENCH_DIR / ".litellm-venv"
+LITELLM_PIN = "litellm[proxy]==1.83.8"
+MASTER_KEY = "sk-bench-master"
+MODEL = "bench-model"
+CHAT_PATH = "/v1/chat/completions"
+USER_CLASSES = {"non-stream": "ChatUser", "stream": "StreamChatUser"}
+
+
+def bench_config(upstream_url: str) -> str:
+    return textwrap.dedent(
+        f"""\
+        model_list:
+          - model_name: {MODEL}
+            litellm_params:
+              model: openai/{MODEL}
+              api_base: {upstream_url}/v1
+              api_key: sk-bench-upstream
+            model_info:
+              input_cost_per_token: 0.000001
+              output_cost_per_token: 0.000002
+        general_settings:
+          master_key: {MASTER_KEY}
+        """
+    )
+
+
+def cpu_plan(pinning: bool) -> tuple[set[int] | None, set[int] | None]:
+    """(CPUs for the servers, CPUs for the load generator): the last CPU drives the load."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if not pinning or len(cpus) < 2:
+        return None, None
+    return set(cpus[:-1]), {cpus[-1]}
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def ensure_litellm() -> Path | None:
+    """``bench/.litellm-venv/bin/litellm``, installing the pinned release if needed."""
+    litellm = LITELLM_VENV / "bin" / "litellm"
+    python = LITELLM_VENV / "bin" / "python"
+    if litellm.exists():
+        check = subprocess.run(
+            [str(python), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
+            capture_output=True, text=True, check=False,
+        )
+        if check.stdout.strip() == LITELLM_PIN.split("==")[1]:
+            return litellm
+    print(f"installing {LITELLM_PIN} into {LITELLM_VENV} (not a project dependency) ...")
+    try:
+        if not python.exists():
+            subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True,
+                           timeout=300)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+             LITELLM_PIN],
+            check=True, timeout=1200,
+        )
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+        print(f"LiteLLM comparison skipped: installing {LITELLM_PIN} failed: {exc}")
+        return None
+    if not litellm.exists():
+        print(f"LiteLLM comparison skipped: {litellm} missing after install")
+        return None
+    return litellm
+
+
+def run_locust(
+    *, scenario: str, users: int, seconds: int, host: str, key: str, work: Path,
+    tag: str, cpus: set[int] | None,
+) -> dict[str, Any]:
+    """One bounded headless locust run; returns its full-precision raw record."""
+    prefix = work / f"locust-{tag}"
+    raw_path = work / f"raw-{tag}.json"
+    env = dict(os.environ, BENCH_KEY=key, BENCH_MODEL=MODEL, BENCH_PATH=CHAT_PATH,
+               BENCH_RAW_OUT=str(raw_path), PYTHONPATH=str(ROOT))
+    argv = [
+        sys.executable, "-m", "locust", "-f", str(BENCH_DIR / "locustfile.py"), "--headless",
+        "-u", str(users), "-r", str(users), "--run-time", f"{seconds}s", "--host", host,
+        "--csv", str(prefix), "--only-summary", "--loglevel", "WARNING",
+        USER_CLASSES[scenario],
+    ]
+    with open(work / f"locust-{tag}.log", "wb") as log:
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                   cwd=ROOT, start_new_session=True)
+        try:
+            if cpus is not None:
+                with contextlib.suppress(OSError):
+                    os.sched_setaffinity(process.pid, cpus)
+            process.wait(timeout=seconds + 60)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+    if not raw_path.exists():
+        log_text = (work / f"locust-{tag}.log").read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"locust run {tag} wrote no results; its log:\n{log_text}")
+    return orjson.loads(raw_path.read_bytes())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.run", description=__doc__.split("\n")[0])
+    parser.add_argument("--key", default=os.environ.get("BENCH_KEY"),
+                        help="key sent to the gateway (default: make one via /key/generate)")
+    parser.add_argument("--keep-temp", action="store_true", help="keep logs and configs")
+    args = parser.parse_args(argv)
+
+    quick = os.environ.get("BENCH_QUICK") == "1"
+    seconds = int(os.environ.get("BENCH_SECONDS", "3" if quick else "10"))
+    users_env = os.environ.get("BENCH_USERS", "1,32" if quick else "1,32,128")
+    user_counts = [int(u) for u in users_env.split(",") if u.strip()]
+    probe_requests = int(os.environ.get("BENCH_PROBE_REQUESTS", "2000"))
+    compare = {c.strip() for c in os.environ.get("BENCH_COMPARE", "").split(",") if c.strip()}
+    pinning = os.environ.get("BENCH_PIN", "1") != "0"
+    server_cpus, load_cpus = cpu_plan(pinning)
+
+    # A SIGTERM (e.g. from make being interrupted) unwinds through the finally blocks below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    work = Path(tempfile.mkdtemp(prefix="tollway-bench-"))
+    timestamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    children: list[Child] = []
+    notes: list[str] = []
+    try:
+        if load_cpus is not None:
+            # The probe client shares the load generator's CPU, not the servers'.
+            os.sched_setaffinity(0, load_cpus)
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        upstream = Child("upstream", [sys.executable, "-m", "bench.upstream", "--port", "0"],
+                         work, env)
+        children.append(upstream)
+        upstream_url = upstream.wait_listening(10)
+        pin(upstream.pid, server_cpus)
+
+        config_path = work / "tollway.yaml"
+        config_path.write_text(bench_config(upstream_url))
+        gateway_env = dict(env, TOLLWAY_DB=str(work / "tollway.db"), TOLLWAY_LOG_LEVEL="warning")
+        gateway = Child("tollway", [sys.executable, "-m", "proxy", "--config", str(config_path),
+                                    "--port", "0"], work, gateway_env)
+        children.append(gateway)
+        gateway_url = gateway.wait_listening(30)
+        gateway.wait_ready(gateway_url + "/health/readiness", 30)
+        pin(gateway.pid, server_cpus)
+
+        key = args.key or create_bench_key(gateway_url, MASTER_KEY)
+        key_kind = "master key" if key == MASTER_KEY else "virtual key"
+        if key == MASTER_KEY:
+            notes.append("Gateway called with the master key: virtual-key limit checks are "
+                         "not part of these numbers.")
+
+        # target name -> (base URL, key, pid to sample or None)
+        targets: dict[str, tuple[str, str, int | None]] = {
+            "direct": (upstream_url, key, None),
+            "tollway": (gateway_url, key, gateway.pid),
+        }
+        if "litellm" in compare:
+            litellm = ensure_litellm()
+            if litellm is not None:
+                try:
+                    port = free_port()
+                    litellm_env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True",
+                                       LITELLM_LOG="ERROR")
+                    proxy = Child("litellm", [str(litellm), "--config", str(config_path),
+                                              "--host", "127.0.0.1", "--port", str(port),
+                                              "--num_workers", "1"], work, litellm_env)
+                    children.append(proxy)
+                    litellm_url = f"http://127.0.0.1:{port}"
+                    proxy.wait_ready(litellm_url + "/health/readiness", 180)
+                    pin(proxy.pid, server_cpus)
+                    targets["litellm"] = (litellm_url, MASTER_KEY, proxy.pid)
+                except RuntimeError as exc:
+                    print(f"LiteLLM comparison skipped: {exc}")
+                    notes.append("LiteLLM was requested but did not start (see the log).")
+
+        memory: dict[str, dict[str, int]] = {
+            name: {"idle": tree_rss_bytes(pid)} for name, (_, _, pid) in targets.items()
+            if pid is not None
+        }
+        print(f"probe: {probe_requests} sequential requests per target and scenario ...")
+        probe = run_probe(
+            {name: (url + CHAT_PATH, k) for name, (url, k, _) in targets.items()},
+            requests=probe_requests,
+        )
+        for name, (_, _, pid) in targets.items():
+            if pid is not None:
+                memory[name]["after_warmup"] = tree_rss_bytes(pid)
+
+        runs: list[dict[str, Any]] = []
+        for scenario in USER_CLASSES:
+            for users in user_counts:
+                for name, (url, target_key, pid) in targets.items():
+                    tag = f"{scenario}-{users}-{name}"
+                    print(f"locust: {tag} ({seconds} s) ...", flush=True)
+                    with RSSSampler(pid) as sampler:
+                        raw = run_locust(scenario=scenario, users=users, seconds=seconds,
+                                         host=url, key=target_key, work=work, tag=tag,
+                                         cpus=load_cpus)
+                    if pid is not None:
+                        memory[name]["peak"] = max(memory[name].get("peak", 0), sampler.peak)
+                    for metric in METRICS[scenario]:
+                        row = {"scenario": scenario, "users": users, "target": name,
+                               "metric": metric, **summarise(raw, metric)}
+                        if pid is not None:
+                            row["peak_rss_bytes"] = sampler.peak
+                        runs.append(row)
+                    if raw["failures"]:
+                        top = sorted(raw["failures"].items(), key=lambda kv: -kv[1])[:3]
+                        notes.append(f"{tag}: errors " + "; ".join(f"{n}× {t}" for t, n in top))
+                    for child in children:
+                        if child.process.poll() is not None:
+                            raise RuntimeError(f"{child.name} died during {tag}:\n{child.tail()}")
+
+        result = {
+            "timestamp": timestamp,
+            "machine": {"cpus": os.cpu_count(), "cpu_model": cpu_model(),
+                        "python": platform.python_version(), "platform": platform.platform()},
+            "settings": {"seconds": seconds, "users": user_counts, "quick": quick,
+                         "probe_requests": probe_requests,
+                         "pinning": (f"servers on CPUs {sorted(server_cpus)}, locust and probe "
+                                     f"on {sorted(load_cpus)}") if load_cpus else "off"},
+            "key_kind": key_kind,
+            "targets": list(targets),
+            "runs": runs,
+            "added": added_latency(runs, baseline="direct"),
+            "probe": probe,
+            "memory": memory,
+            "notes": notes,
+        }
+        RESULTS.mkdir(exist_ok=True)
+        table = markdown(result)
+        (RESULTS / f"{timestamp}.json").write_bytes(
+            orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
+        )
+        (RESULTS / f"{timestamp}.md").write_text(table)
+        print()
+        print(table)
+        print(f"written: bench/results/{timestamp}.json and .md")
+        return 0
+    finally:
+        for child in reversed(children):
+            child.stop()
+        if args.keep_temp:
+            print(f"logs kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,396 @@
+"""``/key/*``: virtual keys (generate, update, delete, info, list, regenerate, block, unblock).
+
+A new key is ``sk-`` + 32 random bytes (url-safe base64). Only its SHA-256 is stored; the
+secret appears once, in the ``/key/generate`` (or ``/key/regenerate``) response.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any, Literal
+
+import msgspec
+from msgspec import UNSET, UnsetType
+from msgspec.structs import replace
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..auth import MAX_KEY_LENGTH, hash_key
+from ..errors import InvalidRequest, NotFound, PermissionDenied
+from ..store import KeyRow, TeamRow
+from .common import (
+    KEY_TYPE_RANK,
+    Action,
+    AdminState,
+    Caller,
+    Count,
+    Identifier,
+    Money,
+    authorize,
+    check_duration,
+    decode,
+    decode_body,
+    duration_seconds,
+    expiry,
+    find_key,
+    json_response,
+    page_count,
+    query_int,
+    query_str,
+    read_body,
+    with_iso_times,
+)
+
+KeyType = Literal["llm_api", "default", "management", "read_only"]
+
+
+class GenerateKey(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    key_alias: str | None = None
+    models: list[str] | UnsetType = UNSET
+    max_budget: Money | None = None
+    soft_budget: Money | None = None
+    budget_duration: str | None = None
+    duration: str | None = None
+    rpm_limit: Count | None = None
+    tpm_limit: Count | None = None
+    max_parallel_requests: Count | None = None
+    team_id: Identifier | None = None
+    user_id: Identifier | None = None
+    metadata: dict[str, Any] | None = None
+    guardrails: list[str] | None = None
+    tags: list[str] | None = None
+    blocked: bool | None = None
+    key_type: KeyType | None = None
+    key: str | None = None
+
+
+class UpdateKey(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    key: str
+    key_alias: str | None | UnsetType = UNSET
+    models: list[str] | None | UnsetType = UNSET
+    max_budget: Money | None | UnsetType = UNSET
+    soft_budget: Money | None | UnsetType = UNSET
+    budget_duration: str | None | UnsetType = UNSET
+    duration: str | None | UnsetType = UNSET
+    rpm_limit: Count | None | UnsetType = UNSET
+    tpm_limit: Count | None | UnsetType = UNSET
+    max_parallel_requests: Count | None | UnsetType = UNSET
+    team_id: Identifier | None | UnsetType = UNSET
+    user_id: Identifier | None | UnsetType = UNSET
+    metadata: dict[str, Any] | None | UnsetType = UNSET
+    guardrails: list[str] | None | UnsetType = UNSET
+    tags: list[str] | None | UnsetType = UNSET
+    blocked: bool | None | UnsetType = UNSET
+    key_type: KeyType | None | UnsetType = UNSET
+
+
+class KeyRef(msgspec.Struct, forbid_unknown_fields=True):
+    key: str
+
+
+class DeleteKeys(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    keys: list[str] = msgspec.field(default_factory=list)
+    key_aliases: list[str] = msgspec.field(default_factory=list)
+
+
+class RegenerateKey(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    key: str | None = None
+    new_key: str | None = None
+
+
+def new_secret() -> str:
+    return "sk-" + secrets.token_urlsafe(32)
+
+
+def masked(secret: str) -> str:
+    return "sk-..." + secret[-4:]
+
+
+def key_object(state: AdminState, row: KeyRow) -> dict[str, Any]:
+    """A key record as admin responses show it: the hash as ``token``, never the secret."""
+    data = state.directory.with_live_spend(row)
+    data["token"] = data.pop("token_hash")
+    metadata = data.get("metadata") or {}
+    data["guardrails"] = metadata.get("guardrails")
+    return with_iso_times(data)
+
+
+class KeyRoutes:
+    def __init__(self, state: AdminState) -> None:
+        self.state = state
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/key/generate", self.generate, methods=["POST"]),
+            Route("/key/update", self.update, methods=["POST"]),
+            Route("/key/delete", self.delete, methods=["POST"]),
+            Route("/key/info", self.info, methods=["GET"]),
+            Route("/key/list", self.list, methods=["GET"]),
+            Route("/key/regenerate", self.regenerate, methods=["POST"]),
+            Route("/key/{key}/regenerate", self.regenerate, methods=["POST"]),
+            Route("/key/block", self.block, methods=["POST"]),
+            Route("/key/unblock", self.unblock, methods=["POST"]),
+        ]
+
+    # -- checks ---------------------------------------------------------------------------
+
+    def _validate(self, caller: Caller, row: KeyRow) -> None:
+        """Checks on a key record about to be written, whoever writes it."""
+        directory = self.state.directory
+        check_duration(row.budget_duration, "budget_duration")
+        team = None
+        if row.team_id is not None:
+            team = directory.teams.get(row.team_id)
+            if team is None:
+                raise InvalidRequest(f"team {row.team_id!r} does not exist", param="team_id")
+        if row.user_id is not None and row.user_id not in directory.users:
+            raise InvalidRequest(f"user {row.user_id!r} does not exist", param="user_id")
+        if team is not None and team.models and row.models:
+            outside = sorted(set(row.models) - set(team.models))
+            if outside:
+                raise InvalidRequest(
+                    f"models {outside} are not allowed for team {team.team_id!r}",
+                    param="models",
+                )
+        if not caller.is_master:
+            caller.check_team(row.team_id, "keys")
+            _not_more_powerful(caller.key, row)
+            if row.user_id is not None and (team is None or not _is_member(team, row.user_id)):
+                raise PermissionDenied(
+                    "this key may only assign keys to members of its team", code="team_scope"
+                )
+
+    def _visible(self, caller: Caller, row: KeyRow) -> KeyRow:
+        caller.check_team(row.team_id, "keys")
+        return row
+
+    # -- routes ---------------------------------------------------------------------------
+
+    async def generate(self, request: Request) -> Response:
+        caller = authorize(self.state, request, Action.KEY_WRITE)
+        body = await decode_body(request, GenerateKey)
+        now = time.time()
+        secret = body.key if body.key is not None else new_secret()
+        token_hash = self._check_secret(secret, "key")
+        models = body.models
+        if isinstance(models, UnsetType):
+            models = [] if caller.is_master else list(caller.key.models)
+        team_id = body.team_id
+        if team_id is None and not caller.is_master:
+            team_id = caller.team_scope
+        metadata = dict(body.metadata or {})
+        if body.guardrails is not None:
+            metadata["guardrails"] = body.guardrails
+        row = KeyRow(
+            token_hash=token_hash,
+            key_alias=body.key_alias,
+            key_name=masked(secret),
+            team_id=team_id,
+            user_id=body.user_id,
+            models=models,
+            max_budget=body.max_budget,
+            soft_budget=body.soft_budget,
+            budget_duration=body.budget_duration,
+            rpm_limit=body.rpm_limit,
+            tpm_limit=body.tpm_limit,
+            max_parallel_requests=body.max_parallel_requests,
+            metadata=metadata,
+            tags=list(body.tags or []),
+            blocked=bool(body.blocked),
+            key_type=body.key_type,
+            expires=None if body.duration is None else expiry(body.duration, now),
+            created_at=now,
+            created_by=caller.created_by,
+        )
+        self._validate(caller, row)
+        await self.state.directory.put_key(row)
+        return json_response(
+            {**key_object(self.state, row), "key": secret, "token_id": token_hash}
+        )
+
+    def _check_secret(self, secret: str, param: str) -> str:
+        if not secret.startswith("sk-") or not 8 <= len(secret) <= MAX_KEY_LENGTH:
+            raise InvalidRequest(
+                f'{param} must start with "sk-" and be 8 to {MAX_KEY_LENGTH} characters',
+                param=param,
+            )
+        if not secret.isascii() or any(ord(c) < 0x21 or ord(c) == 0x7F for c in secret):
+            raise InvalidRequest(f"{param} must be printable ASCII without spaces", param=param)
+        token_hash = hash_key(secret)
+        master = self.state.settings.master_key
+        if token_hash in self.state.directory.keys or (
+            master is not None and secrets.compare_digest(secret, master)
+        ):
+            raise InvalidRequest(f"{param} is already in use", param=param)
+        return token_hash
+
+    async def update(self, request: Request) -> Response:
+        caller = authorize(self.state, request, Action.KEY_WRITE)
+        body = await decode_body(request, UpdateKey)
+        current = self._visible(caller, find_key(self.state.directory, body.key))
+        changes: dict[str, Any] = {}
+        for field in UpdateKey.__struct_fields__:
+            value = getattr(body, field)
+            if field in ("key", "duration", "guardrails") or value is UNSET:
+                continue
+            if field in ("models", "tags"):
+                value = list(value or [])
+            elif field == "metadata":
+                value = dict(value or {})
+            elif field == "blocked":
+                value = bool(value)
+            changes[field] = value
+        if not isinstance(body.guardrails, UnsetType):
+            metadata = dict(changes.get("metadata", current.metadata))
+            if body.guardrails is None:
+                metadata.pop("guardrails", None)
+            else:
+                metadata["guardrails"] = body.guardrails
+            changes["metadata"] = metadata
+        if not isinstance(body.duration, UnsetType):
+            duration = body.duration
+            changes["expires"] = None if duration is None else expiry(duration, time.time())
+        row = replace(current, **changes)
+        self._validate(caller, row)
+        await self.state.directory.put_key(row)
+        return json_response({"key": row.token_hash, **key_object(self.state, row)})
+
+    async def delete(self, request: Request) -> Response:
+        caller = authorize(self.state, request, Action.KEY_WRITE)
+        body = await decode_body(request, DeleteKeys)
+        if not body.keys and not body.key_aliases:
+            raise InvalidRequest("give the keys to delete in `keys`", param="keys")
+        directory = self.state.directory
+        rows = [self._visible(caller, find_key(directory, key, "keys")) for key in body.keys]
+        for alias in body.key_aliases:
+            matches = [r for r in directory.keys.values() if r.key_alias == alias]
+            if not matches:
+                raise NotFound(f"no key with alias {alias!r}", param="key_aliases", code="not_found")
+            rows.extend(self._visible(caller, r) for r in matches)
+        # Everything is checked before anything is deleted.
+        for row in rows:
+            await directory.remove_key(row.token_hash)
+        return json_response({"deleted_keys": [*body.keys, *body.key_aliases]})
+
+    async def info(self, request: Request) -> Response:
+        caller = authorize(self.state, request, Action.KEY_READ)
+        key = query_str(request, "key")
+        if key is None:
+            if caller.is_master:
+                raise InvalidRequest("give the key to look up as ?key=", param="key")
+            row = caller.key
+        else:
+            row = self._visible(caller, find_key(self.state.directory, key))
+        return json_response({"key": row.token_hash, "info": key_object(self.state, row)})
+
+    async def list(self, request: Request) -> Response:
+        caller = authorize(self.state, request, Action.KEY_READ)
+        page = query_int(request, "page", 1, high=10**9)
+        size = query_int(request, "size", 10)
+        team_id = query_str(request, "team_id")
+        user_id = query_str(request, "user_id")
+        alias = query_str(request, "key_alias")
+        full = (query_str(request, "return_full_object") or "").lower() == "true"
+        if not caller.is_master:
+            if team_id is not None:
+                caller.check_team(team_id, "keys")
+            team_id = caller.team_scope
+        rows = sorted(
+            (
+                r
+                for r in self.state.directory.keys.values()
+                if (team_id is None or r.team_id == team_id)
+                and (user_id is None or r.user_id == user_id)
+                and (alias is None or r.key_alias == alias)
+            ),
+            key=lambda r: (r.created_at or 0.0, r.token_hash),
+        )
+        chosen = rows[(page - 1) * size : page * size]
+        keys: list[Any] = (
+            [key_object(self.state, r) for r in chosen] if full else [r.token_hash for r in chosen]
+        )
+        return json_response(
+            {
+                "keys": keys,
+                "total_count": len(rows),
+                "current_page": page,
+                "total_pages": page_count(len(rows), size),
+            }
+        )
+
+    async def regenerate(self, request: Request) -> Response:
+        caller = authorize(self.state, request, Action.KEY_WRITE)
+        raw = (await read_body(request)).strip() or b"{}"
+        body = decode(raw, RegenerateKey)
+        key = request.path_params.get("key") or body.key
+        if not key:
+            raise InvalidRequest("give the key to regenerate in `key`", param="key")
+        current = self._visible(caller, find_key(self.state.directory, key))
+        if not caller.is_master:
+            # Regenerating hands out the record's new secret: no more than the caller's rights.
+            _not_more_powerful(caller.key, current)
+        secret = body.new_key if body.new_key is not None else new_secret()
+        token_hash = self._check_secret(secret, "new_key")
+        row = replace(current, token_hash=token_hash, key_name=masked(secret))
+        await self.state.directory.rekey(current.token_hash, row)
+        return json_response(
+            {**key_object(self.state, row), "key": secret, "token_id": token_hash}
+        )
+
+    async def block(self, request: Request) -> Response:
+        return await self._set_blocked(request, True)
+
+    async def unblock(self, request: Request) -> Response:
+        return await self._set_blocked(request, False)
+
+    async def _set_blocked(self, request: Request, blocked: bool) -> Response:
+        caller = authorize(self.state, request, Action.KEY_WRITE)
+        body = await decode_body(request, KeyRef)
+        current = self._visible(caller, find_key(self.state.directory, body.key))
+        row = replace(current, blocked=blocked)
+        if not blocked and not caller.is_master:
+            _not_more_powerful(caller.key, row)
+        await self.state.directory.put_key(row)
+        return json_response(key_object(self.state, row))
+
+
+def _is_member(team: TeamRow, user_id: str) -> bool:
+    return any(
+        isinstance(member, dict) and member.get("user_id") == user_id for member in team.members
+    )
+
+
+def _not_more_powerful(creator: KeyRow, row: KeyRow) -> None:
+    """A non-master caller may not write a key with more rights than its own key."""
+
+    def deny(field: str, why: str) -> PermissionDenied:
+        return PermissionDenied(
+            f"{field}: {why} than the calling key's", param=field, code="exceeds_own_rights"
+        )
+
+    if KEY_TYPE_RANK.get(row.key_type, 99) > KEY_TYPE_RANK.get(creator.key_type, 0):
+        raise deny("key_type", "a more powerful key type")
+    if creator.models and (not row.models or not set(row.models) <= set(creator.models)):
+        raise deny("models", "models outside")
+    limits = ("max_budget", "rpm_limit", "tpm_limit", "max_parallel_requests")
+    for field in limits:
+        own = getattr(creator, field)
+        if own is not None:
+            value = getattr(row, field)
+            if value is None or value > own:
+                raise deny(field, "a higher (or no) limit")
+    if creator.max_budget is not None:
+        own_period = creator.budget_duration
+        period = row.budget_duration
+        if own_period is None and period is not None:
+            raise deny("budget_duration", "a budget that resets, unlike")
+        if (
+            own_period is not None
+            and period is not None
+            and duration_seconds(period) < duration_seconds(own_period)
+        ):
+            raise deny("budget_duration", "a shorter budget period")
+    if creator.expires is not None and (row.expires is None or row.expires > creator.expires):
+        raise deny("duration", "a later expiry")
