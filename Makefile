@@ -22,14 +22,14 @@ install: $(STAMP)
 run: install
 	$(VENV)/bin/tollway
 
-# Tests that need Redis start their own redis-server on a free port; install it if missing.
+# For the Redis-backed ledger (multi-replica limits): install redis-server if missing.
 redis-server:
 	@command -v redis-server >/dev/null 2>&1 || { \
 	  echo "installing redis-server"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; }
 
-test: install redis-server
+test: install
 	$(PY) -m pytest
 
 lint: install

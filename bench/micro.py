@@ -36,29 +36,59 @@ MASTER_KEY = "sk-bench-master"
 def chat_body_1kb() -> bytes:
     """A chat request of about 1 KB: a system prompt, a short exchange and a question."""
     messages = [
-        {"role": "system", "content": "You are a careful assistant for a logistics company. "
-         "Answer in plain English, cite the policy section you rely on, and never invent "
-         "shipment numbers. If you are unsure, say so and suggest who to ask instead."},
-        {"role": "user", "content": "My parcel 4471-AB was marked delivered yesterday but "
-         "nobody at the address received it. What are my options?"},
-        {"role": "assistant", "content": "I am sorry to hear that. Under section 4.2 you can "
-         "open a missing-delivery claim within 14 days; the carrier then checks the GPS "
-         "proof of delivery and the photo taken at the door."},
-        {"role": "user", "content": "How long does the claim take, and do I need to file a "
-         "police report first? The parcel held a laptop worth about 900 euros."},
+        {
+            "role": "system",
+            "content": "You are a careful assistant for a logistics company. "
+            "Answer in plain English, cite the policy section you rely on, and never invent "
+            "shipment numbers. If you are unsure, say so and suggest who to ask instead.",
+        },
+        {
+            "role": "user",
+            "content": "My parcel 4471-AB was marked delivered yesterday but "
+            "nobody at the address received it. What are my options?",
+        },
+        {
+            "role": "assistant",
+            "content": "I am sorry to hear that. Under section 4.2 you can "
+            "open a missing-delivery claim within 14 days; the carrier then checks the GPS "
+            "proof of delivery and the photo taken at the door.",
+        },
+        {
+            "role": "user",
+            "content": "How long does the claim take, and do I need to file a "
+            "police report first? The parcel held a laptop worth about 900 euros, and the seller "
+            "says I should talk to the carrier, while the carrier says to talk to the seller. "
+            "Who is actually responsible here, and what should I write in the claim?",
+        },
     ]
-    body = orjson.dumps({"model": "bench-model", "messages": messages, "temperature": 0.2,
-                         "max_tokens": 256, "user": "customer-8812"})
+    body = orjson.dumps(
+        {
+            "model": "bench-model",
+            "messages": messages,
+            "temperature": 0.2,
+            "max_tokens": 256,
+            "user": "customer-8812",
+        }
+    )
     return body
 
 
 def stream_chunks(n: int = 8) -> list[bytes]:
-    chunk = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1700000000,
-             "model": "bench-model",
-             "choices": [{"index": 0, "delta": {"content": "tok "}, "finish_reason": None}]}
-    usage = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1700000000,
-             "model": "bench-model", "choices": [],
-             "usage": {"prompt_tokens": 250, "completion_tokens": n, "total_tokens": 250 + n}}
+    chunk = {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": "bench-model",
+        "choices": [{"index": 0, "delta": {"content": "tok "}, "finish_reason": None}],
+    }
+    usage = {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": "bench-model",
+        "choices": [],
+        "usage": {"prompt_tokens": 250, "completion_tokens": n, "total_tokens": 250 + n},
+    }
     events = [b"data: " + orjson.dumps(chunk) + b"\n\n" for _ in range(n)]
     events.append(b"data: " + orjson.dumps(usage) + b"\n\n")
     events.append(b"data: [DONE]\n\n")
@@ -73,9 +103,11 @@ def deployments(count: int) -> list[Any]:
             i,
             ModelEntry(
                 model_name="bench-model",
-                litellm_params=LiteLLMParams(model=f"openai/bench-model-{i}",
-                                             api_base=f"http://127.0.0.1:{9000 + i}/v1",
-                                             api_key="sk-upstream"),
+                litellm_params=LiteLLMParams(
+                    model=f"openai/bench-model-{i}",
+                    api_base=f"http://127.0.0.1:{9000 + i}/v1",
+                    api_key="sk-upstream",
+                ),
                 model_info=ModelInfo(input_cost_per_token=1e-6, output_cost_per_token=2e-6),
             ),
             router_settings,
@@ -114,8 +146,12 @@ def stages() -> list[tuple[str, str, Callable[[], object], int]]:
         ("parse", f"parse() chat body {len(body)} B", lambda: parse(Kind.CHAT, body), 1),
         ("parse", "forward_body() model rewrite", rewrite, 1),
         ("parse", "forward_body() stream: add include_usage", rewrite_stream, 1),
-        ("parse", "forward_body() unchanged (pass-through)",
-         lambda: forward_body(parsed, "bench-model"), 1),
+        (
+            "parse",
+            "forward_body() unchanged (pass-through)",
+            lambda: forward_body(parsed, "bench-model"),
+            1,
+        ),
     ]
 
     auth = Authenticator(MASTER_KEY)
@@ -128,8 +164,14 @@ def stages() -> list[tuple[str, str, Callable[[], object], int]]:
         keys = {hash_key(virtual): KeyRow(token_hash=hash_key(virtual), rpm_limit=10**8)}
         keyed = Authenticator(MASTER_KEY, keys)
         vheader = f"Bearer {virtual}".encode()
-        out.append(("auth", "authenticate() virtual key (1 key table)",
-                    lambda: keyed.authenticate(vheader, None), 1))
+        out.append(
+            (
+                "auth",
+                "authenticate() virtual key (1 key table)",
+                lambda: keyed.authenticate(vheader, None),
+                1,
+            )
+        )
     except (ImportError, TypeError) as exc:  # the key table's API is still moving
         print(f"skipped virtual-key authenticate: {exc}", file=sys.stderr)
 
@@ -193,10 +235,18 @@ def stages() -> list[tuple[str, str, Callable[[], object], int]]:
     out += [
         ("pricing", f"lookup({known!r}) cached", lambda: table.lookup(known), 1),
         ("pricing", "lookup() with overrides + cost()", price_and_cost, 1),
-        ("pricing", "worst_case_cost()",
-         lambda: worst_case_cost(price, prompt_tokens=1000, max_tokens=256), 1),
-        ("usage", f"usage_from_body() {len(response)} B response", lambda: usage_from_body(
-            response), 1),
+        (
+            "pricing",
+            "worst_case_cost()",
+            lambda: worst_case_cost(price, prompt_tokens=1000, max_tokens=256),
+            1,
+        ),
+        (
+            "usage",
+            f"usage_from_body() {len(response)} B response",
+            lambda: usage_from_body(response),
+            1,
+        ),
     ]
     return out
 
@@ -216,8 +266,11 @@ def main() -> int:
         orjson.dumps(
             {
                 "timestamp": timestamp,
-                "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                            "platform": platform.platform()},
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "platform": platform.platform(),
+                },
                 "rows": rows,
             },
             option=orjson.OPT_INDENT_2,

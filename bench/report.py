@@ -78,12 +78,33 @@ def markdown(result: Mapping[str, Any]) -> str:
     parts += ["", "## Load (locust FastHttpUser, latency in ms)", ""]
     parts.append(
         _table(
-            ["scenario", "metric", "users", "target", "req/s", "p50", "p90", "p99", "p99.9",
-             "errors", "peak RSS MB"],
+            [
+                "scenario",
+                "metric",
+                "users",
+                "target",
+                "req/s",
+                "p50",
+                "p90",
+                "p99",
+                "p99.9",
+                "errors",
+                "peak RSS MB",
+            ],
             (
-                [r["scenario"], r["metric"], r["users"], r["target"], f"{r['rps']:.0f}",
-                 _ms(r["p50"]), _ms(r["p90"]), _ms(r["p99"]), _ms(r["p99.9"]), r["errors"],
-                 _mb(r.get("peak_rss_bytes"))]
+                [
+                    r["scenario"],
+                    r["metric"],
+                    r["users"],
+                    r["target"],
+                    f"{r['rps']:.0f}",
+                    _ms(r["p50"]),
+                    _ms(r["p90"]),
+                    _ms(r["p99"]),
+                    _ms(r["p99.9"]),
+                    r["errors"],
+                    _mb(r.get("peak_rss_bytes")),
+                ]
                 for r in result["runs"]
             ),
         )
@@ -91,12 +112,29 @@ def markdown(result: Mapping[str, Any]) -> str:
     parts += ["", "## Added latency vs direct-to-upstream (ms, same load)", ""]
     parts.append(
         _table(
-            ["scenario", "metric", "users", "target", "+p50", "+p90", "+p99", "+p99.9",
-             "req/s vs direct"],
+            [
+                "scenario",
+                "metric",
+                "users",
+                "target",
+                "+p50",
+                "+p90",
+                "+p99",
+                "+p99.9",
+                "req/s vs direct",
+            ],
             (
-                [a["scenario"], a["metric"], a["users"], a["target"], _signed_ms(a["p50"]),
-                 _signed_ms(a["p90"]), _signed_ms(a["p99"]), _signed_ms(a["p99.9"]),
-                 f"{a['rps_ratio']:.2f}x"]
+                [
+                    a["scenario"],
+                    a["metric"],
+                    a["users"],
+                    a["target"],
+                    _signed_ms(a["p50"]),
+                    _signed_ms(a["p90"]),
+                    _signed_ms(a["p99"]),
+                    _signed_ms(a["p99.9"]),
+                    f"{a['rps_ratio']:.2f}x",
+                ]
                 for a in result["added"]
             ),
         )
@@ -119,8 +157,7 @@ def markdown(result: Mapping[str, Any]) -> str:
                 )
         parts.append(
             _table(
-                ["scenario", "target", "p50", "p90", "p99", "added p50", "added p90",
-                 "added p99"],
+                ["scenario", "target", "p50", "p90", "p99", "added p50", "added p90", "added p99"],
                 rows,
             )
         )

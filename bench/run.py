@@ -3,7 +3,7 @@
     fake upstream → (direct | Tollway | LiteLLM when BENCH_COMPARE=litellm) ← locust
 
 Order of a run: start the upstream and the gateway, make the bench key, warm up and run the
-precise probe (on a quiet machine), then for each scenario × user count run locust once per
+precise probe (on a quiet machine), then for each scenario and user count run locust once per
 target, back to back. Every child process is stopped in ``finally``.
 
 Environment: BENCH_SECONDS (10), BENCH_QUICK=1 (3 s runs, users 1 and 32), BENCH_USERS
@@ -86,19 +86,22 @@ def ensure_litellm() -> Path | None:
     if litellm.exists():
         check = subprocess.run(
             [str(python), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if check.stdout.strip() == LITELLM_PIN.split("==")[1]:
             return litellm
     print(f"installing {LITELLM_PIN} into {LITELLM_VENV} (not a project dependency) ...")
     try:
         if not python.exists():
-            subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True,
-                           timeout=300)
+            subprocess.run(
+                [sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True, timeout=300
+            )
         subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-             LITELLM_PIN],
-            check=True, timeout=1200,
+            [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", LITELLM_PIN],
+            check=True,
+            timeout=1200,
         )
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
         print(f"LiteLLM comparison skipped: installing {LITELLM_PIN} failed: {exc}")
@@ -110,23 +113,53 @@ def ensure_litellm() -> Path | None:
 
 
 def run_locust(
-    *, scenario: str, users: int, seconds: int, host: str, key: str, work: Path,
-    tag: str, cpus: set[int] | None,
+    *,
+    scenario: str,
+    users: int,
+    seconds: int,
+    host: str,
+    key: str,
+    work: Path,
+    tag: str,
+    cpus: set[int] | None,
 ) -> dict[str, Any]:
     """One bounded headless locust run; returns its full-precision raw record."""
     prefix = work / f"locust-{tag}"
     raw_path = work / f"raw-{tag}.json"
-    env = dict(os.environ, BENCH_KEY=key, BENCH_MODEL=MODEL, BENCH_PATH=CHAT_PATH,
-               BENCH_RAW_OUT=str(raw_path), PYTHONPATH=str(ROOT))
+    env = dict(
+        os.environ,
+        BENCH_KEY=key,
+        BENCH_MODEL=MODEL,
+        BENCH_PATH=CHAT_PATH,
+        BENCH_RAW_OUT=str(raw_path),
+        PYTHONPATH=str(ROOT),
+    )
     argv = [
-        sys.executable, "-m", "locust", "-f", str(BENCH_DIR / "locustfile.py"), "--headless",
-        "-u", str(users), "-r", str(users), "--run-time", f"{seconds}s", "--host", host,
-        "--csv", str(prefix), "--only-summary", "--loglevel", "WARNING",
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(BENCH_DIR / "locustfile.py"),
+        "--headless",
+        "-u",
+        str(users),
+        "-r",
+        str(users),
+        "--run-time",
+        f"{seconds}s",
+        "--host",
+        host,
+        "--csv",
+        str(prefix),
+        "--only-summary",
+        "--loglevel",
+        "WARNING",
         USER_CLASSES[scenario],
     ]
     with open(work / f"locust-{tag}.log", "wb") as log:
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                   cwd=ROOT, start_new_session=True)
+        process = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True
+        )
         try:
             if cpus is not None:
                 with contextlib.suppress(OSError):
@@ -144,8 +177,11 @@ def run_locust(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.run", description=__doc__.split("\n")[0])
-    parser.add_argument("--key", default=os.environ.get("BENCH_KEY"),
-                        help="key sent to the gateway (default: make one via /key/generate)")
+    parser.add_argument(
+        "--key",
+        default=os.environ.get("BENCH_KEY"),
+        help="key sent to the gateway (default: make one via /key/generate)",
+    )
     parser.add_argument("--keep-temp", action="store_true", help="keep logs and configs")
     args = parser.parse_args(argv)
 
@@ -169,8 +205,9 @@ def main(argv: list[str] | None = None) -> int:
             # The probe client shares the load generator's CPU, not the servers'.
             os.sched_setaffinity(0, load_cpus)
         env = dict(os.environ, PYTHONPATH=str(ROOT))
-        upstream = Child("upstream", [sys.executable, "-m", "bench.upstream", "--port", "0"],
-                         work, env)
+        upstream = Child(
+            "upstream", [sys.executable, "-m", "bench.upstream", "--port", "0"], work, env
+        )
         children.append(upstream)
         upstream_url = upstream.wait_listening(10)
         pin(upstream.pid, server_cpus)
@@ -178,8 +215,12 @@ def main(argv: list[str] | None = None) -> int:
         config_path = work / "tollway.yaml"
         config_path.write_text(bench_config(upstream_url))
         gateway_env = dict(env, TOLLWAY_DB=str(work / "tollway.db"), TOLLWAY_LOG_LEVEL="warning")
-        gateway = Child("tollway", [sys.executable, "-m", "proxy", "--config", str(config_path),
-                                    "--port", "0"], work, gateway_env)
+        gateway = Child(
+            "tollway",
+            [sys.executable, "-m", "proxy", "--config", str(config_path), "--port", "0"],
+            work,
+            gateway_env,
+        )
         children.append(gateway)
         gateway_url = gateway.wait_listening(30)
         gateway.wait_ready(gateway_url + "/health/readiness", 30)
@@ -188,8 +229,10 @@ def main(argv: list[str] | None = None) -> int:
         key = args.key or create_bench_key(gateway_url, MASTER_KEY)
         key_kind = "master key" if key == MASTER_KEY else "virtual key"
         if key == MASTER_KEY:
-            notes.append("Gateway called with the master key: virtual-key limit checks are "
-                         "not part of these numbers.")
+            notes.append(
+                "Gateway called with the master key: virtual-key limit checks are "
+                "not part of these numbers."
+            )
 
         # target name -> (base URL, key, pid to sample or None)
         targets: dict[str, tuple[str, str, int | None]] = {
@@ -201,11 +244,25 @@ def main(argv: list[str] | None = None) -> int:
             if litellm is not None:
                 try:
                     port = free_port()
-                    litellm_env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True",
-                                       LITELLM_LOG="ERROR")
-                    proxy = Child("litellm", [str(litellm), "--config", str(config_path),
-                                              "--host", "127.0.0.1", "--port", str(port),
-                                              "--num_workers", "1"], work, litellm_env)
+                    litellm_env = dict(
+                        os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_LOG="ERROR"
+                    )
+                    proxy = Child(
+                        "litellm",
+                        [
+                            str(litellm),
+                            "--config",
+                            str(config_path),
+                            "--host",
+                            "127.0.0.1",
+                            "--port",
+                            str(port),
+                            "--num_workers",
+                            "1",
+                        ],
+                        work,
+                        litellm_env,
+                    )
                     children.append(proxy)
                     litellm_url = f"http://127.0.0.1:{port}"
                     proxy.wait_ready(litellm_url + "/health/readiness", 180)
@@ -216,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
                     notes.append("LiteLLM was requested but did not start (see the log).")
 
         memory: dict[str, dict[str, int]] = {
-            name: {"idle": tree_rss_bytes(pid)} for name, (_, _, pid) in targets.items()
+            name: {"idle": tree_rss_bytes(pid)}
+            for name, (_, _, pid) in targets.items()
             if pid is not None
         }
         print(f"probe: {probe_requests} sequential requests per target and scenario ...")
@@ -235,32 +293,56 @@ def main(argv: list[str] | None = None) -> int:
                     tag = f"{scenario}-{users}-{name}"
                     print(f"locust: {tag} ({seconds} s) ...", flush=True)
                     with RSSSampler(pid) as sampler:
-                        raw = run_locust(scenario=scenario, users=users, seconds=seconds,
-                                         host=url, key=target_key, work=work, tag=tag,
-                                         cpus=load_cpus)
+                        raw = run_locust(
+                            scenario=scenario,
+                            users=users,
+                            seconds=seconds,
+                            host=url,
+                            key=target_key,
+                            work=work,
+                            tag=tag,
+                            cpus=load_cpus,
+                        )
                     if pid is not None:
                         memory[name]["peak"] = max(memory[name].get("peak", 0), sampler.peak)
                     for metric in METRICS[scenario]:
-                        row = {"scenario": scenario, "users": users, "target": name,
-                               "metric": metric, **summarise(raw, metric)}
+                        row = {
+                            "scenario": scenario,
+                            "users": users,
+                            "target": name,
+                            "metric": metric,
+                            **summarise(raw, metric),
+                        }
                         if pid is not None:
                             row["peak_rss_bytes"] = sampler.peak
                         runs.append(row)
                     if raw["failures"]:
                         top = sorted(raw["failures"].items(), key=lambda kv: -kv[1])[:3]
-                        notes.append(f"{tag}: errors " + "; ".join(f"{n}× {t}" for t, n in top))
+                        notes.append(f"{tag}: errors " + "; ".join(f"{n} x {t}" for t, n in top))
                     for child in children:
                         if child.process.poll() is not None:
                             raise RuntimeError(f"{child.name} died during {tag}:\n{child.tail()}")
 
         result = {
             "timestamp": timestamp,
-            "machine": {"cpus": os.cpu_count(), "cpu_model": cpu_model(),
-                        "python": platform.python_version(), "platform": platform.platform()},
-            "settings": {"seconds": seconds, "users": user_counts, "quick": quick,
-                         "probe_requests": probe_requests,
-                         "pinning": (f"servers on CPUs {sorted(server_cpus)}, locust and probe "
-                                     f"on {sorted(load_cpus)}") if load_cpus else "off"},
+            "machine": {
+                "cpus": os.cpu_count(),
+                "cpu_model": cpu_model(),
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+            },
+            "settings": {
+                "seconds": seconds,
+                "users": user_counts,
+                "quick": quick,
+                "probe_requests": probe_requests,
+                "pinning": (
+                    f"servers on CPUs {sorted(server_cpus)}, locust and probe "
+                    f"on {sorted(load_cpus)}"
+                )
+                if load_cpus
+                else "off",
+            },
             "key_kind": key_kind,
             "targets": list(targets),
             "runs": runs,

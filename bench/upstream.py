@@ -70,7 +70,11 @@ def _sse_events(chunks: int, with_usage: bool) -> list[bytes]:
             "created": _CREATED,
             "model": "bench-model",
             "choices": [],
-            "usage": {"prompt_tokens": 20, "completion_tokens": chunks, "total_tokens": 20 + chunks},
+            "usage": {
+                "prompt_tokens": 20,
+                "completion_tokens": chunks,
+                "total_tokens": 20 + chunks,
+            },
         }
         events.append(b"data: " + orjson.dumps(usage) + b"\n\n")
     events.append(b"data: [DONE]\n\n")

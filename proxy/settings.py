@@ -26,7 +26,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     workers: int = 1
     master_key: str | None = None
     db: str = "tollway.db"
-    redis_url: str | None = None
     flush_interval_ms: int = 200
     max_body_bytes: int = 8 * 1024 * 1024
     log_level: str = "info"
@@ -81,7 +80,6 @@ OPTIONS: tuple[Option, ...] = (
     Option("workers", "TOLLWAY_WORKERS", _positive_int, "worker processes"),
     Option("master_key", "TOLLWAY_MASTER_KEY", str, "admin key; required to bind off-loopback"),
     Option("db", "TOLLWAY_DB", str, "SQLite file for keys and spend"),
-    Option("redis_url", "TOLLWAY_REDIS_URL", str, "Redis for limits shared by replicas"),
     Option("flush_interval_ms", "TOLLWAY_FLUSH_INTERVAL_MS", _positive_int, "ledger flush period"),
     Option("max_body_bytes", "TOLLWAY_MAX_BODY_BYTES", _positive_int, "largest request body"),
     Option("log_level", "TOLLWAY_LOG_LEVEL", _log_level, "debug|info|warning|error"),
@@ -124,12 +122,6 @@ def resolve(cli: Mapping[str, Any], environ: Mapping[str, str], config: Config |
             values["db"] = db_path
         if general.max_request_size_mb:
             values["max_body_bytes"] = int(general.max_request_size_mb * 1024 * 1024)
-        router = config.router_settings
-        if router.redis_url:
-            values["redis_url"] = router.redis_url
-        elif router.redis_host:
-            auth = f":{router.redis_password}@" if router.redis_password else ""
-            values["redis_url"] = f"redis://{auth}{router.redis_host}:{router.redis_port or 6379}"
     for option in OPTIONS:
         raw = environ.get(option.env)
         if raw is not None and raw != "":

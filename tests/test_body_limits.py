@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,10 +54,8 @@ async def raw_exchange(gateway: GatewayProcess, head: bytes, body: bytes) -> Raw
             payload = await reader.readexactly(int(headers["content-length"]))
     finally:
         writer.close()
-        try:
+        with contextlib.suppress(OSError):
             await writer.wait_closed()
-        except OSError:
-            pass
     return RawResponse(int(status_line.split()[1]), headers, payload)
 
 
@@ -131,4 +130,3 @@ async def test_limit_is_inclusive(small_gateway: GatewayProcess, size: int, stat
         assert orjson.loads(resp.body)["choices"][0]["message"]["content"]
     else:
         assert resp.error()["code"] == "request_too_large"
-

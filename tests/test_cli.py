@@ -114,7 +114,9 @@ def test_unknown_config_key_only_warns_and_the_server_starts(tmp_path: Path) -> 
         assert resp.json()["choices"][0]["message"]["content"].startswith("Hello from Tollway")
         logs = gateway.logs()
         warning = next(
-            line for line in logs.splitlines() if "model_list[0].litellm_params.surprise_param" in line
+            line
+            for line in logs.splitlines()
+            if "model_list[0].litellm_params.surprise_param" in line
         )
         assert "WARNING" in warning
         assert "line 5" in warning

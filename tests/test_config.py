@@ -120,8 +120,7 @@ def test_missing_environment_variable_warns_and_gives_none(
     assert config.model_list[1].litellm_params.api_key is None
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any(
-        "BACKUP_KEY_FOR_TEST" in m and "model_list[1].litellm_params.api_key" in m
-        for m in warnings
+        "BACKUP_KEY_FOR_TEST" in m and "model_list[1].litellm_params.api_key" in m for m in warnings
     ), warnings
 
 
@@ -237,7 +236,7 @@ def test_load_config_reads_a_file(tmp_path: Path) -> None:
 
 def test_missing_file_is_a_config_error_naming_the_path(tmp_path: Path) -> None:
     missing = tmp_path / "nope.yaml"
-    with pytest.raises(ConfigError, match="nope.yaml"):
+    with pytest.raises(ConfigError, match=r"nope\.yaml"):
         load_config(str(missing), {})
 
 
@@ -251,7 +250,9 @@ def test_default_config_serves_mock_models_without_any_key() -> None:
 
 def test_default_config_gains_openai_wildcards_when_openai_key_is_set() -> None:
     config = load_config(None, {"OPENAI_API_KEY": "sk-from-env"})
-    added = {e.model_name: e for e in config.model_list if e.model_name.startswith(("openai", "gpt"))}
+    added = {
+        e.model_name: e for e in config.model_list if e.model_name.startswith(("openai", "gpt"))
+    }
     assert set(added) >= {"openai/*", "gpt-*"}
     assert added["openai/*"].litellm_params.model == "openai/*"
     assert added["openai/*"].litellm_params.api_key == "sk-from-env"

@@ -38,15 +38,21 @@ def capture() -> Iterator[tuple[logging.Logger, io.StringIO, RedactSecrets]]:
     [
         pytest.param(f"key is {SECRET}!", SECRET, "key is [redacted]!", id="registered"),
         pytest.param(
-            "bad key sk-proj-AbCdEf0123456789xyz", "bCdEf0123456789xyz", "sk-proj-A...[redacted]",
+            "bad key sk-proj-AbCdEf0123456789xyz",
+            "bCdEf0123456789xyz",
+            "sk-proj-A...[redacted]",
             id="sk-token",
         ),
         pytest.param(
-            "Authorization: Bearer eyJhbGciOi.JIUzI1NiJ9.abc", "eyJhbGciOi",
-            "Bearer [redacted]", id="bearer",
+            "Authorization: Bearer eyJhbGciOi.JIUzI1NiJ9.abc",
+            "eyJhbGciOi",
+            "Bearer [redacted]",
+            id="bearer",
         ),
         pytest.param(
-            "header='bearer tok_live_123', next", "tok_live_123", "bearer [redacted]'",
+            "header='bearer tok_live_123', next",
+            "tok_live_123",
+            "bearer [redacted]'",
             id="bearer-lowercase-quoted",
         ),
     ],

@@ -17,8 +17,13 @@ NESTED = (
 
 def test_parse_reads_what_later_stages_need() -> None:
     body = orjson.dumps(
-        {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5,
-         "stream": True, "stream_options": {"include_usage": True}}
+        {
+            "model": "gpt-test",
+            "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 5,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
     )
     request = parse(Kind.CHAT, body)
     assert request.kind is Kind.CHAT
@@ -33,8 +38,12 @@ def test_parse_reads_what_later_stages_need() -> None:
 
 def test_max_completion_tokens_takes_precedence_over_max_tokens() -> None:
     body = orjson.dumps(
-        {"model": "m", "messages": [{"role": "user", "content": "hi"}],
-         "max_tokens": 50, "max_completion_tokens": 7}
+        {
+            "model": "m",
+            "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 50,
+            "max_completion_tokens": 7,
+        }
     )
     assert parse(Kind.CHAT, body).max_tokens == 7
 
@@ -73,7 +82,8 @@ def test_forward_body_leaves_a_stream_that_already_asks_for_usage_untouched() ->
         pytest.param({}, {"include_usage": True}, id="no-options"),
         pytest.param({"stream_options": None}, {"include_usage": True}, id="null-options"),
         pytest.param(
-            {"stream_options": {"include_usage": False}}, {"include_usage": True},
+            {"stream_options": {"include_usage": False}},
+            {"include_usage": True},
             id="usage-false",
         ),
         pytest.param(
@@ -124,8 +134,7 @@ def test_forward_body_for_completions_stream() -> None:
     "body",
     [
         pytest.param(b'{"model": "e", "input": "hello"}', id="string"),
-        pytest.param(b'{"model": "e", "input": ["a", "b"], "encoding_format": "float"}',
-                     id="list"),
+        pytest.param(b'{"model": "e", "input": ["a", "b"], "encoding_format": "float"}', id="list"),
         pytest.param(b'{"model": "e", "input": [[1, 2, 3]]}', id="tokens"),
     ],
 )
@@ -146,7 +155,9 @@ def test_embeddings_are_never_streams(body: bytes) -> None:
         pytest.param(Kind.CHAT, b'{"model": 7, "messages": []}', "model", id="model-int"),
         pytest.param(Kind.CHAT, b'{"model": "m", "messages": "hi"}', "messages", id="messages-str"),
         pytest.param(
-            Kind.CHAT, b'{"model": "m", "messages": [{"role": 1}]}', "messages[0].role",
+            Kind.CHAT,
+            b'{"model": "m", "messages": [{"role": 1}]}',
+            "messages[0].role",
             id="role-int",
         ),
         pytest.param(
@@ -169,11 +180,13 @@ def test_embeddings_are_never_streams(body: bytes) -> None:
             id="include-usage-str",
         ),
         pytest.param(Kind.CHAT, b'{"model": "m", "messages": []}', "messages", id="no-messages"),
-        pytest.param(Kind.CHAT, b'{"model": "", "messages": [{"role": "user"}]}', "model",
-                     id="model-empty"),
+        pytest.param(
+            Kind.CHAT, b'{"model": "", "messages": [{"role": "user"}]}', "model", id="model-empty"
+        ),
         pytest.param(Kind.COMPLETION, b'{"model": "m", "prompt": 5}', "prompt", id="prompt-int"),
-        pytest.param(Kind.EMBEDDING, b'{"model": "m", "input": {"a": 1}}', "input",
-                     id="input-object"),
+        pytest.param(
+            Kind.EMBEDDING, b'{"model": "m", "input": {"a": 1}}', "input", id="input-object"
+        ),
     ],
 )
 def test_wrong_field_types_are_invalid_requests_naming_the_param(
@@ -230,17 +243,26 @@ def test_counts_below_one_are_rejected(kind: Kind, extra: dict[str, int], param:
 
 
 def test_max_tokens_of_one_is_accepted() -> None:
-    body = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "x"}],
-                         "max_tokens": 1})
+    body = orjson.dumps(
+        {"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 1}
+    )
     assert parse(Kind.CHAT, body).max_tokens == 1
 
 
 def test_multimodal_content_parts_are_accepted() -> None:
     body = orjson.dumps(
-        {"model": "m", "messages": [{"role": "user", "content": [
-            {"type": "text", "text": "what is this"},
-            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
-        ]}]}
+        {
+            "model": "m",
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "what is this"},
+                        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+                    ],
+                }
+            ],
+        }
     )
     request = parse(Kind.CHAT, body)
     assert forward_body(request, "m") is body

@@ -144,8 +144,12 @@ def test_openai_key_in_environment_routes_bare_and_prefixed_names() -> None:
         for i, e in enumerate(config.model_list)
     ]
     router = Router(deployments)
-    for requested, upstream in (("openai/gpt-4o", "gpt-4o"), ("gpt-4o", "gpt-4o"),
-                                ("o3-mini", "o3-mini"), ("mock-gpt", "mock-gpt")):
+    for requested, upstream in (
+        ("openai/gpt-4o", "gpt-4o"),
+        ("gpt-4o", "gpt-4o"),
+        ("o3-mini", "o3-mini"),
+        ("mock-gpt", "mock-gpt"),
+    ):
         deployment = router.pick(requested)
         assert deployment.resolve_model(requested) == upstream
     assert router.pick("gpt-4o").api_key == "sk-env-key"

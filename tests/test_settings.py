@@ -54,17 +54,32 @@ def test_config_file_overrides_defaults() -> None:
     ("field", "env_name", "env_value", "cli_value", "from_config", "from_env"),
     [
         pytest.param(
-            "master_key", "TOLLWAY_MASTER_KEY", "sk-env", "sk-cli", "sk-from-config", "sk-env",
+            "master_key",
+            "TOLLWAY_MASTER_KEY",
+            "sk-env",
+            "sk-cli",
+            "sk-from-config",
+            "sk-env",
             id="master-key",
         ),
         pytest.param("db", "TOLLWAY_DB", "env.db", "cli.db", "config.db", "env.db", id="db"),
         pytest.param(
-            "max_body_bytes", "TOLLWAY_MAX_BODY_BYTES", "2048", 4096, 1024 * 1024, 2048,
+            "max_body_bytes",
+            "TOLLWAY_MAX_BODY_BYTES",
+            "2048",
+            4096,
+            1024 * 1024,
+            2048,
             id="max-body-bytes",
         ),
         pytest.param(
-            "redis_url", "TOLLWAY_REDIS_URL", "redis://env:6379", "redis://cli:6379",
-            "redis://:pw@redis.internal:6380", "redis://env:6379", id="redis-url",
+            "redis_url",
+            "TOLLWAY_REDIS_URL",
+            "redis://env:6379",
+            "redis://cli:6379",
+            "redis://:pw@redis.internal:6380",
+            "redis://env:6379",
+            id="redis-url",
         ),
     ],
 )
@@ -82,14 +97,24 @@ def test_precedence_is_cli_then_env_then_config(
     [
         pytest.param("port", "TOLLWAY_PORT", "8080", 9090, 4000, 8080, id="port"),
         pytest.param("workers", "TOLLWAY_WORKERS", "4", 2, 1, 4, id="workers"),
-        pytest.param("log_level", "TOLLWAY_LOG_LEVEL", "DEBUG", "error", "info", "debug",
-                     id="log-level"),
-        pytest.param("access_log", "TOLLWAY_ACCESS_LOG", "yes", False, False, True,
-                     id="access-log"),
-        pytest.param("graceful_timeout_s", "TOLLWAY_GRACEFUL_TIMEOUT_S", "2.5", 7.0, 30.0, 2.5,
-                     id="graceful-timeout"),
-        pytest.param("flush_interval_ms", "TOLLWAY_FLUSH_INTERVAL_MS", "50", 75, 200, 50,
-                     id="flush-interval"),
+        pytest.param(
+            "log_level", "TOLLWAY_LOG_LEVEL", "DEBUG", "error", "info", "debug", id="log-level"
+        ),
+        pytest.param(
+            "access_log", "TOLLWAY_ACCESS_LOG", "yes", False, False, True, id="access-log"
+        ),
+        pytest.param(
+            "graceful_timeout_s",
+            "TOLLWAY_GRACEFUL_TIMEOUT_S",
+            "2.5",
+            7.0,
+            30.0,
+            2.5,
+            id="graceful-timeout",
+        ),
+        pytest.param(
+            "flush_interval_ms", "TOLLWAY_FLUSH_INTERVAL_MS", "50", 75, 200, 50, id="flush-interval"
+        ),
     ],
 )
 def test_precedence_is_cli_then_env_then_defaults(

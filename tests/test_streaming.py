@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import orjson
 import pytest
@@ -32,8 +32,13 @@ def chunk_event(piece: str, *, usage_null: bool = True, sep: bytes = b"\n\n") ->
 
 
 def usage_event(sep: bytes = b"\n\n") -> bytes:
-    chunk = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "m",
-             "choices": [], "usage": USAGE}
+    chunk = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "model": "m",
+        "choices": [],
+        "usage": USAGE,
+    }
     return b"data: " + orjson.dumps(chunk) + sep
 
 
@@ -72,9 +77,12 @@ def bytewise(data: bytes) -> list[bytes]:
         *(pytest.param(lambda d, s=s: random_split(d, s), id=f"random-{s}") for s in range(8)),
     ],
 )
-@pytest.mark.parametrize("sep", [pytest.param(b"\n\n", id="lf"), pytest.param(b"\r\n\r\n",
-                                                                              id="crlf")])
-def test_output_is_input_minus_the_usage_chunk_for_any_chunking(split, sep: bytes) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    "sep", [pytest.param(b"\n\n", id="lf"), pytest.param(b"\r\n\r\n", id="crlf")]
+)
+def test_output_is_input_minus_the_usage_chunk_for_any_chunking(
+    split: Callable[[bytes], list[bytes]], sep: bytes
+) -> None:
     stream, usage = openai_stream(sep)
     state = SSERelay(strip_usage_chunk=True)
     out = feed_all(state, split(stream))

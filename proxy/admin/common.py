@@ -44,12 +44,16 @@ class Flusher(Protocol):
 class AdminState(Protocol):
     """The parts of ``proxy.app.GatewayState`` the admin API uses."""
 
-    settings: Settings
-    auth: Authenticator
-    directory: Directory
-    store: Store
-    router: Router
-
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def auth(self) -> Authenticator: ...
+    @property
+    def directory(self) -> Directory: ...
+    @property
+    def store(self) -> Store: ...
+    @property
+    def router(self) -> Router: ...
     @property
     def flusher(self) -> Flusher: ...
 

@@ -68,22 +68,22 @@ class GenerateKey(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 class UpdateKey(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     key: str
-    key_alias: str | None | UnsetType = UNSET
-    models: list[str] | None | UnsetType = UNSET
-    max_budget: Money | None | UnsetType = UNSET
-    soft_budget: Money | None | UnsetType = UNSET
-    budget_duration: str | None | UnsetType = UNSET
-    duration: str | None | UnsetType = UNSET
-    rpm_limit: Count | None | UnsetType = UNSET
-    tpm_limit: Count | None | UnsetType = UNSET
-    max_parallel_requests: Count | None | UnsetType = UNSET
-    team_id: Identifier | None | UnsetType = UNSET
-    user_id: Identifier | None | UnsetType = UNSET
-    metadata: dict[str, Any] | None | UnsetType = UNSET
-    guardrails: list[str] | None | UnsetType = UNSET
-    tags: list[str] | None | UnsetType = UNSET
-    blocked: bool | None | UnsetType = UNSET
-    key_type: KeyType | None | UnsetType = UNSET
+    key_alias: str | UnsetType | None = UNSET
+    models: list[str] | UnsetType | None = UNSET
+    max_budget: Money | UnsetType | None = UNSET
+    soft_budget: Money | UnsetType | None = UNSET
+    budget_duration: str | UnsetType | None = UNSET
+    duration: str | UnsetType | None = UNSET
+    rpm_limit: Count | UnsetType | None = UNSET
+    tpm_limit: Count | UnsetType | None = UNSET
+    max_parallel_requests: Count | UnsetType | None = UNSET
+    team_id: Identifier | UnsetType | None = UNSET
+    user_id: Identifier | UnsetType | None = UNSET
+    metadata: dict[str, Any] | UnsetType | None = UNSET
+    guardrails: list[str] | UnsetType | None = UNSET
+    tags: list[str] | UnsetType | None = UNSET
+    blocked: bool | UnsetType | None = UNSET
+    key_type: KeyType | UnsetType | None = UNSET
 
 
 class KeyRef(msgspec.Struct, forbid_unknown_fields=True):
@@ -112,8 +112,7 @@ def key_object(state: AdminState, row: KeyRow) -> dict[str, Any]:
     """A key record as admin responses show it: the hash as ``token``, never the secret."""
     data = state.directory.with_live_spend(row)
     data["token"] = data.pop("token_hash")
-    metadata = data.get("metadata") or {}
-    data["guardrails"] = metadata.get("guardrails")
+    data["guardrails"] = row.metadata.get("guardrails")
     return with_iso_times(data)
 
 
@@ -206,9 +205,7 @@ class KeyRoutes:
         )
         self._validate(caller, row)
         await self.state.directory.put_key(row)
-        return json_response(
-            {**key_object(self.state, row), "key": secret, "token_id": token_hash}
-        )
+        return json_response({**key_object(self.state, row), "key": secret, "token_id": token_hash})
 
     def _check_secret(self, secret: str, param: str) -> str:
         if not secret.startswith("sk-") or not 8 <= len(secret) <= MAX_KEY_LENGTH:
@@ -267,7 +264,9 @@ class KeyRoutes:
         for alias in body.key_aliases:
             matches = [r for r in directory.keys.values() if r.key_alias == alias]
             if not matches:
-                raise NotFound(f"no key with alias {alias!r}", param="key_aliases", code="not_found")
+                raise NotFound(
+                    f"no key with alias {alias!r}", param="key_aliases", code="not_found"
+                )
             rows.extend(self._visible(caller, r) for r in matches)
         # Everything is checked before anything is deleted.
         for row in rows:
@@ -335,9 +334,7 @@ class KeyRoutes:
         token_hash = self._check_secret(secret, "new_key")
         row = replace(current, token_hash=token_hash, key_name=masked(secret))
         await self.state.directory.rekey(current.token_hash, row)
-        return json_response(
-            {**key_object(self.state, row), "key": secret, "token_id": token_hash}
-        )
+        return json_response({**key_object(self.state, row), "key": secret, "token_id": token_hash})
 
     async def block(self, request: Request) -> Response:
         return await self._set_blocked(request, True)

@@ -54,17 +54,17 @@ class NewTeam(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 class UpdateTeam(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     team_id: Identifier
-    team_alias: str | None | UnsetType = UNSET
-    models: list[str] | None | UnsetType = UNSET
-    max_budget: Money | None | UnsetType = UNSET
-    budget_duration: str | None | UnsetType = UNSET
-    rpm_limit: Count | None | UnsetType = UNSET
-    tpm_limit: Count | None | UnsetType = UNSET
-    max_parallel_requests: Count | None | UnsetType = UNSET
-    members: list[Member] | None | UnsetType = UNSET
-    members_with_roles: list[Member] | None | UnsetType = UNSET
-    metadata: dict[str, Any] | None | UnsetType = UNSET
-    blocked: bool | None | UnsetType = UNSET
+    team_alias: str | UnsetType | None = UNSET
+    models: list[str] | UnsetType | None = UNSET
+    max_budget: Money | UnsetType | None = UNSET
+    budget_duration: str | UnsetType | None = UNSET
+    rpm_limit: Count | UnsetType | None = UNSET
+    tpm_limit: Count | UnsetType | None = UNSET
+    max_parallel_requests: Count | UnsetType | None = UNSET
+    members: list[Member] | UnsetType | None = UNSET
+    members_with_roles: list[Member] | UnsetType | None = UNSET
+    metadata: dict[str, Any] | UnsetType | None = UNSET
+    blocked: bool | UnsetType | None = UNSET
 
 
 class DeleteTeams(msgspec.Struct, forbid_unknown_fields=True):

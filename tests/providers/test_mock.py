@@ -52,8 +52,11 @@ async def test_same_request_gives_the_same_reply() -> None:
     assert first["object"] == "chat.completion"
     assert first["id"].startswith("chatcmpl-mock-")
     message = first["choices"][0]["message"]
-    assert message == {"role": "assistant", "content":
-                       "Hello from Tollway's mock model. You said: Say hello", "refusal": None}
+    assert message == {
+        "role": "assistant",
+        "content": "Hello from Tollway's mock model. You said: Say hello",
+        "refusal": None,
+    }
     assert first["choices"][0]["finish_reason"] == "stop"
 
 
