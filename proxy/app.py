@@ -30,6 +30,7 @@ from .directory import Directory
 from .errors import NotFound, PermissionDenied, TollwayError
 from .hotpath import InferenceRoute, Receive, Scope, Send
 from .ledger import Ledger
+from .logs import configure as configure_logging
 from .ledger.flush import Flusher
 from .parse import Kind
 from .pricing import PriceTable
@@ -197,7 +198,11 @@ def create_app(settings: Settings, config: Config, transport: Transport | None =
 def app_from_environment() -> Gateway:
     """Factory for worker processes: the CLI exported every option as ``TOLLWAY_*``."""
     config = load_config(os.environ.get("TOLLWAY_CONFIG") or None)
-    return create_app(from_environment(), config)
+    settings = from_environment()
+    secrets = [settings.master_key or ""]
+    secrets.extend(entry.litellm_params.api_key or "" for entry in config.model_list)
+    configure_logging(settings.log_level, secrets)
+    return create_app(settings, config)
 
 
 def _web_routes(state: GatewayState) -> list[Route]:

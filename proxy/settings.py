@@ -131,6 +131,13 @@ def resolve(cli: Mapping[str, Any], environ: Mapping[str, str], config: Config |
                 raise SettingsError(f"{option.env}: {exc}") from exc
     values.update({k: v for k, v in cli.items() if v is not None})
     settings = msgspec.convert(values, Settings)
+    if settings.workers > 1 and settings.master_key:
+        # Each worker would hold its own ledger: budgets would be enforced per process and
+        # the absolute spend totals they flush would overwrite each other.
+        raise SettingsError(
+            "--workers > 1 with a master key (virtual keys, budgets) needs a shared ledger, "
+            "which is not built yet: run one worker per process, or scale with replicas"
+        )
     if not settings.master_key and not is_loopback(settings.host):
         raise SettingsError(
             f"refusing to bind {settings.host} without a master key: set TOLLWAY_MASTER_KEY "
