@@ -29,7 +29,7 @@ from locust.contrib.fasthttp import FastHttpUser
 try:
     from bench.payloads import CHAT_BODY, KEY, PATH, STREAM_BODY
 except ImportError:  # run as `locust -f bench/locustfile.py` from another directory
-    from payloads import CHAT_BODY, KEY, PATH, STREAM_BODY  # type: ignore[no-redef]
+    from payloads import CHAT_BODY, KEY, PATH, STREAM_BODY  # type: ignore[no-redef,import-not-found]
 
 HEADERS = {
     "Authorization": f"Bearer {KEY}",

@@ -172,7 +172,8 @@ def run_locust(
     if not raw_path.exists():
         log_text = (work / f"locust-{tag}.log").read_text(errors="replace")[-2000:]
         raise RuntimeError(f"locust run {tag} wrote no results; its log:\n{log_text}")
-    return orjson.loads(raw_path.read_bytes())
+    raw: dict[str, Any] = orjson.loads(raw_path.read_bytes())
+    return raw
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -340,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"servers on CPUs {sorted(server_cpus)}, locust and probe "
                     f"on {sorted(load_cpus)}"
                 )
-                if load_cpus
+                if load_cpus and server_cpus
                 else "off",
             },
             "key_kind": key_kind,
