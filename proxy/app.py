@@ -30,8 +30,8 @@ from .directory import Directory
 from .errors import NotFound, PermissionDenied, TollwayError
 from .hotpath import InferenceRoute, Receive, Scope, Send
 from .ledger import Ledger
-from .logs import configure as configure_logging
 from .ledger.flush import Flusher
+from .logs import configure as configure_logging
 from .parse import Kind
 from .pricing import PriceTable
 from .providers import build_deployment, build_providers

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import socket
 import sys
 from collections.abc import Sequence
@@ -49,8 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = vars(build_parser().parse_args(argv))
     config_path = args.get("config") or os.environ.get("TOLLWAY_CONFIG") or None
-    bootstrap_level = os.environ.get("TOLLWAY_LOG_LEVEL") or args.get("log_level") or "info"
-    configure(bootstrap_level if isinstance(bootstrap_level, str) else "info")
+    bootstrap_level = args.get("log_level") or os.environ.get("TOLLWAY_LOG_LEVEL") or "info"
+    configure(bootstrap_level if bootstrap_level in ("debug", "warning", "error") else "info")
     try:
         config = load_config(config_path)
         settings = resolve(args, os.environ, config)
@@ -107,5 +108,13 @@ def serve(settings: Any, config: Any) -> int:
         return 0
     uv_config = uvicorn.Config(create_app(settings, config), **common)
     server = uvicorn.Server(uv_config)
+    # uvicorn re-raises the signal it shut down on once it has restored the handlers found
+    # at start; with these in place a graceful SIGTERM/SIGINT ends with exit status 0.
+    signal.signal(signal.SIGTERM, _after_shutdown)
+    signal.signal(signal.SIGINT, _after_shutdown)
     server.run(sockets=[sock])
-    return 0
+    return 0 if server.started else 1
+
+
+def _after_shutdown(signum: int, frame: object) -> None:
+    log.info("tollway stopped after signal %d", signum)

@@ -151,8 +151,8 @@ class InferenceRoute:
             call.request = request = parse(self.kind, body)
             call.principal = principal
             accounting.check_models(principal, request.model)
-            call.deployment = deployment = state.router.pick(request.model)
-            upstream_model = deployment.resolve_model(request.model)
+            deployment, upstream_model = state.router.pick(request.model)
+            call.deployment = deployment
             accounting.admit(call, principal, deployment, upstream_model)
             provider = state.providers[deployment.provider]
             upstream_started = time.perf_counter()

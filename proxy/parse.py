@@ -102,16 +102,21 @@ def parse(kind: Kind, body: bytes) -> ParsedRequest:
     if isinstance(typed, ChatBody):
         options = typed.stream_options
         wants_usage = bool(options is not None and options.include_usage)
-        max_tokens = typed.max_completion_tokens or typed.max_tokens
+        max_tokens = (
+            typed.max_completion_tokens
+            if typed.max_completion_tokens is not None
+            else typed.max_tokens
+        )
+        _check_positive("max_completion_tokens", typed.max_completion_tokens)
         if not typed.messages:
             raise InvalidRequest("`messages` must hold at least one message", param="messages")
     elif isinstance(typed, CompletionBody):
         options = typed.stream_options
         wants_usage = bool(options is not None and options.include_usage)
         max_tokens = typed.max_tokens
-    for name, value in (("max_tokens", max_tokens), ("n", getattr(typed, "n", None))):
-        if value is not None and value < 1:
-            raise InvalidRequest(f"`{name}` must be at least 1", param=name)
+    if not isinstance(typed, EmbeddingBody):
+        _check_positive("max_tokens", typed.max_tokens)
+        _check_positive("n", typed.n)
     return ParsedRequest(
         kind=kind,
         model=typed.model,
@@ -122,6 +127,11 @@ def parse(kind: Kind, body: bytes) -> ParsedRequest:
         body=body,
         typed=typed,
     )
+
+
+def _check_positive(name: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise InvalidRequest(f"`{name}` must be at least 1", param=name)
 
 
 def forward_body(request: ParsedRequest, upstream_model: str) -> bytes:

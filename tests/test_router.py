@@ -48,7 +48,7 @@ def router() -> Router:
 
 
 def test_exact_model_group_is_chosen(router: Router) -> None:
-    deployment = router.pick("llama")
+    deployment, _ = router.pick("llama")
     assert deployment.model_name == "llama"
     assert deployment.provider == "groq"
     assert deployment.api_base == "https://api.groq.com/openai/v1"
@@ -56,7 +56,7 @@ def test_exact_model_group_is_chosen(router: Router) -> None:
 
 
 def test_exact_group_wins_over_a_matching_wildcard(router: Router) -> None:
-    deployment = router.pick("gpt-4o")
+    deployment, _ = router.pick("gpt-4o")
     assert deployment.model_name == "gpt-4o"
     assert deployment.resolve_model("gpt-4o") == "gpt-4o-2024-08-06"
 
@@ -66,7 +66,7 @@ def test_exact_group_wins_over_a_matching_wildcard(router: Router) -> None:
     [pytest.param("gpt4", "gpt-4o", id="gpt4"), pytest.param("fast", "llama", id="fast")],
 )
 def test_alias_resolves_to_its_model_group(router: Router, alias: str, group: str) -> None:
-    assert router.pick(alias).model_name == group
+    assert router.pick(alias)[0].model_name == group
 
 
 @pytest.mark.parametrize(
@@ -81,7 +81,8 @@ def test_alias_resolves_to_its_model_group(router: Router, alias: str, group: st
 def test_wildcard_groups_serve_any_matching_name(
     router: Router, requested: str, group: str, upstream: str
 ) -> None:
-    deployment = router.pick(requested)
+    deployment, sent = router.pick(requested)
+    assert sent == upstream
     assert deployment.model_name == group
     assert deployment.provider == "openai"
     assert deployment.upstream_model == "*"
@@ -107,7 +108,7 @@ def test_unknown_model_is_not_found(router: Router, model: str) -> None:
 
 
 def test_random_pick_spreads_across_every_deployment_of_a_group(router: Router) -> None:
-    seen = {router.pick("gpt-4o").id for _ in range(300)}
+    seen = {router.pick("gpt-4o")[0].id for _ in range(300)}
     assert seen == {"gpt-4o-a", "gpt-4o-b", "gpt-4o-c"}
 
 
@@ -130,7 +131,7 @@ def test_default_config_routes_the_mock_models() -> None:
         for i, e in enumerate(config.model_list)
     ]
     router = Router(deployments)
-    deployment = router.pick("mock-gpt")
+    deployment, _ = router.pick("mock-gpt")
     assert deployment.provider == "mock"
     assert deployment.resolve_model("mock-gpt") == "mock-gpt"
     with pytest.raises(NotFound):
@@ -150,6 +151,19 @@ def test_openai_key_in_environment_routes_bare_and_prefixed_names() -> None:
         ("o3-mini", "o3-mini"),
         ("mock-gpt", "mock-gpt"),
     ):
-        deployment = router.pick(requested)
+        deployment, _ = router.pick(requested)
         assert deployment.resolve_model(requested) == upstream
-    assert router.pick("gpt-4o").api_key == "sk-env-key"
+    assert router.pick("gpt-4o")[0].api_key == "sk-env-key"
+
+
+def test_alias_to_a_model_served_by_a_wildcard_group_sends_the_alias_target() -> None:
+    config = load_config(None, {"OPENAI_API_KEY": "sk-env-key"})
+    deployments = [
+        build_deployment(i, e, config.router_settings, Settings())
+        for i, e in enumerate(config.model_list)
+    ]
+    router = Router(deployments, {"fast": "gpt-4o-mini"})
+    deployment, sent = router.pick("fast")
+    assert deployment.model_name == "gpt-*"
+    assert deployment.provider == "openai"
+    assert sent == "gpt-4o-mini"

@@ -23,10 +23,6 @@ general_settings:
   master_key: sk-from-config
   database_url: sqlite:///config.db
   max_request_size_mb: 1
-router_settings:
-  redis_host: redis.internal
-  redis_port: 6380
-  redis_password: pw
 """,
     "config.yaml",
     {},
@@ -47,7 +43,6 @@ def test_config_file_overrides_defaults() -> None:
     assert settings.master_key == "sk-from-config"
     assert settings.db == "config.db"
     assert settings.max_body_bytes == 1024 * 1024
-    assert settings.redis_url == "redis://:pw@redis.internal:6380"
 
 
 @pytest.mark.parametrize(
@@ -71,15 +66,6 @@ def test_config_file_overrides_defaults() -> None:
             1024 * 1024,
             2048,
             id="max-body-bytes",
-        ),
-        pytest.param(
-            "redis_url",
-            "TOLLWAY_REDIS_URL",
-            "redis://env:6379",
-            "redis://cli:6379",
-            "redis://:pw@redis.internal:6380",
-            "redis://env:6379",
-            id="redis-url",
         ),
     ],
 )
@@ -224,11 +210,6 @@ def test_postgres_database_url_is_ignored_with_a_warning(
     assert any("database_url" in r.getMessage() for r in caplog.records)
 
 
-def test_redis_host_without_port_or_password_uses_defaults() -> None:
-    config = parse_config("router_settings:\n  redis_host: cache\n", "c.yaml", {})
-    assert resolve({}, {}, config).redis_url == "redis://cache:6379"
-
-
 @pytest.mark.parametrize(
     "settings",
     [
@@ -238,10 +219,9 @@ def test_redis_host_without_port_or_password_uses_defaults() -> None:
                 config="/etc/tollway/config.yaml",
                 host="0.0.0.0",
                 port=8123,
-                workers=4,
+                workers=1,
                 master_key="sk-master",
                 db="/data/t.db",
-                redis_url="redis://r:6379/0",
                 flush_interval_ms=50,
                 max_body_bytes=1024,
                 log_level="debug",
@@ -253,12 +233,33 @@ def test_redis_host_without_port_or_password_uses_defaults() -> None:
             ),
             id="every-option",
         ),
+        pytest.param(Settings(workers=4, access_log=False), id="workers-without-master-key"),
     ],
 )
 def test_environ_for_workers_round_trips_through_resolve(settings: Settings) -> None:
     environ = environ_for_workers(settings)
     assert all(name.startswith("TOLLWAY_") for name in environ)
     assert resolve({}, environ, None) == settings
+
+
+@pytest.mark.parametrize(
+    ("cli", "env", "config"),
+    [
+        pytest.param({"workers": 2, "master_key": "sk-cli"}, {}, None, id="cli"),
+        pytest.param({}, {"TOLLWAY_WORKERS": "4", "TOLLWAY_MASTER_KEY": "sk-env"}, None, id="env"),
+        pytest.param({"workers": 3}, {}, CONFIG, id="config-key"),
+    ],
+)
+def test_several_workers_with_a_master_key_are_refused(
+    cli: dict[str, Any], env: dict[str, str], config: Any
+) -> None:
+    # Each worker would keep its own ledger, so budgets could be overspent.
+    with pytest.raises(SettingsError, match="workers"):
+        resolve(cli, env, config)
+
+
+def test_several_workers_without_a_master_key_are_allowed() -> None:
+    assert resolve({"workers": 4}, {}, None).workers == 4
 
 
 def test_every_settings_field_has_exactly_one_option() -> None:

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ..accounting import ALL_TEAM_MODELS
 from ..auth import MAX_KEY_LENGTH, hash_key
 from ..errors import InvalidRequest, NotFound, PermissionDenied
 from ..store import KeyRow, TeamRow
@@ -143,11 +144,11 @@ class KeyRoutes:
         if row.team_id is not None:
             team = directory.teams.get(row.team_id)
             if team is None:
-                raise InvalidRequest(f"team {row.team_id!r} does not exist", param="team_id")
+                raise InvalidRequest(f"team_id {row.team_id!r} does not exist", param="team_id")
         if row.user_id is not None and row.user_id not in directory.users:
-            raise InvalidRequest(f"user {row.user_id!r} does not exist", param="user_id")
+            raise InvalidRequest(f"user_id {row.user_id!r} does not exist", param="user_id")
         if team is not None and team.models and row.models:
-            outside = sorted(set(row.models) - set(team.models))
+            outside = sorted(set(row.models) - set(team.models) - {ALL_TEAM_MODELS})
             if outside:
                 raise InvalidRequest(
                     f"models {outside} are not allowed for team {team.team_id!r}",

@@ -5,15 +5,16 @@ Team-scoped callers (management and read-only keys) only ever see their own team
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from ..auth import hash_key
-from ..errors import InvalidRequest, PermissionDenied
+from ..errors import InvalidRequest
 from ..store import SpendLogRow
+from ..store.sqlite import GroupBy
 from .common import (
     Action,
     AdminState,
@@ -99,32 +100,13 @@ class SpendRoutes:
         group_by = query_str(request, "group_by") or "team"
         if group_by not in _GROUP_FIELDS:
             raise InvalidRequest("group_by must be one of key, team, user, model", param="group_by")
-        visible: set[str] | None = None
-        if not caller.is_master:
-            # Without a team filter in the store's report, a team-scoped caller may only
-            # group by what can be attributed to its team: itself, or its keys.
-            if group_by == "team":
-                visible = {caller.team_scope or ""}
-            elif group_by == "key":
-                visible = {
-                    k.token_hash
-                    for k in self.state.directory.keys.values()
-                    if k.team_id == caller.team_scope
-                }
-            else:
-                raise PermissionDenied(
-                    "a team-scoped key may group the spend report by team or key only",
-                    param="group_by",
-                    code="team_scope",
-                )
+        # A team-scoped caller sees only its own team's spend, whatever the grouping.
+        team_filter = None if caller.is_master else caller.team_scope or ""
         start = query_time(request, "start_date")
         end = query_time(request, "end_date", end=True)
         await self.state.flusher.flush()
-        rows = await self.state.store.spend_report(group_by, start=start, end=end)  # type: ignore[arg-type]
+        rows = await self.state.store.spend_report(
+            cast(GroupBy, group_by), start=start, end=end, team_id=team_filter
+        )
         field = _GROUP_FIELDS[group_by]
-        out = []
-        for row in rows:
-            if visible is not None and row["group"] not in visible:
-                continue
-            out.append({field: row["group"], **row, "total_spend": row["spend"]})
-        return json_response(out)
+        return json_response([{field: r["group"], **r, "total_spend": r["spend"]} for r in rows])

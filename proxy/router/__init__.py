@@ -32,25 +32,27 @@ class Router:
         group = self._groups.get(model)
         if group is not None:
             return group
-        alias = self._aliases.get(model)
-        if alias is not None and alias in self._groups:
-            return self._groups[alias]
         for pattern, candidates in self._patterns:
             if fnmatch.fnmatchcase(model, pattern):
                 return candidates
         return None
 
-    def pick(self, model: str) -> Deployment:
+    def pick(self, model: str) -> tuple[Deployment, str]:
+        """A deployment for ``model`` and the model name to send it."""
         group = self.group(model)
+        if group is None:
+            alias = self._aliases.get(model)
+            if alias is not None:
+                model = alias
+                group = self.group(alias)
         if group is None:
             shown = model if len(model) <= 100 else model[:100] + "..."
             raise NotFound(
                 f"model {shown!r} is not served here; GET /v1/models lists the models",
                 param="model",
             )
-        if len(group) == 1:
-            return group[0]
-        return self._random.choice(group)
+        deployment = group[0] if len(group) == 1 else self._random.choice(group)
+        return deployment, deployment.resolve_model(model)
 
     def model_names(self) -> list[str]:
         return [name for name in self._groups if not any(ch in name for ch in "*?[")]

@@ -510,7 +510,12 @@ class Store:
         return [_LOGS.from_db(r) for r in rows]
 
     async def spend_report(
-        self, group_by: GroupBy, *, start: float | None = None, end: float | None = None
+        self,
+        group_by: GroupBy,
+        *,
+        start: float | None = None,
+        end: float | None = None,
+        team_id: str | None = None,
     ) -> list[dict[str, Any]]:
         """Totals per key/team/user/model, highest spend first.
 
@@ -519,7 +524,7 @@ class Store:
         column = _GROUP_COLUMNS.get(group_by)
         if column is None:
             raise ValueError(f"group_by must be one of {sorted(_GROUP_COLUMNS)}")
-        where, params = _where({}, start, end)
+        where, params = _where({"team_id": team_id}, start, end)
         rows = await self._db.execute_fetchall(
             f"SELECT {column}, COALESCE(SUM(cost), 0), COUNT(*), "
             "COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), "

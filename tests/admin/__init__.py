@@ -15,7 +15,14 @@ from tests.fakes.openai_upstream import FakeOpenAI
 
 @contextmanager
 def running_gateway(fake: FakeOpenAI, tmp: Path) -> Iterator[GatewayProcess]:
-    proc = start_gateway(tmp, gateway_config(fake, free_port()))
+    # Priced, so that requests show up as spend.
+    config = gateway_config(fake, free_port()).replace(
+        "      model: openai/fake-ok\n",
+        "      model: openai/fake-ok\n"
+        "      input_cost_per_token: 0.000001\n"
+        "      output_cost_per_token: 0.000002\n",
+    )
+    proc = start_gateway(tmp, config)
     try:
         yield proc
     finally:
