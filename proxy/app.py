@@ -36,6 +36,7 @@ from .parse import Kind
 from .pricing import PriceTable
 from .providers import build_deployment, build_providers
 from .router import Router
+from .router.dispatch import Dispatcher
 from .settings import Settings, from_environment
 from .store import SpendLogRow, Store
 from .upstream import AiohttpTransport, Transport
@@ -81,6 +82,7 @@ class GatewayState:
         self.router = Router(deployments, config.router_settings.model_group_alias)
         self.transport: Transport = transport or AiohttpTransport(pool_size=settings.pool_size)
         self.providers = build_providers(self.transport)
+        self.dispatch = Dispatcher(self.router, self.providers, self.accounting)
         self.stats = Stats()
         self.started_at = int(time.time())
         self.ready = False

@@ -1,11 +1,8 @@
 """The inference routes as raw ASGI: every stage of a request, in order, in one place.
 
-    read body (bounded) → authenticate → parse → model allowlist → route → admit (ledger)
-    → call upstream → stream or return → settle (in ``finally``: also on error, disconnect
-    and cancellation)
-
-Route runs before admit, not after: the reservation is priced with the chosen deployment's
-price, and a pick is a dict lookup with no I/O, so nothing is spent on a call admit rejects.
+    read body (bounded) → authenticate → parse → model allowlist
+    → route → admit (ledger) → call upstream            (``router/dispatch.py``)
+    → stream or return → settle (in ``finally``: also on error, disconnect and cancellation)
 
 No framework layer sits on this path: headers are read once from the scope, the body is
 forwarded as bytes, and SSE chunks are passed from the upstream socket to the client's.
@@ -151,16 +148,7 @@ class InferenceRoute:
             call.request = request = parse(self.kind, body)
             call.principal = principal
             accounting.check_models(principal, request.model)
-            deployment, upstream_model = state.router.pick(request.model)
-            call.deployment = deployment
-            accounting.admit(call, principal, deployment, upstream_model)
-            provider = state.providers[deployment.provider]
-            upstream_started = time.perf_counter()
-            call.reached_upstream = True
-            try:
-                reply = await provider.send(request, deployment, upstream_model)
-            finally:
-                call.upstream_s = time.perf_counter() - upstream_started
+            reply = await state.dispatch(call, principal, request)
             if reply.chunks is not None:
                 await self._stream(call, reply, receive, send)
             else:
