@@ -132,6 +132,11 @@ class Accounting:
             prompt = estimate_tokens(request.prompt_bytes)
             completion = call.relayed_events
             estimated = True
+        elif request is not None and call.response_bytes:
+            # A successful answer that carried no usage: billed by a byte estimate, flagged.
+            prompt = estimate_tokens(request.prompt_bytes)
+            completion = estimate_tokens(call.response_bytes)
+            estimated = True
         price = call.price
         amount = (
             cost(price, prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached)

@@ -60,6 +60,7 @@ class Call:
         "relayed_events",
         "request",
         "reservation",
+        "response_bytes",
         "settled",
         "started",
         "status",
@@ -83,6 +84,7 @@ class Call:
         self.cost: float | None = None
         self.status = 0
         self.relayed_events = 0
+        self.response_bytes = 0
         self.reached_upstream = False
         self.settled = False
         self.headers_sent = False
@@ -168,6 +170,8 @@ class InferenceRoute:
         body = reply.body or b""
         call.usage = reply.usage
         call.status = reply.status
+        if reply.usage is None and 200 <= reply.status < 300:
+            call.response_bytes = len(body)
         # Settle before answering so the reply can carry its cost; settle is idempotent and
         # the upstream has billed by now whether or not the client reads the answer.
         self.state.settle(call)

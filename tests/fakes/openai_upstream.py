@@ -3,6 +3,7 @@
 Behaviour is chosen by the ``model`` the gateway sends upstream:
 ``fake-slow-stream`` (a chunk every 50 ms, for 10 s), ``fake-medium-stream`` (for 1 s),
 ``fake-trickle`` (20 chunks, 5 ms apart; non-streaming: answers after 50 ms),
+``fake-no-usage`` (a reply without a usage object),
 ``fake-hang`` (never answers),
 ``fake-400`` / ``fake-401`` / ``fake-429`` / ``fake-500`` (errors in OpenAI's shape),
 ``fake-stream-break`` (drops the connection mid-stream), anything else: a normal reply.
@@ -124,7 +125,12 @@ class FakeOpenAI:
             return _embeddings(body)
         if body.get("stream"):
             return await self._stream(request, body)
-        return _completion(request.path, body)
+        reply = _completion(request.path, body)
+        if model == "fake-no-usage":
+            payload = orjson.loads(reply.body)  # type: ignore[arg-type]
+            del payload["usage"]
+            return web.Response(body=orjson.dumps(payload), content_type="application/json")
+        return reply
 
     async def _stream(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
         model = body["model"]

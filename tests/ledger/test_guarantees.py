@@ -31,7 +31,11 @@ MASTER = {"authorization": f"Bearer {MASTER_KEY}"}
 
 def ledger_config(upstream: FakeOpenAI) -> str:
     lines = ["model_list:"]
-    for name, model in (("priced", "fake-ok"), ("trickle", "fake-trickle")):
+    for name, model in (
+        ("priced", "fake-ok"),
+        ("trickle", "fake-trickle"),
+        ("nousage", "fake-no-usage"),
+    ):
         lines += [
             f"  - model_name: {name}",
             "    litellm_params:",
@@ -389,3 +393,25 @@ async def test_requests_keep_flowing_while_another_process_holds_the_write_lock(
     assert rows[0][0] == sent
     status = await ledger_status(client)
     assert status["flush"]["failures"] >= 1, "the flush did meet the lock and retried"
+
+
+async def test_reply_without_usage_is_billed_by_estimate_and_flagged(
+    client: httpx.AsyncClient, ledger_gateway: GatewayProcess
+) -> None:
+    key = await new_key(client, max_budget=100)
+    reply = await client.post(
+        "/v1/chat/completions", json=chat("nousage"), headers={"authorization": f"Bearer {key}"}
+    )
+    assert reply.status_code == 200
+    assert "usage" not in reply.json()
+    assert float(reply.headers["x-tollway-response-cost"]) > 0
+    rows = await flushed_query(
+        db_path(ledger_gateway),
+        "SELECT estimated, prompt_tokens, completion_tokens, cost FROM spend_logs"
+        " WHERE key_hash = ?",
+        key_hash(key),
+    )
+    estimated, prompt, completion, cost = rows[0]
+    assert estimated == 1
+    assert prompt > 0 and completion > 0
+    assert cost == pytest.approx(prompt * 0.001 + completion * 0.002)
