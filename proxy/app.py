@@ -29,6 +29,7 @@ from .config import Config, load_config
 from .directory import Directory
 from .errors import NotFound, PermissionDenied, TollwayError
 from .hotpath import InferenceRoute, Receive, Scope, Send
+from .httpclient import LeanTransport, transport_kind
 from .ledger import Ledger
 from .ledger.flush import Flusher
 from .logs import configure as configure_logging
@@ -80,7 +81,12 @@ class GatewayState:
             for i, entry in enumerate(config.model_list)
         ]
         self.router = Router(deployments, config.router_settings.model_group_alias)
-        self.transport: Transport = transport or AiohttpTransport(pool_size=settings.pool_size)
+        if transport is None:
+            if transport_kind(settings.upstream_client, os.environ) == "lean":
+                transport = LeanTransport(pool_size=settings.pool_size)
+            else:
+                transport = AiohttpTransport(pool_size=settings.pool_size)
+        self.transport: Transport = transport
         self.providers = build_providers(self.transport)
         self.dispatch = Dispatcher(self.router, self.providers, self.accounting)
         self.stats = Stats()

@@ -33,6 +33,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     connect_timeout_s: float = 5.0
     request_timeout_s: float = 600.0
     pool_size: int = 512
+    upstream_client: str = "lean"
     access_log: bool = False
 
 
@@ -64,6 +65,13 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise ValueError(f"expected a positive number, got {text!r}")
     return value
+
+
+def _upstream_client(text: str) -> str:
+    kind = text.strip().lower()
+    if kind not in ("lean", "aiohttp"):
+        raise ValueError(f"expected lean|aiohttp, got {text!r}")
+    return kind
 
 
 def _log_level(text: str) -> str:
@@ -102,6 +110,12 @@ OPTIONS: tuple[Option, ...] = (
         "upstream first-byte and idle deadline when the config sets none",
     ),
     Option("pool_size", "TOLLWAY_POOL_SIZE", _positive_int, "max connections per upstream base"),
+    Option(
+        "upstream_client",
+        "TOLLWAY_UPSTREAM_CLIENT",
+        _upstream_client,
+        "lean (httptools pools) or aiohttp; aiohttp is used when HTTP(S)_PROXY is set",
+    ),
     Option("access_log", "TOLLWAY_ACCESS_LOG", _bool, "log every request (off: hot path)"),
 )
 

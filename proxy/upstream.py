@@ -19,10 +19,13 @@ from .errors import UpstreamTimeout, UpstreamUnreachable
 
 class Deadlines(msgspec.Struct, frozen=True):
     connect: float
-    # Time to the response headers, and the longest silence between two body chunks.
+    # Time to first byte: to the response headers, and on a stream to its first chunk.
     read: float
-    # Whole exchange, for non-streaming calls (streams are bounded by ``read`` per chunk).
+    # Whole exchange, for non-streaming calls (streams are bounded per chunk instead).
     total: float | None = None
+    # The longest silence between two chunks of a stream once it started (``stream_timeout``);
+    # None means ``read``.
+    stream_idle: float | None = None
 
 
 class UpstreamResponse(Protocol):
@@ -67,16 +70,29 @@ class _AiohttpResponse:
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         content = self._resp.content
+        deadlines = self._deadlines
+        waited = deadlines.read
         try:
+            chunk = await content.readany()
+            if not chunk:
+                return
+            idle = deadlines.stream_idle
+            if idle is not None and idle != deadlines.read:
+                # The socket's read timer guarded the first byte; from here on it guards the
+                # gap between chunks. Restarted now so the very next gap is bounded too.
+                connection = self._resp.connection
+                if connection is not None and connection.protocol is not None:
+                    connection.protocol.read_timeout = idle
+                    connection.protocol.start_timeout()
+                    waited = idle
+            yield chunk
             while True:
                 chunk = await content.readany()
                 if not chunk:
                     return
                 yield chunk
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise UpstreamTimeout(
-                f"the upstream stream stalled for over {self._deadlines.read:g}s"
-            ) from exc
+            raise UpstreamTimeout(f"the upstream stream stalled for over {waited:g}s") from exc
         except aiohttp.ClientError as exc:
             raise UpstreamUnreachable("the upstream connection failed mid-stream") from exc
 
@@ -103,6 +119,7 @@ class AiohttpTransport:
                 auto_decompress=False,
                 skip_auto_headers=("User-Agent", "Content-Type"),
                 raise_for_status=False,
+                trust_env=True,
             )
             self._sessions[origin] = session
         return session
