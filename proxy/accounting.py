@@ -181,8 +181,7 @@ class Accounting:
     def key_spend(self, principal: Principal | None) -> float | None:
         if principal is None or principal.role is not Role.KEY or principal.key_hash is None:
             return None
-        account = key_account(principal.key_hash)
-        return self.ledger.account(account).spend if self.ledger.has_account(account) else None
+        return self.ledger.spend(key_account(principal.key_hash))
 
     def ratelimit_headers(self, principal: Principal | None) -> dict[str, str]:
         if principal is None or principal.role is not Role.KEY or principal.key_hash is None:

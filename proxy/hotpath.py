@@ -44,6 +44,10 @@ _STREAM_HEADERS = [
 ]
 
 
+class ClientGone(Exception):
+    """The client went away before its request was complete; nobody is left to answer."""
+
+
 class Call:
     """The state of one inference request as it moves through the stages."""
 
@@ -139,7 +143,6 @@ class InferenceRoute:
             elif name == b"x-request-id":
                 request_id = value
         call = _new_call(state.request_ids.next(), request_id)
-        accounting = state.accounting
         try:
             # Read the body before authenticating so the connection stays usable for the
             # next request; it is bounded, and nothing is decoded until the key is known.
@@ -147,16 +150,17 @@ class InferenceRoute:
             principal = state.auth.authenticate(authorization, api_key)
             if not principal.may_infer:
                 raise PermissionDenied("this key may not call models", code="key_type")
-            call.request = request = parse(self.kind, body)
             call.principal = principal
-            accounting.check_models(principal, request.model)
-            reply = await state.dispatch(call, principal, request)
+            reply = await self.exchange(call, principal, body)
             if reply.chunks is not None:
                 await self._stream(call, reply, receive, send)
             else:
                 await self._respond(call, reply, send)
         except TollwayError as exc:
             await self._fail(call, exc, send)
+        except ClientGone:
+            call.status = 499
+            call.disconnected = True
         except asyncio.CancelledError:
             call.status = 499
             raise
@@ -165,6 +169,16 @@ class InferenceRoute:
             await self._fail(call, TollwayError(f"internal error (call {call.call_id})"), send)
         finally:
             state.settle(call)
+
+    async def exchange(self, call: Call, principal: Principal, body: bytes) -> Reply:
+        """Parse → model allowlist → route, admit and call upstream; formats override this."""
+        call.request = request = parse(self.kind, body)
+        self.state.accounting.check_models(principal, request.model)
+        return await self.state.dispatch(call, principal, request)
+
+    def stream_error(self, exc: TollwayError) -> bytes:
+        """The in-band event that ends a stream which failed after its headers were sent."""
+        return _sse_error(exc)
 
     async def _respond(self, call: Call, reply: Reply, send: Send) -> None:
         body = reply.body or b""
@@ -204,7 +218,11 @@ class InferenceRoute:
                 call.status = exc.status
                 log.warning("call %s: stream ended early: %s", call.call_id, exc.message)
                 await send(
-                    {"type": "http.response.body", "body": _sse_error(exc), "more_body": True}
+                    {
+                        "type": "http.response.body",
+                        "body": self.stream_error(exc),
+                        "more_body": True,
+                    }
                 )
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
@@ -263,6 +281,8 @@ async def read_body(receive: Receive, content_length: bytes | None, limit: int) 
         if declared > limit:
             raise BodyTooLarge(f"request body of {declared} bytes exceeds the {limit}-byte limit")
     message = await receive()
+    if message["type"] == "http.disconnect":
+        raise ClientGone("the client disconnected before sending its body")
     body: bytes = message.get("body", b"")
     if not message.get("more_body", False):
         if len(body) > limit:
@@ -273,7 +293,7 @@ async def read_body(receive: Receive, content_length: bytes | None, limit: int) 
     while message.get("more_body", False):
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise asyncio.CancelledError("client disconnected while sending the body")
+            raise ClientGone("the client disconnected while sending the body")
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:

@@ -339,6 +339,11 @@ class Ledger:
             tokens_in_window=account.tokens_used(now),
         )
 
+    def spend(self, account_id: str) -> float | None:
+        """The account's spend (None if unknown): the cheap read for response headers."""
+        account = self._accounts.get(account_id)
+        return None if account is None else account.spend
+
     def ratelimit_headers(self, account_id: str) -> dict[str, str]:
         """``x-ratelimit-*`` headers for the account's rpm and tpm limits ({} if neither).
 
