@@ -6,14 +6,14 @@ PIP := $(PY) -m pip --disable-pip-version-check
 # The stamp changes whenever the dependency list or the lock does, so `make` reinstalls.
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock 2>/dev/null | cksum | cut -d' ' -f1)
 
-.PHONY: install run test lint format bench bench-micro redis-server lock clean
+.PHONY: install run test lint format bench bench-micro bench-soak redis-server lock clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): | $(PY)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c requirements.lock -e '.[test,dev,bench]'
+	$(PIP) install -q -c requirements.lock -e '.[test,dev,bench,granian]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -47,10 +47,13 @@ bench: install
 bench-micro: install
 	$(PY) -m bench.micro
 
+bench-soak: install
+	$(PY) -m bench.soak
+
 # Re-resolve the lock from pyproject's lower bounds (needs the package index).
 lock:
 	rm -rf .lockenv && $(PYTHON) -m venv .lockenv
-	.lockenv/bin/pip install -q -e '.[test,dev,bench]'
+	.lockenv/bin/pip install -q -e '.[test,dev,bench,granian]'
 	.lockenv/bin/pip freeze --exclude-editable | grep -v '^-e' > requirements.lock
 	rm -rf .lockenv
 

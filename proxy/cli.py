@@ -65,6 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def serve(settings: Any, config: Any) -> int:
+    if settings.server == "granian":
+        return serve_granian(settings)
     import uvicorn
 
     from .app import create_app
@@ -118,3 +120,36 @@ def serve(settings: Any, config: Any) -> int:
 
 def _after_shutdown(signum: int, frame: object) -> None:
     log.info("tollway stopped after signal %d", signum)
+
+
+def serve_granian(settings: Any) -> int:
+    """Granian (Rust HTTP, ASGI interface) for comparison; it binds the port itself."""
+    try:
+        from granian import Granian
+        from granian.constants import Interfaces, Loops
+    except ImportError:
+        print("tollway: TOLLWAY_SERVER=granian needs `pip install granian`", file=sys.stderr)
+        return 2
+    port = settings.port
+    if port == 0:
+        # Granian cannot be handed a bound socket: pick a free port, release it, pass it on.
+        with socket.socket() as probe:
+            probe.bind((settings.host, 0))
+            port = probe.getsockname()[1]
+    os.environ.update(environ_for_workers(settings))
+    if settings.config:
+        os.environ["TOLLWAY_CONFIG"] = os.path.abspath(settings.config)
+    print(f"tollway listening on http://{settings.host}:{port}", flush=True)
+    Granian(
+        "proxy.app:app_from_environment",
+        factory=True,
+        address=settings.host,
+        port=port,
+        interface=Interfaces.ASGI,
+        loop=Loops.uvloop,
+        workers=settings.workers,
+        websockets=False,
+        log_access=settings.access_log,
+        workers_kill_timeout=int(settings.graceful_timeout_s) or None,
+    ).serve()
+    return 0

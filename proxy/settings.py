@@ -34,6 +34,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     request_timeout_s: float = 600.0
     pool_size: int = 512
     upstream_client: str = "lean"
+    server: str = "uvicorn"
     access_log: bool = False
 
 
@@ -71,6 +72,13 @@ def _upstream_client(text: str) -> str:
     kind = text.strip().lower()
     if kind not in ("lean", "aiohttp"):
         raise ValueError(f"expected lean|aiohttp, got {text!r}")
+    return kind
+
+
+def _server(text: str) -> str:
+    kind = text.strip().lower()
+    if kind not in ("uvicorn", "granian"):
+        raise ValueError(f"expected uvicorn|granian, got {text!r}")
     return kind
 
 
@@ -115,6 +123,12 @@ OPTIONS: tuple[Option, ...] = (
         "TOLLWAY_UPSTREAM_CLIENT",
         _upstream_client,
         "lean (httptools pools) or aiohttp; aiohttp is used when HTTP(S)_PROXY is set",
+    ),
+    Option(
+        "server",
+        "TOLLWAY_SERVER",
+        _server,
+        "uvicorn (httptools; measured faster here) or granian (pip install granian)",
     ),
     Option("access_log", "TOLLWAY_ACCESS_LOG", _bool, "log every request (off: hot path)"),
 )
