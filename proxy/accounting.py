@@ -22,13 +22,13 @@ import msgspec
 
 from .auth import Principal, Role
 from .directory import key_account, team_account, user_account
-from .errors import PermissionDenied
+from .errors import BudgetExceeded, PermissionDenied, RateLimited
 from .ledger import Ledger
 from .parse import ChatBody, ParsedRequest
 from .pricing import ModelPrice, PriceOverrides, PriceTable, cost, worst_case_cost
 from .providers.base import Deployment
 from .store import SpendLogRow
-from .usage import estimate_tokens
+from .usage import Usage, estimate_tokens
 
 if TYPE_CHECKING:
     from .hotpath import Call
@@ -111,6 +111,92 @@ class Accounting:
         worst = worst_case_cost(price, prompt_tokens=prompt_upper, max_tokens=request.max_tokens)
         tokens = estimate_tokens(request.prompt_bytes) + (request.max_tokens or 0)
         call.reservation = self.ledger.admit(call.uid, accounts, tokens=tokens, cost=worst)
+
+    def admit_chain(
+        self, call: Call, principal: Principal, candidates: list[tuple[Deployment, str]]
+    ) -> None:
+        """Admit once for a request that may be retried or fall back: the reservation is the
+        most expensive worst case among every deployment it may reach, so whichever serves
+        (and is billed) the budget holds."""
+        if len(candidates) == 1 or principal.role is not Role.KEY:
+            deployment, upstream_model = candidates[0]
+            self.admit(call, principal, deployment, upstream_model)
+            return
+        request = call.request
+        assert request is not None
+        worst = max(candidates, key=lambda c: self.worst_case(request, *c))
+        self.admit(call, principal, *worst)
+
+    def worst_case(
+        self, request: ParsedRequest, deployment: Deployment, upstream_model: str
+    ) -> float:
+        price = self.price_of(deployment, upstream_model)
+        prompt_upper = request.prompt_bytes + IMAGE_TOKEN_ALLOWANCE * _image_parts(request)
+        return worst_case_cost(price, prompt_tokens=prompt_upper, max_tokens=request.max_tokens)
+
+    def bill_failed_attempt(
+        self, call: Call, deployment: Deployment, upstream_model: str, usage: Usage | None
+    ) -> bool:
+        """Bill an attempt the upstream charged for but that is not the answer (a 200 refusal
+        that a content-policy fallback replaces), and reserve afresh for the next attempt.
+
+        The reservation is settled with the refused attempt's cost and a new one is admitted
+        for the same worst case, so the budget check stays strict. When the new one is refused
+        (budget, limits) the refusal stays the answer and False is returned. The refused
+        attempt's spend-log row is ``<request_id>#<n>``, with the request's call_id.
+        """
+        request = call.request
+        assert request is not None
+        price = self.price_of(deployment, upstream_model)
+        prompt = usage.prompt_tokens if usage is not None else estimate_tokens(request.prompt_bytes)
+        completion = usage.completion_tokens if usage is not None else 0
+        cached = usage.cached_tokens if usage is not None else 0
+        amount = cost(
+            price, prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached
+        )
+        reservation = call.reservation
+        if reservation is not None:
+            self.ledger.settle(reservation, cost=amount, tokens=prompt + completion)
+            try:
+                call.reservation = self.ledger.admit(
+                    call.uid,
+                    reservation.account_ids,
+                    tokens=reservation.tokens,
+                    cost=reservation.cost,
+                )
+            except (RateLimited, BudgetExceeded):
+                # Already billed above; the final settle must not bill the refusal again.
+                call.reservation = None
+                return False
+        call.failed_attempts += 1
+        principal = call.principal
+        if principal is None:
+            return True
+        now = self._clock()
+        self._enqueue(
+            SpendLogRow(
+                request_id=f"{call.uid}#{call.failed_attempts}",
+                call_id=call.call_id,
+                key_hash=principal.key_hash if principal.role is Role.KEY else None,
+                user_id=principal.user.user_id if principal.user else None,
+                team_id=principal.team.team_id if principal.team else None,
+                model=request.model,
+                deployment=f"{deployment.provider}/{deployment.upstream_model}",
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                cached_tokens=cached,
+                total_tokens=prompt + completion,
+                cost=amount,
+                latency_ms=round((time.perf_counter() - call.started) * 1000, 3),
+                status="error",
+                status_code=200,
+                tags=list(principal.key.tags) if principal.key else [],
+                estimated=usage is None,
+                start_time=now - (time.perf_counter() - call.started),
+                end_time=now,
+            )
+        )
+        return True
 
     def settle(self, call: Call) -> None:
         if call.settled:

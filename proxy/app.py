@@ -28,6 +28,9 @@ from .auth import Authenticator, Role
 from .config import Config, load_config
 from .directory import Directory
 from .errors import NotFound, PermissionDenied, TollwayError
+from .formats.anthropic import MessagesRoute
+from .formats.responses import ResponsesRoute
+from .health import health_routes
 from .hotpath import InferenceRoute, Receive, Scope, Send
 from .httpclient import LeanTransport, transport_kind
 from .ledger import Ledger
@@ -36,7 +39,7 @@ from .logs import configure as configure_logging
 from .parse import Kind
 from .pricing import PriceTable
 from .providers import build_deployment, build_providers
-from .router import Router
+from .router import Router, RoutingSettings
 from .router.dispatch import Dispatcher
 from .settings import Settings, from_environment
 from .store import SpendLogRow, Store
@@ -80,7 +83,12 @@ class GatewayState:
             build_deployment(i, entry, config.router_settings, settings)
             for i, entry in enumerate(config.model_list)
         ]
-        self.router = Router(deployments, config.router_settings.model_group_alias)
+        self.router = Router(
+            deployments,
+            config.router_settings.model_group_alias,
+            settings=RoutingSettings.from_config(config),
+            price_of=self.accounting.price_of,
+        )
         if transport is None:
             if transport_kind(settings.upstream_client, os.environ) == "lean":
                 transport = LeanTransport(pool_size=settings.pool_size)
@@ -168,6 +176,8 @@ class Gateway:
     def __init__(self, state: GatewayState) -> None:
         self.state = state
         self.hot = {path: InferenceRoute(state, kind) for path, kind in HOT_ROUTES.items()}
+        self.hot["/v1/messages"] = MessagesRoute(state)
+        self.hot["/v1/responses"] = ResponsesRoute(state)
         self.web = Starlette(
             routes=_web_routes(state),
             lifespan=self._lifespan,
@@ -217,15 +227,6 @@ def _web_routes(state: GatewayState) -> list[Route]:
     async def liveliness(request: Request) -> Response:
         return _json_response("I'm alive!")
 
-    async def readiness(request: Request) -> Response:
-        ready = state.ready
-        body = {
-            "status": "ready" if ready else "not ready",
-            "models": len(state.router.model_names()),
-            "deployments": len(state.router.deployments()),
-        }
-        return _json_response(body, 200 if ready else 503)
-
     async def models(request: Request) -> Response:
         headers = request.headers
         state.auth.authenticate(
@@ -260,7 +261,7 @@ def _web_routes(state: GatewayState) -> list[Route]:
         Route("/ledger/status", ledger_status, methods=["GET"]),
         Route("/health/liveliness", liveliness, methods=["GET"]),
         Route("/health/liveness", liveliness, methods=["GET"]),
-        Route("/health/readiness", readiness, methods=["GET"]),
+        *health_routes(state),
         Route("/v1/models", models, methods=["GET"]),
         Route("/models", models, methods=["GET"]),
     ]

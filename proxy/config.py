@@ -46,6 +46,7 @@ class LiteLLMParams(msgspec.Struct, frozen=True, kw_only=True):
     region_name: str | None = None
     aws_access_key_id: str | None = None
     aws_secret_access_key: str | None = None
+    aws_session_token: str | None = None
     aws_region_name: str | None = None
     vertex_project: str | None = None
     vertex_location: str | None = None
@@ -53,6 +54,11 @@ class LiteLLMParams(msgspec.Struct, frozen=True, kw_only=True):
     custom_llm_provider: str | None = None
     use_in_pass_through: bool | None = None
     merge_reasoning_content_in_choices: bool | None = None
+    # Routing: a per-deployment connect deadline, and the complexity auto-router's settings
+    # (``model: auto_router/complexity_router``).
+    connect_timeout: float | None = None
+    complexity_router_config: dict[str, Any] | None = None
+    complexity_router_default_model: str | None = None
 
 
 class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -91,6 +97,8 @@ class RouterSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_fallbacks: int | None = None
     model_group_alias: dict[str, str] | None = None
     enable_pre_call_checks: bool | None = None
+    enable_tag_filtering: bool | None = None
+    routing_strategy_args: dict[str, Any] | None = None
     redis_host: str | None = None
     redis_port: int | None = None
     redis_password: str | None = None

@@ -15,7 +15,8 @@ translated at the boundary where they occur (``raise UpstreamTimeout(...) from e
     ├── RateLimited                   429 rate_limit_error   (+ retry-after)
     ├── BudgetExceeded                429 budget_exceeded    (+ x-should-retry: false)
     ├── UpstreamError                 502 upstream_error
-    │   ├── UpstreamStatusError       the upstream's 4xx status, message and type
+    │   ├── UpstreamStatusError       the upstream's 4xx status, message and type (a 5xx is
+    │   │                             relayed as 502; ``upstream_status`` keeps the real one)
     │   ├── UpstreamUnreachable       502 upstream_error
     │   └── NoDeploymentAvailable     503 upstream_error     (+ retry-after)
     └── UpstreamTimeout               504 timeout_error
@@ -130,16 +131,19 @@ class UpstreamStatusError(UpstreamError):
         param: str | None = None,
         code: str | None = None,
         retry_after: str | None = None,
+        upstream_status: int | None = None,
     ) -> None:
         headers = {"retry-after": retry_after} if retry_after else None
         super().__init__(message, param=param, code=code, headers=headers)
         self.status = status
+        self.upstream_status = upstream_status if upstream_status is not None else status
+        self.retry_after_s = _seconds(retry_after)
         if type:
             self.type = type
 
     @property
     def retryable(self) -> bool:
-        return self.status == 429 or self.status >= 500
+        return self.upstream_status == 429 or self.upstream_status >= 500
 
 
 class UpstreamUnreachable(UpstreamError):
@@ -153,9 +157,21 @@ class NoDeploymentAvailable(UpstreamError):
     def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
         seconds = max(1, int(retry_after + 0.999))
         super().__init__(message, headers={"retry-after": str(seconds)})
+        self.retry_after = retry_after
 
 
 class UpstreamTimeout(TollwayError):
     status = 504
     type = "timeout_error"
     code = "upstream_timeout"
+
+
+def _seconds(retry_after: str | None) -> float | None:
+    """A ``Retry-After`` header in seconds (HTTP dates are not worth parsing here)."""
+    if not retry_after:
+        return None
+    try:
+        value = float(retry_after)
+    except ValueError:
+        return None
+    return value if value >= 0 else None

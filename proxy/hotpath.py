@@ -52,11 +52,15 @@ class Call:
     """The state of one inference request as it moves through the stages."""
 
     __slots__ = (
+        "attempted_fallbacks",
+        "attempted_retries",
         "call_id",
+        "complexity_tier",
         "cost",
         "deployment",
         "disconnected",
         "echo_request_id",
+        "failed_attempts",
         "headers_sent",
         "price",
         "principal",
@@ -68,6 +72,7 @@ class Call:
         "settled",
         "started",
         "status",
+        "tags_header",
         "uid",
         "upstream_s",
         "usage",
@@ -93,6 +98,12 @@ class Call:
         self.settled = False
         self.headers_sent = False
         self.disconnected = False
+        # Set by the router (router/dispatch.py).
+        self.attempted_retries = 0
+        self.attempted_fallbacks = 0
+        self.failed_attempts = 0
+        self.complexity_tier: str | None = None
+        self.tags_header: str | None = None
 
     def response_headers(
         self, extra: list[tuple[bytes, bytes]], accounting: Accounting
@@ -103,9 +114,11 @@ class Call:
             *extra,
             (b"x-tollway-call-id", call_id),
             (b"x-tollway-overhead-ms", f"{overhead_ms:.3f}".encode()),
-            (b"x-tollway-attempted-retries", b"0"),
-            (b"x-tollway-attempted-fallbacks", b"0"),
+            (b"x-tollway-attempted-retries", str(self.attempted_retries).encode()),
+            (b"x-tollway-attempted-fallbacks", str(self.attempted_fallbacks).encode()),
         ]
+        if self.complexity_tier is not None:
+            headers.append((b"x-tollway-complexity-tier", self.complexity_tier.encode()))
         if self.echo_request_id:
             headers.append((b"x-request-id", call_id))
         if self.deployment is not None:
@@ -132,7 +145,7 @@ class InferenceRoute:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = self.state
-        authorization = api_key = request_id = content_length = None
+        authorization = api_key = request_id = content_length = tags = None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value
@@ -142,7 +155,11 @@ class InferenceRoute:
                 content_length = value
             elif name == b"x-request-id":
                 request_id = value
+            elif name == b"x-tollway-tags":
+                tags = value
         call = _new_call(state.request_ids.next(), request_id)
+        if tags is not None:
+            call.tags_header = tags.decode("latin-1")
         try:
             # Read the body before authenticating so the connection stays usable for the
             # next request; it is bounded, and nothing is decoded until the key is known.
@@ -179,6 +196,10 @@ class InferenceRoute:
     def stream_error(self, exc: TollwayError) -> bytes:
         """The in-band event that ends a stream which failed after its headers were sent."""
         return _sse_error(exc)
+
+    def error_body(self, exc: TollwayError) -> bytes:
+        """The JSON body of an error answer, in this route's format."""
+        return exc.body()
 
     async def _respond(self, call: Call, reply: Reply, send: Send) -> None:
         body = reply.body or b""
@@ -246,7 +267,7 @@ class InferenceRoute:
         call.status = exc.status
         if call.headers_sent:
             return
-        body = exc.body()
+        body = self.error_body(exc)
         extra = [(b"content-type", b"application/json")]
         extra.extend((k.encode(), v.encode()) for k, v in exc.headers.items())
         headers = call.response_headers(extra, self.state.accounting)

@@ -110,7 +110,11 @@ def upstream_error(
     message = scrub(message[:2000], deployment)
     if status >= 500:
         return UpstreamStatusError(
-            502, f"upstream error ({status}): {message}", type="upstream_error", code=str(status)
+            502,
+            f"upstream error ({status}): {message}",
+            type="upstream_error",
+            code=str(status),
+            upstream_status=status,
         )
     return UpstreamStatusError(
         status, message, type=type_, param=param, code=code, retry_after=retry_after

@@ -1,0 +1,178 @@
+"""Health: ``/health`` (live check of every deployment) and ``/health/readiness``.
+
+``/health`` sends each deployment a minimal request (one token). It costs money, so it is
+opt-in: it only runs when an operator calls it with the master key, never in the background,
+and at most once per ``MIN_INTERVAL_S`` (callers in between get the last result; concurrent
+callers share one sweep). Wildcard groups and auto-routers are not checkable (no concrete
+model) and are listed as skipped.
+
+``/health/readiness`` needs no key and does no I/O: the gateway is ready once started; the
+body says, per model group, whether at least one deployment is usable (not cooling down).
+A cooling group does not make the replica unready — every replica shares the same upstreams,
+so taking pods out of service would only turn a partial outage into a total one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .auth import Role
+from .errors import PermissionDenied, TollwayError
+from .parse import Kind, parse
+from .providers import AUTO_ROUTER
+from .providers.base import Deployment, Provider
+from .router import Router
+
+if TYPE_CHECKING:
+    from .app import GatewayState
+
+MIN_INTERVAL_S = 10.0
+CHECK_TIMEOUT_S = 10.0
+_CHAT_PING = b'{"model":"x","messages":[{"role":"user","content":"ping"}],"max_tokens":1}'
+_EMBED_PING = b'{"model":"x","input":"ping"}'
+
+
+class HealthChecker:
+    def __init__(
+        self,
+        router: Router,
+        providers: dict[str, Provider],
+        *,
+        clock: Any = time.monotonic,
+        min_interval_s: float = MIN_INTERVAL_S,
+    ) -> None:
+        self._router = router
+        self._providers = providers
+        self._clock = clock
+        self._min_interval = min_interval_s
+        self._last: dict[str, Any] | None = None
+        self._last_at = -float("inf")
+        self._running: asyncio.Task[dict[str, Any]] | None = None
+        self.sweeps = 0
+
+    async def check(self) -> dict[str, Any]:
+        if self._running is not None:
+            return await asyncio.shield(self._running)
+        if self._last is not None and self._clock() - self._last_at < self._min_interval:
+            return {**self._last, "cached": True}
+        self._running = asyncio.get_running_loop().create_task(self._sweep())
+        try:
+            result = await asyncio.shield(self._running)
+        finally:
+            self._running = None
+        self._last, self._last_at = result, self._clock()
+        return result
+
+    async def _sweep(self) -> dict[str, Any]:
+        self.sweeps += 1
+        deployments = self._router.deployments()
+        checkable = [d for d in deployments if _checkable(d)]
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(self._check_one(d)) for d in checkable]
+        healthy, unhealthy = [], []
+        for deployment, task in zip(checkable, tasks, strict=True):
+            error = task.result()
+            entry = _describe(deployment)
+            if error is None:
+                healthy.append(entry)
+            else:
+                unhealthy.append({**entry, "error": error})
+        skipped = [_describe(d) for d in deployments if not _checkable(d)]
+        return {
+            "healthy_endpoints": healthy,
+            "unhealthy_endpoints": unhealthy,
+            "skipped_endpoints": skipped,
+            "healthy_count": len(healthy),
+            "unhealthy_count": len(unhealthy),
+        }
+
+    async def _check_one(self, deployment: Deployment) -> str | None:
+        embedding = deployment.info.mode == "embedding"
+        kind = Kind.EMBEDDING if embedding else Kind.CHAT
+        request = parse(kind, _EMBED_PING if embedding else _CHAT_PING)
+        provider = self._providers[deployment.provider]
+        timeout = min(deployment.deadlines.read, CHECK_TIMEOUT_S)
+        try:
+            async with asyncio.timeout(timeout):
+                reply = await provider.send(request, deployment, deployment.upstream_model)
+        except TimeoutError:
+            return f"no answer within {timeout:g}s"
+        except TollwayError as exc:
+            return f"{exc.status}: {exc.message}"[:500]
+        reply.close()
+        return None
+
+
+def _checkable(deployment: Deployment) -> bool:
+    return deployment.provider != AUTO_ROUTER and deployment.upstream_model != "*"
+
+
+def _describe(deployment: Deployment) -> dict[str, Any]:
+    return {
+        "model_name": deployment.model_name,
+        "model": f"{deployment.provider}/{deployment.upstream_model}",
+        "model_id": deployment.id,
+    }
+
+
+def readiness(router: Router, started: bool) -> tuple[int, dict[str, Any]]:
+    now = time.monotonic()
+    groups: dict[str, Any] = {}
+    unusable: list[str] = []
+    for name, members in router.groups().items():
+        usable = sum(1 for d in members if not router.state(d).cooling(now))
+        groups[name] = {"deployments": len(members), "usable": usable}
+        if not usable:
+            unusable.append(name)
+    body = {
+        "status": "ready" if started else "not ready",
+        "models": len(router.model_names()),
+        "deployments": len(router.deployments()),
+        "all_model_groups_usable": not unusable,
+        "unusable_model_groups": unusable,
+        "model_groups": groups,
+    }
+    return (200 if started else 503), body
+
+
+def health_routes(state: GatewayState) -> list[Route]:
+    checker = HealthChecker(state.router, dict(state.providers))
+
+    async def health(request: Request) -> Response:
+        headers = request.headers
+        principal = state.auth.authenticate(
+            _header(headers.get("authorization")), _header(headers.get("x-api-key"))
+        )
+        if principal.role is not Role.MASTER:
+            raise PermissionDenied("/health sends upstream requests; it needs the master key")
+        return _json(await checker.check())
+
+    async def ready(request: Request) -> Response:
+        status, body = readiness(state.router, state.ready)
+        return _json(body, status)
+
+    async def metrics(request: Request) -> Response:
+        from .metrics import render
+
+        return Response(render(state), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    return [
+        Route("/health", health, methods=["GET"]),
+        Route("/health/readiness", ready, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+
+
+def _header(value: str | None) -> bytes | None:
+    return None if value is None else value.encode("latin-1")
+
+
+def _json(body: object, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
