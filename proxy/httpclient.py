@@ -195,11 +195,15 @@ class _Connection(asyncio.Protocol):
 class _Response:
     """One upstream response; implements ``proxy.upstream.UpstreamResponse``."""
 
-    __slots__ = ("_conn", "_finished", "_read_timeout", "status")
+    __slots__ = ("_conn", "_finished", "_idle_timeout", "_read_timeout", "status")
 
-    def __init__(self, conn: _Connection, read_timeout: float) -> None:
+    def __init__(
+        self, conn: _Connection, read_timeout: float, idle_timeout: float | None = None
+    ) -> None:
         self._conn = conn
         self._read_timeout = read_timeout
+        # After the first chunk, the longest gap between chunks (``stream_timeout``).
+        self._idle_timeout = idle_timeout
         self._finished = False
         self.status = conn.status
 
@@ -213,9 +217,12 @@ class _Response:
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         conn = self._conn
         timeout = self._read_timeout
+        idle = self._idle_timeout
         while True:
             chunk = conn.pop_chunk()
             if chunk is not None:
+                if idle is not None:
+                    timeout = idle
                 yield chunk
                 continue
             if conn._complete:
@@ -417,7 +424,7 @@ class LeanTransport:
                 conn.abort()
                 pool.discard(conn)
                 raise
-            return _Response(conn, deadlines.read)
+            return _Response(conn, deadlines.read, deadlines.stream_idle)
         raise UpstreamUnreachable("the upstream closed the connection twice")
 
     async def close(self) -> None:

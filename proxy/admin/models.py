@@ -31,7 +31,9 @@ def _safe_url(url: str | None) -> str | None:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-def deployment_object(deployment: Deployment) -> dict[str, Any]:
+def deployment_object(
+    deployment: Deployment, state: dict[str, Any] | None = None
+) -> dict[str, Any]:
     params = {
         name: value
         for name, value in asdict(deployment.params).items()
@@ -40,6 +42,9 @@ def deployment_object(deployment: Deployment) -> dict[str, Any]:
     params["api_base"] = _safe_url(deployment.params.api_base)
     info = asdict(deployment.info)
     info["id"] = info.get("id") or deployment.id
+    if state is not None:
+        # The router's live view: healthy / cooling until / fails / in flight / latency EWMA.
+        info["deployment_state"] = state
     return {"model_name": deployment.model_name, "litellm_params": params, "model_info": info}
 
 
@@ -59,9 +64,10 @@ class ModelRoutes:
         allowed: set[str] | None = None
         if not caller.is_master and caller.key.models:
             allowed = set(caller.key.models)
+        router = self.state.router
         data = [
-            deployment_object(d)
-            for d in self.state.router.deployments()
+            deployment_object(d, router.state(d).snapshot())
+            for d in router.deployments()
             if (wanted is None or d.id == wanted or d.info.id == wanted)
             and (allowed is None or d.model_name in allowed)
         ]

@@ -144,13 +144,13 @@ class Signer:
         if self._auth is None:
             if self.bearer:
                 headers["authorization"] = f"Bearer {self.bearer}"
-            return headers
-        signed = AWSRequest(method="POST", url=url, data=body, headers=headers)
-        self._auth.add_auth(signed)
-        out = {name.lower(): value for name, value in signed.headers.items()}
-        # Added after signing: not part of the signature, and asks for no compression.
-        out["accept-encoding"] = "identity"
-        return out
+        else:
+            signed = AWSRequest(method="POST", url=url, data=body, headers=headers)
+            self._auth.add_auth(signed)
+            headers = {name.lower(): value for name, value in signed.headers.items()}
+        # Added after signing (so not signed): the relay reads the bytes uncompressed.
+        headers["accept-encoding"] = "identity"
+        return headers
 
     def scrub(self, text: str) -> str:
         for secret in self.secrets:
@@ -214,7 +214,7 @@ class BedrockProvider:
         action = "converse-stream" if request.stream else "converse"
         url = f"{signer.endpoint}/model/{quote(model_id, safe=':')}/{action}"
         headers = signer.headers(url, body, request.stream)
-        if signer.bearer is None and "authorization" not in headers:
+        if "authorization" not in headers:
             raise UpstreamStatusError(
                 401,
                 "no AWS credentials for this bedrock/ deployment: set aws_access_key_id and "

@@ -204,7 +204,8 @@ class Dispatcher:
             return delay
         if retry_after is None or cooling > MAX_RETRY_WAIT_S:
             return None
-        return max(delay, cooling)
+        # A hair past the cooldown's end: the loop may wake a timer slightly early.
+        return max(delay, cooling + 0.01)
 
     def _too_small(
         self,

@@ -133,9 +133,7 @@ class FlakyUpstream:
             }
         )
 
-    async def _stream(
-        self, request: web.Request, model: str, action: Action
-    ) -> web.StreamResponse:
+    async def _stream(self, request: web.Request, model: str, action: Action) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await resp.prepare(request)
         if action[0] == "silent_stream":
@@ -165,8 +163,12 @@ class FlakyUpstream:
         return resp
 
 
-def _error(status: int, message: str, code: str, headers: dict[str, str] | None = None) -> web.Response:
-    body = {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}
+def _error(
+    status: int, message: str, code: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    body = {
+        "error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}
+    }
     return web.Response(
         status=status, body=orjson.dumps(body), content_type="application/json", headers=headers
     )

@@ -695,6 +695,7 @@ def test_a_bedrock_api_key_is_sent_as_a_bearer_token() -> None:
     dep = deployment(aws_access_key_id="", aws_secret_access_key="", api_key="bedrock-api-key-1")
     headers = make_signer(dep, {}).headers("http://127.0.0.1:9/model/m/converse", b"{}", False)
     assert headers["authorization"] == "Bearer bedrock-api-key-1"
+    assert headers["accept-encoding"] == "identity"
 
 
 async def test_no_credentials_at_all_is_a_401_before_any_call() -> None:

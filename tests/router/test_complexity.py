@@ -39,7 +39,9 @@ CODE_PROMPT = (
             Tier.COMPLEX,
             id="multi-step-design",
         ),
-        pytest.param("Prove that there are infinitely many prime numbers.", Tier.REASONING, id="proof"),
+        pytest.param(
+            "Prove that there are infinitely many prime numbers.", Tier.REASONING, id="proof"
+        ),
         pytest.param(
             "Think step by step: a train leaves at 3pm at 60 km/h; when does it meet the other?",
             Tier.REASONING,

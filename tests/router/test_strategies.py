@@ -86,7 +86,9 @@ def test_usage_based_routing_picks_most_headroom_and_honours_rpm() -> None:
 
 def test_usage_based_routing_honours_tpm() -> None:
     wall = Clock(60_000.0)
-    router = build_router(group_config("usage-based-routing", [", tpm: 1000", ", tpm: 1000"]), wall=wall)
+    router = build_router(
+        group_config("usage-based-routing", [", tpm: 1000", ", tpm: 1000"]), wall=wall
+    )
     d0, _ = router.deployments()
     router.state(d0).count_tokens(wall.now, 900)
     assert {router.pick("m")[0].id for _ in range(20)} == {"d1"}
