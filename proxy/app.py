@@ -36,6 +36,7 @@ from .httpclient import LeanTransport, transport_kind
 from .ledger import Ledger
 from .ledger.flush import Flusher
 from .logs import configure as configure_logging
+from .logs import environment_secrets
 from .parse import Kind
 from .pricing import PriceTable
 from .providers import build_deployment, build_providers
@@ -219,6 +220,7 @@ def app_from_environment() -> Gateway:
     settings = from_environment()
     secrets = [settings.master_key or ""]
     secrets.extend(entry.litellm_params.api_key or "" for entry in config.model_list)
+    secrets.extend(environment_secrets(os.environ))
     configure_logging(settings.log_level, secrets)
     return create_app(settings, config)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from . import __version__
 from .config import ConfigError, load_config
-from .logs import configure
+from .logs import configure, environment_secrets
 from .settings import OPTIONS, SettingsError, environ_for_workers, resolve
 
 log = logging.getLogger("tollway")
@@ -60,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     secrets = [settings.master_key or ""]
     secrets.extend(entry.litellm_params.api_key or "" for entry in config.model_list)
+    secrets.extend(environment_secrets(os.environ))
     configure(settings.log_level, secrets)
     return serve(settings, config)
 

@@ -222,16 +222,46 @@ def parse_config(text: str, source: str, environ: Mapping[str, str]) -> Config:
         raise ConfigError(f"{source}: invalid {field}: {detail}{where}") from exc
 
 
+# Translating providers picked up from the environment: prefix -> (key variables, bare names).
+ENV_PROVIDERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "anthropic": (("ANTHROPIC_API_KEY",), ("claude-*",)),
+    "gemini": (("GEMINI_API_KEY", "GOOGLE_API_KEY"), ("gemini-*",)),
+    "cohere": (("COHERE_API_KEY", "CO_API_KEY"), ("command-*",)),
+}
+
+
 def with_env_providers(config: Config, environ: Mapping[str, str]) -> Config:
-    """Add a wildcard model group for every OpenAI-compatible provider whose key is set."""
+    """Add wildcard model groups for every provider whose credentials are in the environment."""
     added: list[ModelEntry] = []
+
+    def add(prefix: str, params: LiteLLMParams, bare: tuple[str, ...], source: str) -> None:
+        groups = [f"{prefix}/*", *bare]
+        added.extend(ModelEntry(model_name=group, litellm_params=params) for group in groups)
+        log.info("added provider %s from %s", prefix, source)
+
     for prefix, (_base, env_var) in OPENAI_COMPATIBLE.items():
         if prefix in ("ollama", "vllm", "hosted_vllm") or not environ.get(env_var):
             continue
-        params = LiteLLMParams(model=f"{prefix}/*", api_key=environ[env_var])
-        groups = [f"{prefix}/*", *(OPENAI_BARE_NAMES if prefix == "openai" else ())]
-        added.extend(ModelEntry(model_name=group, litellm_params=params) for group in groups)
-        log.info("added provider %s from %s", prefix, env_var)
+        bare: tuple[str, ...] = OPENAI_BARE_NAMES if prefix == "openai" else ()
+        add(prefix, LiteLLMParams(model=f"{prefix}/*", api_key=environ[env_var]), bare, env_var)
+    for prefix, (variables, bare) in ENV_PROVIDERS.items():
+        found = next((name for name in variables if environ.get(name)), None)
+        if found is not None:
+            add(prefix, LiteLLMParams(model=f"{prefix}/*", api_key=environ[found]), bare, found)
+    if environ.get("AZURE_API_KEY") and environ.get("AZURE_API_BASE"):
+        params = LiteLLMParams(
+            model="azure/*",
+            api_key=environ["AZURE_API_KEY"],
+            api_base=environ["AZURE_API_BASE"],
+            api_version=environ.get("AZURE_API_VERSION") or None,
+        )
+        add("azure", params, (), "AZURE_API_KEY and AZURE_API_BASE")
+    if environ.get("AWS_ACCESS_KEY_ID") and environ.get("AWS_SECRET_ACCESS_KEY"):
+        params = LiteLLMParams(
+            model="bedrock/*",
+            aws_region_name=environ.get("AWS_REGION_NAME") or environ.get("AWS_REGION"),
+        )
+        add("bedrock", params, (), "AWS_ACCESS_KEY_ID")
     if not added:
         return config
     return msgspec.structs.replace(config, model_list=config.model_list + tuple(added))

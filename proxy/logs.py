@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 _TOKEN_PATTERNS = re.compile(r"(?i)(bearer\s+)[^\s\"',]+|\b(sk-[A-Za-z0-9_\-]{6})[A-Za-z0-9_\-]+")
 
@@ -47,6 +47,26 @@ def _mask(match: re.Match[str]) -> str:
     if match.group(1):
         return match.group(1) + "[redacted]"
     return match.group(2) + "...[redacted]"
+
+
+_SECRET_SUFFIXES = (
+    "_API_KEY",
+    "_SECRET",
+    "_SECRET_KEY",
+    "_SECRET_ACCESS_KEY",
+    "_TOKEN",
+    "_PASSWORD",
+    "_MASTER_KEY",
+)
+
+
+def environment_secrets(environ: Mapping[str, str]) -> list[str]:
+    """Values of variables whose names say they hold a secret (``*_API_KEY``, ``*_TOKEN`` ...)."""
+    return [
+        value
+        for name, value in environ.items()
+        if name.upper().endswith(_SECRET_SUFFIXES) and value
+    ]
 
 
 def configure(level: str, secrets: Iterable[str] = ()) -> RedactSecrets:

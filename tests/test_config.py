@@ -285,3 +285,28 @@ def test_default_config_adds_other_compatible_providers_from_their_keys() -> Non
 def test_config_round_trips_through_msgspec() -> None:
     config = parse_config(LITELLM_CONFIG, "config.yaml", LITELLM_ENV)
     assert msgspec.convert(msgspec.to_builtins(config), Config) == config
+
+
+@pytest.mark.parametrize(
+    ("environ", "groups"),
+    [
+        pytest.param({"ANTHROPIC_API_KEY": "k"}, {"anthropic/*", "claude-*"}, id="anthropic"),
+        pytest.param({"GOOGLE_API_KEY": "k"}, {"gemini/*", "gemini-*"}, id="gemini-google-key"),
+        pytest.param({"CO_API_KEY": "k"}, {"cohere/*", "command-*"}, id="cohere"),
+        pytest.param(
+            {"AZURE_API_KEY": "k", "AZURE_API_BASE": "https://x.openai.azure.com"},
+            {"azure/*"},
+            id="azure",
+        ),
+        pytest.param({"AZURE_API_KEY": "k"}, set(), id="azure-needs-a-base"),
+        pytest.param(
+            {"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "s"}, {"bedrock/*"}, id="bedrock"
+        ),
+    ],
+)
+def test_default_config_adds_translating_providers_from_the_environment(
+    environ: dict[str, str], groups: set[str]
+) -> None:
+    config = load_config(None, environ)
+    added = {e.model_name for e in config.model_list} - {"mock-gpt", "mock-embedding"}
+    assert added == groups
