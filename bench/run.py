@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     children.append(proxy)
                     litellm_url = f"http://127.0.0.1:{port}"
-                    proxy.wait_ready(litellm_url + "/health/readiness", 180)
+                    proxy.wait_ready(litellm_url + "/health/liveliness", 180)
                     pin(proxy.pid, server_cpus)
                     targets["litellm"] = (litellm_url, MASTER_KEY, proxy.pid)
                 except RuntimeError as exc:

@@ -71,6 +71,7 @@ def serve(settings: Any, config: Any) -> int:
     import uvicorn
 
     from .app import create_app
+    from .uvicorn_protocol import TollwayHttpToolsProtocol
 
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -90,13 +91,13 @@ def serve(settings: Any, config: Any) -> int:
     print(f"tollway listening on http://{shown}:{port}", flush=True)
     common: dict[str, Any] = {
         "loop": "uvloop",
-        "http": "httptools",
+        "http": TollwayHttpToolsProtocol,
         "lifespan": "on",
         "access_log": settings.access_log,
         "log_config": None,
         "server_header": False,
         "timeout_graceful_shutdown": settings.graceful_timeout_s,
-        "timeout_keep_alive": 30,
+        "timeout_keep_alive": 5,
     }
     if settings.workers > 1:
         os.environ.update(environ_for_workers(settings))

@@ -1,0 +1,58 @@
+"""The server protocol releases a reset connection at once (no pending keep-alive timer)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from proxy.uvicorn_protocol import TollwayHttpToolsProtocol
+
+
+class _Transport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 5555), "sockname": ("127.0.0.1", 4000)}.get(name, default)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
+async def _app(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def _reset_after_a_reply(protocol_class: type[HttpToolsProtocol]) -> HttpToolsProtocol:
+    config = Config(_app, lifespan="off", log_config=None, timeout_keep_alive=30)
+    protocol = protocol_class(config, ServerState(), {})
+    protocol.connection_made(_Transport())
+    protocol.data_received(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+    for _ in range(5):
+        await asyncio.sleep(0)  # let the app answer; uvicorn then arms the keep-alive timer
+    assert protocol.timeout_keep_alive_task is not None
+    protocol.connection_lost(ConnectionResetError("reset by peer"))
+    return protocol
+
+
+async def test_reset_connection_leaves_no_keepalive_timer_holding_it() -> None:
+    protocol = await _reset_after_a_reply(TollwayHttpToolsProtocol)
+    assert protocol.timeout_keep_alive_task is None
+
+
+async def test_stock_protocol_keeps_the_timer_which_is_the_leak_being_fixed() -> None:
+    protocol = await _reset_after_a_reply(HttpToolsProtocol)
+    assert protocol.timeout_keep_alive_task is not None
+    protocol.timeout_keep_alive_task.cancel()
