@@ -48,9 +48,19 @@ class Setup:
         self.gateway = gateway
         self.upstream = upstream
         self.fakes = fakes
+        self._client: openai.OpenAI | None = None
 
     def client(self) -> openai.OpenAI:
-        return openai.OpenAI(base_url=f"{self.gateway.url}/v1", api_key=MASTER_KEY, max_retries=0)
+        """One SDK client for the module, closed with the gateway (no socket left open)."""
+        if self._client is None:
+            self._client = openai.OpenAI(
+                base_url=f"{self.gateway.url}/v1", api_key=MASTER_KEY, max_retries=0
+            )
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
 
     def spend_row(self, call_id: str) -> dict[str, Any]:
         deadline = time.monotonic() + 5
@@ -84,7 +94,11 @@ def setup(fake_openai: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> 
         ]
         config["router_settings"] = {"num_retries": 0}
         gateway = start_gateway(tmp_path_factory.mktemp("responses"), yaml.safe_dump(config))
-        yield Setup(gateway, fake_openai, fakes)
+        ready = Setup(gateway, fake_openai, fakes)
+        try:
+            yield ready
+        finally:
+            ready.close()
     finally:
         if gateway is not None:
             gateway.stop()
