@@ -96,6 +96,9 @@ def serve(settings: Any, config: Any) -> int:
         "access_log": settings.access_log,
         "log_config": None,
         "server_header": False,
+        # No X-Forwarded-* rewriting: the gateway never uses the client address, and the
+        # middleware is one more layer on every request.
+        "proxy_headers": False,
         "timeout_graceful_shutdown": settings.graceful_timeout_s,
         "timeout_keep_alive": 5,
     }

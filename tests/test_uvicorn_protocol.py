@@ -9,7 +9,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from proxy.uvicorn_protocol import TollwayHttpToolsProtocol
+from proxy.uvicorn_protocol import CorkedTransport, TollwayHttpToolsProtocol
 
 
 class _Transport(asyncio.Transport):
@@ -56,3 +56,36 @@ async def test_stock_protocol_keeps_the_timer_which_is_the_leak_being_fixed() ->
     protocol = await _reset_after_a_reply(HttpToolsProtocol)
     assert protocol.timeout_keep_alive_task is not None
     protocol.timeout_keep_alive_task.cancel()
+
+
+class _Recorder(_Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.writes.append(bytes(data))
+
+
+async def test_writes_of_one_loop_iteration_go_out_as_one() -> None:
+    inner = _Recorder()
+    corked = CorkedTransport(inner, asyncio.get_running_loop())
+    corked.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    corked.write(b"body")
+    assert inner.writes == []
+    await asyncio.sleep(0)
+    assert inner.writes == [b"HTTP/1.1 200 OK\r\n\r\nbody"]
+    corked.write(b"next")
+    await asyncio.sleep(0)
+    assert inner.writes[-1] == b"next"
+
+
+async def test_close_sends_what_was_gathered_first() -> None:
+    inner = _Recorder()
+    corked = CorkedTransport(inner, asyncio.get_running_loop())
+    corked.write(b"last bytes")
+    corked.close()
+    assert inner.writes == [b"last bytes"]
+    assert inner.closed
+    await asyncio.sleep(0)
+    assert inner.writes == [b"last bytes"], "nothing is written after close"
