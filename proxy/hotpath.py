@@ -258,8 +258,10 @@ class InferenceRoute:
         finally:
             watcher.cancel()
             reply.close()
+            # A generator that ran to its end has nothing to close (no frame): skip the
+            # shielded task that closing a suspended one needs.
             aclose = getattr(chunks, "aclose", None)
-            if aclose is not None:
+            if aclose is not None and getattr(chunks, "ag_frame", True) is not None:
                 await asyncio.shield(aclose())
             call.usage = reply.final_usage()
 
