@@ -20,6 +20,8 @@ the environment limits the run to those harnesses.
     name: str                      the provider prefix, e.g. "anthropic"
     supports: frozenset[str]       case ids from ``CASES`` this provider passes
     caching: bool                  True when the provider reports cached prompt tokens
+    whole_tool_calls: bool         True when the provider streams a tool call in one event
+                                   (stream_tools then needs >= 1 argument delta, not >= 2)
     start() / stop()               run the fake server on 127.0.0.1, port 0, in a thread
     litellm_params(model_name)     the config entry's litellm_params: {"model": "<p>/<m>",
                                    "api_base": <the fake's base>, "api_key": ..., ...}
@@ -192,6 +194,9 @@ class ProviderHarness:
     name: str = ""
     supports: frozenset[str] = ALL_CASES
     caching: bool = False
+    # True for providers that stream a tool call whole (Gemini): stream_tools then expects
+    # one argument delta or more instead of two or more.
+    whole_tool_calls: bool = False
     api_key: str = "sk-fake-provider-key-0123456789"
 
     def __init__(self) -> None:

@@ -11,9 +11,8 @@ the key in ``x-goog-api-key``; requests carry ``contents`` (roles ``user``/``mod
 ``data: <GenerateContentResponse>`` events with no end marker; errors
 ``{"error": {"code", "message", "status", "details"}}``.
 
-Gemini streams a function call whole, in one event, so the script's ``stream_tools`` case
-(arguments in two or more deltas) cannot hold for it; the fake still answers that case in
-Gemini's own way and ``tests/providers/test_gemini.py`` checks its translation.
+Gemini streams a function call whole, in one event, so its ``stream_tools`` case expects the
+arguments in one delta or more (``whole_tool_calls``) instead of the script's two or more.
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ import orjson
 from aiohttp import web
 
 from tests.providers.conformance import (
-    ALL_CASES,
     CACHED_TOKENS,
     COMPLETION_TOKENS,
     PROMPT_TOKENS,
@@ -52,8 +50,8 @@ _ERRORS = {
 
 class GeminiHarness(ProviderHarness):
     name = "gemini"
-    supports = ALL_CASES - {"stream_tools"}
     caching = True
+    whole_tool_calls = True
 
     def litellm_params(self, model_name: str) -> dict[str, Any]:
         return {
