@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -199,6 +200,24 @@ class SSEParser:
         rest, self._buffer = self._buffer, b""
         event = _parse_event(rest) if rest.strip() else None
         return [event] if event is not None else []
+
+
+async def translate_events(
+    chunks: AsyncIterator[bytes], on: Callable[[SSEEvent], bytes]
+) -> AsyncIterator[bytes]:
+    """Upstream SSE bytes through ``on`` (one event in, translated bytes out), per chunk.
+
+    Yields what each upstream chunk translated to (skipping empty results), then what the
+    events left in the parser at the end of the stream translate to.
+    """
+    parser = SSEParser()
+    async for chunk in chunks:
+        out = b"".join([on(event) for event in parser.feed(chunk)])
+        if out:
+            yield out
+    out = b"".join([on(event) for event in parser.finish()])
+    if out:
+        yield out
 
 
 def _parse_event(raw: bytes) -> SSEEvent | None:

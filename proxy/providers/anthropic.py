@@ -42,6 +42,7 @@ from ..formats.translate import (
     chat_request,
     parse_data_url,
     tool_call_json,
+    translate_events,
     usage,
 )
 from ..parse import ParsedRequest
@@ -416,13 +417,7 @@ class _ChatStream:
         return self.counts.final()
 
     async def run(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        parser = SSEParser()
-        async for chunk in chunks:
-            out = b"".join(self.on(event) for event in parser.feed(chunk))
-            if out:
-                yield out
-        out = b"".join(self.on(event) for event in parser.finish())
-        if out:
+        async for out in translate_events(chunks, self.on):
             yield out
         if not self.finished:
             raise UpstreamUnreachable("the upstream stream ended before message_stop")

@@ -24,10 +24,10 @@ from ..errors import InvalidRequest, TollwayError, UpstreamError, UpstreamUnreac
 from ..formats.translate import (
     ChunkWriter,
     SSEEvent,
-    SSEParser,
     chat_completion,
     text_of,
     tool_call_json,
+    translate_events,
     usage,
 )
 from ..parse import EmbeddingBody, Kind, ParsedRequest
@@ -418,18 +418,12 @@ class CohereStream:
         self._finished = False
 
     async def run(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        parser = SSEParser()
-        async for chunk in chunks:
-            out = b"".join(self.on(event) for event in parser.feed(chunk))
-            if out:
-                yield out
-        out = b"".join(self.on(event) for event in parser.finish())
+        async for out in translate_events(chunks, self.on):
+            yield out
         if not self._finished:
-            if out:
-                yield out
             raise UpstreamUnreachable("the upstream stream ended before its message-end event")
         writer = self._writer_for(None)
-        yield out + writer.usage_chunk(self.usage or usage(0, 0)) + writer.done()
+        yield writer.usage_chunk(self.usage or usage(0, 0)) + writer.done()
 
     def _writer_for(self, ident: str | None) -> ChunkWriter:
         if self._writer is None:

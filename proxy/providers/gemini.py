@@ -26,11 +26,11 @@ from ..errors import InvalidRequest, TollwayError, UpstreamError, UpstreamUnreac
 from ..formats.translate import (
     ChunkWriter,
     SSEEvent,
-    SSEParser,
     chat_completion,
     parse_data_url,
     text_of,
     tool_call_json,
+    translate_events,
     usage,
 )
 from ..parse import EmbeddingBody, Kind, ParsedRequest
@@ -549,18 +549,12 @@ class GeminiStream:
         self._finished = False
 
     async def run(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        parser = SSEParser()
-        async for chunk in chunks:
-            out = b"".join(self.on(event) for event in parser.feed(chunk))
-            if out:
-                yield out
-        out = b"".join(self.on(event) for event in parser.finish())
+        async for out in translate_events(chunks, self.on):
+            yield out
         if not self._finished:
-            if out:
-                yield out
             raise UpstreamUnreachable("the upstream stream ended before its last event")
         writer = self._writer_for(None)
-        yield out + writer.usage_chunk(self.usage or usage(0, 0)) + writer.done()
+        yield writer.usage_chunk(self.usage or usage(0, 0)) + writer.done()
 
     def _writer_for(self, response_id: str | None) -> ChunkWriter:
         if self._writer is None:
