@@ -169,32 +169,14 @@ class Accounting:
                 call.reservation = None
                 return False
         call.failed_attempts += 1
-        principal = call.principal
-        if principal is None:
-            return True
-        now = self._clock()
-        self._enqueue(
-            SpendLogRow(
-                request_id=f"{call.uid}#{call.failed_attempts}",
-                call_id=call.call_id,
-                key_hash=principal.key_hash if principal.role is Role.KEY else None,
-                user_id=principal.user.user_id if principal.user else None,
-                team_id=principal.team.team_id if principal.team else None,
-                model=request.model,
-                deployment=f"{deployment.provider}/{deployment.upstream_model}",
-                prompt_tokens=prompt,
-                completion_tokens=completion,
-                cached_tokens=cached,
-                total_tokens=prompt + completion,
-                cost=amount,
-                latency_ms=round((time.perf_counter() - call.started) * 1000, 3),
-                status="error",
-                status_code=200,
-                tags=list(principal.key.tags) if principal.key else [],
-                estimated=usage is None,
-                start_time=now - (time.perf_counter() - call.started),
-                end_time=now,
-            )
+        self._log(
+            call,
+            f"{call.uid}#{call.failed_attempts}",
+            deployment,
+            (prompt, completion, cached, amount),
+            status="error",
+            status_code=200,
+            estimated=usage is None,
         )
         return True
 
@@ -233,33 +215,56 @@ class Accounting:
         reservation = call.reservation
         if reservation is not None:
             self.ledger.settle(reservation, cost=amount, tokens=prompt + completion)
-        if request is None or call.principal is None:
-            return
+        if request is not None:
+            self._log(
+                call,
+                call.uid,
+                call.deployment,
+                (prompt, completion, cached, amount),
+                status=_status(call.status),
+                status_code=call.status,
+                estimated=estimated,
+            )
+
+    def _log(
+        self,
+        call: Call,
+        request_id: str,
+        deployment: Deployment | None,
+        billed: tuple[int, int, int, float],
+        *,
+        status: Literal["success", "error", "cancelled"],
+        status_code: int,
+        estimated: bool,
+    ) -> None:
+        """Queue one spend-log row; ``billed`` is (prompt, completion, cached tokens, cost)."""
         principal = call.principal
-        deployment = call.deployment
+        request = call.request
+        if principal is None or request is None:
+            return
+        prompt, completion, cached, amount = billed
         now = self._clock()
+        elapsed = time.perf_counter() - call.started
         self._enqueue(
             SpendLogRow(
-                request_id=call.uid,
+                request_id=request_id,
                 call_id=call.call_id,
                 key_hash=principal.key_hash if principal.role is Role.KEY else None,
                 user_id=principal.user.user_id if principal.user else None,
                 team_id=principal.team.team_id if principal.team else None,
                 model=request.model,
-                deployment=(
-                    f"{deployment.provider}/{deployment.upstream_model}" if deployment else None
-                ),
+                deployment=(deployment.label if deployment else None),
                 prompt_tokens=prompt,
                 completion_tokens=completion,
                 cached_tokens=cached,
                 total_tokens=prompt + completion,
                 cost=amount,
-                latency_ms=round((time.perf_counter() - call.started) * 1000, 3),
-                status=_status(call.status),
-                status_code=call.status,
+                latency_ms=round(elapsed * 1000, 3),
+                status=status,
+                status_code=status_code,
                 tags=list(principal.key.tags) if principal.key else [],
                 estimated=estimated,
-                start_time=now - (time.perf_counter() - call.started),
+                start_time=now - elapsed,
                 end_time=now,
             )
         )

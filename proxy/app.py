@@ -230,10 +230,7 @@ def _web_routes(state: GatewayState) -> list[Route]:
         return _json_response("I'm alive!")
 
     async def models(request: Request) -> Response:
-        headers = request.headers
-        state.auth.authenticate(
-            _header(headers.get("authorization")), _header(headers.get("x-api-key"))
-        )
+        state.auth.authenticate_headers(request.headers)
         data = [
             {"id": name, "object": "model", "created": state.started_at, "owned_by": "tollway"}
             for name in state.router.model_names()
@@ -241,10 +238,7 @@ def _web_routes(state: GatewayState) -> list[Route]:
         return _json_response({"object": "list", "data": data})
 
     async def ledger_status(request: Request) -> Response:
-        headers = request.headers
-        principal = state.auth.authenticate(
-            _header(headers.get("authorization")), _header(headers.get("x-api-key"))
-        )
+        principal = state.auth.authenticate_headers(request.headers)
         if principal.role is not Role.MASTER:
             raise PermissionDenied("the ledger status needs the master key")
         in_flight, reserved = state.ledger.outstanding()
@@ -267,10 +261,6 @@ def _web_routes(state: GatewayState) -> list[Route]:
         Route("/v1/models", models, methods=["GET"]),
         Route("/models", models, methods=["GET"]),
     ]
-
-
-def _header(value: str | None) -> bytes | None:
-    return None if value is None else value.encode("latin-1")
 
 
 def _json_response(body: object, status: int = 200) -> Response:

@@ -119,6 +119,15 @@ class Authenticator:
             return Principal(Role.MASTER, digest)
         raise AuthenticationFailed(_INVALID)
 
+    def authenticate_headers(self, headers: Mapping[str, str]) -> Principal:
+        """``authenticate`` for the framework routes, from decoded request headers."""
+        authorization = headers.get("authorization")
+        api_key = headers.get("x-api-key")
+        return self.authenticate(
+            None if authorization is None else authorization.encode("latin-1"),
+            None if api_key is None else api_key.encode("latin-1"),
+        )
+
     def _key_principal(self, digest: str, record: KeyRow) -> Principal:
         if record.expires is not None and record.expires <= self._clock():
             raise AuthenticationFailed("API key expired", code="expired_key")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import time
 
+from msgspec.structs import asdict
+
 from .ledger import Ledger, Limits
 from .store import KeyRow, Store, TeamRow, UserRow
 
@@ -81,8 +83,6 @@ class Directory:
 
     def with_live_spend(self, row: KeyRow | TeamRow | UserRow) -> dict[str, object]:
         """The record as admin responses show it: spend and reset time from the ledger."""
-        from msgspec.structs import asdict
-
         data = asdict(row)
         if isinstance(row, KeyRow):
             account = key_account(row.token_hash)

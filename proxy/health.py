@@ -117,7 +117,7 @@ def _checkable(deployment: Deployment) -> bool:
 def _describe(deployment: Deployment) -> dict[str, Any]:
     return {
         "model_name": deployment.model_name,
-        "model": f"{deployment.provider}/{deployment.upstream_model}",
+        "model": deployment.label,
         "model_id": deployment.id,
     }
 
@@ -146,10 +146,7 @@ def health_routes(state: GatewayState) -> list[Route]:
     checker = HealthChecker(state.router, dict(state.providers))
 
     async def health(request: Request) -> Response:
-        headers = request.headers
-        principal = state.auth.authenticate(
-            _header(headers.get("authorization")), _header(headers.get("x-api-key"))
-        )
+        principal = state.auth.authenticate_headers(request.headers)
         if principal.role is not Role.MASTER:
             raise PermissionDenied("/health sends upstream requests; it needs the master key")
         return _json(await checker.check())
@@ -168,10 +165,6 @@ def health_routes(state: GatewayState) -> list[Route]:
         Route("/health/readiness", ready, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
-
-
-def _header(value: str | None) -> bytes | None:
-    return None if value is None else value.encode("latin-1")
 
 
 def _json(body: object, status: int = 200) -> Response:

@@ -122,8 +122,7 @@ class Call:
         if self.echo_request_id:
             headers.append((b"x-request-id", call_id))
         if self.deployment is not None:
-            model = f"{self.deployment.provider}/{self.deployment.upstream_model}"
-            headers.append((b"x-tollway-model", model.encode()))
+            headers.append((b"x-tollway-model", self.deployment.label.encode()))
         if self.cost is not None:
             headers.append((b"x-tollway-response-cost", _money(self.cost)))
         principal = self.principal

@@ -54,7 +54,7 @@ def render(state: GatewayState) -> str:
         assert isinstance(d, Deployment)
         return [
             ("model", d.model_name),
-            ("deployment", f"{d.provider}/{d.upstream_model}"),
+            ("deployment", d.label),
             ("model_id", d.id),
         ]
 

@@ -7,6 +7,7 @@ with the usage that the upstream reported.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
@@ -21,7 +22,7 @@ JSON = b"application/json"
 EVENT_STREAM = b"text/event-stream"
 
 
-class Deployment(msgspec.Struct, frozen=True, kw_only=True):
+class Deployment(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     id: str
     model_name: str
     provider: str
@@ -32,6 +33,11 @@ class Deployment(msgspec.Struct, frozen=True, kw_only=True):
     params: LiteLLMParams
     info: ModelInfo
     deadlines: Deadlines
+
+    @functools.cached_property
+    def label(self) -> str:
+        """``provider/model`` as headers, metrics and spend logs name it (built once)."""
+        return f"{self.provider}/{self.upstream_model}"
 
     def resolve_model(self, requested: str) -> str:
         if self.upstream_model != "*":

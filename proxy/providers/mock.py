@@ -16,7 +16,7 @@ import orjson
 from ..parse import ChatBody, CompletionBody, EmbeddingBody, Kind, ParsedRequest
 from ..streaming import sse_event
 from ..upstream import Transport
-from ..usage import Usage
+from ..usage import Usage, estimate_tokens
 from .base import EVENT_STREAM, Deployment, Reply
 
 EMBEDDING_DIMENSIONS = 8
@@ -127,7 +127,7 @@ def _embedding(typed: EmbeddingBody, model: str) -> Reply:
     tokens = 0
     for index, item in enumerate(inputs):
         text = item if isinstance(item, str) else orjson.dumps(item).decode()
-        tokens += max(1, (len(text.encode()) + 3) // 4)
+        tokens += max(1, estimate_tokens(len(text.encode())))
         digest = hashlib.sha256(text.encode()).digest()
         vector = [round(b / 255.0 - 0.5, 6) for b in digest[:EMBEDDING_DIMENSIONS]]
         data.append({"object": "embedding", "index": index, "embedding": vector})
@@ -163,12 +163,12 @@ def _reply_text(prompt: str) -> str:
 
 def _count_prompt_tokens(typed: ChatBody | CompletionBody, prompt: str) -> int:
     if isinstance(typed, CompletionBody):
-        return max(1, (len(prompt.encode()) + 3) // 4)
+        return max(1, estimate_tokens(len(prompt.encode())))
     total = 0
     for message in typed.messages:
         content = message.content
         text = content if isinstance(content, str) else orjson.dumps(content).decode()
-        total += 4 + (len(text.encode()) + 3) // 4
+        total += 4 + estimate_tokens(len(text.encode()))
     return total + 3
 
 
