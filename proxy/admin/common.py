@@ -12,11 +12,13 @@ import enum
 import math
 import re
 from calendar import monthrange
+from collections.abc import Collection, Mapping
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Protocol, TypeVar
 
 import msgspec
 import orjson
+from msgspec import UNSET
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -110,6 +112,15 @@ class Caller(msgspec.Struct, frozen=True):
                 f"this key may only act on {what} of its own team", code="team_scope"
             )
 
+    def team_filter(self, team_id: str | None, what: str) -> str | None:
+        """The team a list query may cover: a team-scoped caller always gets its own team,
+        and naming another one is refused."""
+        if self.is_master:
+            return team_id
+        if team_id is not None:
+            self.check_team(team_id, what)
+        return self.team_scope
+
 
 def authorize(state: AdminState, request: Request, action: Action) -> Caller:
     """The admin guard: 403 when the API is disabled, 401 without a valid key, else 403
@@ -118,10 +129,7 @@ def authorize(state: AdminState, request: Request, action: Action) -> Caller:
         raise PermissionDenied(
             "admin API disabled: no master key configured", code="admin_disabled"
         )
-    headers = request.headers
-    principal = state.auth.authenticate(
-        _header(headers.get("authorization")), _header(headers.get("x-api-key"))
-    )
+    principal = state.auth.authenticate_headers(request.headers)
     if principal.role is Role.MASTER:
         return Caller(principal)
     key = principal.key
@@ -138,10 +146,6 @@ def authorize(state: AdminState, request: Request, action: Action) -> Caller:
             "an admin key must belong to a team to use the admin API", code="team_scope"
         )
     return Caller(principal, key.team_id)
-
-
-def _header(value: str | None) -> bytes | None:
-    return None if value is None else value.encode("latin-1")
 
 
 # -- request bodies ---------------------------------------------------------------------
@@ -181,6 +185,28 @@ def decode(body: bytes, kind: type[T]) -> T:
         raise InvalidRequest(message, param=param) from None
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
+
+
+# Update fields stored as a list / a dict: an explicit null empties them.
+_LIST_FIELDS = frozenset({"models", "tags"})
+
+
+def set_fields(body: msgspec.Struct, skip: Collection[str]) -> dict[str, Any]:
+    """The fields an update request set (left out ones are ``UNSET``), as a record stores
+    them; ``skip`` names the fields the route handles itself."""
+    changes: dict[str, Any] = {}
+    for field in body.__struct_fields__:
+        value = getattr(body, field)
+        if field in skip or value is UNSET:
+            continue
+        if field in _LIST_FIELDS:
+            value = list(value or [])
+        elif field == "metadata":
+            value = dict(value or {})
+        elif field == "blocked":
+            value = bool(value)
+        changes[field] = value
+    return changes
 
 
 def _param_of(message: str) -> str | None:
@@ -241,6 +267,12 @@ def query_int(
     return value
 
 
+def query_page(request: Request, size_param: str, default_size: int) -> tuple[int, int]:
+    """``?page=`` (from 1) and the page size, read from ``size_param``."""
+    page = query_int(request, "page", 1, high=10**9)
+    return page, query_int(request, size_param, default_size)
+
+
 def query_time(request: Request, name: str, *, end: bool = False) -> float | None:
     """A date filter: YYYY-MM-DD (UTC; an end date includes that whole day), ISO 8601, or
     epoch seconds."""
@@ -281,6 +313,25 @@ def find_key(directory: Directory, key: str, param: str = "key") -> KeyRow:
     return row
 
 
+R = TypeVar("R")
+
+
+def find_record(records: Mapping[str, R], record_id: str, what: str, param: str) -> R:
+    row = records.get(record_id)
+    if row is None:
+        raise NotFound(f"{what} {record_id!r} not found", param=param, code="not_found")
+    return row
+
+
+def names_user(member: Any, user_id: str) -> bool:
+    """Whether a team's ``members`` entry is ``user_id`` (entries are stored as given)."""
+    return isinstance(member, dict) and member.get("user_id") == user_id
+
+
+def is_member(members: list[Any], user_id: str) -> bool:
+    return any(names_user(member, user_id) for member in members)
+
+
 def iso(timestamp: float | None) -> str | None:
     if timestamp is None:
         return None
@@ -300,6 +351,10 @@ def with_iso_times(data: dict[str, Any]) -> dict[str, Any]:
 
 def json_response(body: object, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def page_of(rows: list[T], page: int, size: int) -> list[T]:
+    return rows[(page - 1) * size : page * size]
 
 
 def page_count(total: int, size: int) -> int:

@@ -20,7 +20,7 @@ from starlette.routing import Route
 from ..accounting import ALL_TEAM_MODELS
 from ..auth import MAX_KEY_LENGTH, hash_key
 from ..errors import InvalidRequest, NotFound, PermissionDenied
-from ..store import KeyRow, TeamRow
+from ..store import KeyRow
 from .common import (
     KEY_TYPE_RANK,
     Action,
@@ -31,16 +31,17 @@ from .common import (
     Money,
     authorize,
     check_duration,
-    decode,
     decode_body,
     duration_seconds,
     expiry,
     find_key,
+    is_member,
     json_response,
     page_count,
-    query_int,
+    page_of,
+    query_page,
     query_str,
-    read_body,
+    set_fields,
     with_iso_times,
 )
 
@@ -157,7 +158,9 @@ class KeyRoutes:
         if not caller.is_master:
             caller.check_team(row.team_id, "keys")
             _not_more_powerful(caller.key, row)
-            if row.user_id is not None and (team is None or not _is_member(team, row.user_id)):
+            if row.user_id is not None and (
+                team is None or not is_member(team.members, row.user_id)
+            ):
                 raise PermissionDenied(
                     "this key may only assign keys to members of its team", code="team_scope"
                 )
@@ -228,18 +231,7 @@ class KeyRoutes:
         caller = authorize(self.state, request, Action.KEY_WRITE)
         body = await decode_body(request, UpdateKey)
         current = self._visible(caller, find_key(self.state.directory, body.key))
-        changes: dict[str, Any] = {}
-        for field in UpdateKey.__struct_fields__:
-            value = getattr(body, field)
-            if field in ("key", "duration", "guardrails") or value is UNSET:
-                continue
-            if field in ("models", "tags"):
-                value = list(value or [])
-            elif field == "metadata":
-                value = dict(value or {})
-            elif field == "blocked":
-                value = bool(value)
-            changes[field] = value
+        changes = set_fields(body, skip=("key", "duration", "guardrails"))
         if not isinstance(body.guardrails, UnsetType):
             metadata = dict(changes.get("metadata", current.metadata))
             if body.guardrails is None:
@@ -287,16 +279,12 @@ class KeyRoutes:
 
     async def list(self, request: Request) -> Response:
         caller = authorize(self.state, request, Action.KEY_READ)
-        page = query_int(request, "page", 1, high=10**9)
-        size = query_int(request, "size", 10)
+        page, size = query_page(request, "size", 10)
         team_id = query_str(request, "team_id")
         user_id = query_str(request, "user_id")
         alias = query_str(request, "key_alias")
         full = (query_str(request, "return_full_object") or "").lower() == "true"
-        if not caller.is_master:
-            if team_id is not None:
-                caller.check_team(team_id, "keys")
-            team_id = caller.team_scope
+        team_id = caller.team_filter(team_id, "keys")
         rows = sorted(
             (
                 r
@@ -307,7 +295,7 @@ class KeyRoutes:
             ),
             key=lambda r: (r.created_at or 0.0, r.token_hash),
         )
-        chosen = rows[(page - 1) * size : page * size]
+        chosen = page_of(rows, page, size)
         keys: list[Any] = (
             [key_object(self.state, r) for r in chosen] if full else [r.token_hash for r in chosen]
         )
@@ -322,8 +310,7 @@ class KeyRoutes:
 
     async def regenerate(self, request: Request) -> Response:
         caller = authorize(self.state, request, Action.KEY_WRITE)
-        raw = (await read_body(request)).strip() or b"{}"
-        body = decode(raw, RegenerateKey)
+        body = await decode_body(request, RegenerateKey)
         key = request.path_params.get("key") or body.key
         if not key:
             raise InvalidRequest("give the key to regenerate in `key`", param="key")
@@ -352,12 +339,6 @@ class KeyRoutes:
             _not_more_powerful(caller.key, row)
         await self.state.directory.put_key(row)
         return json_response(key_object(self.state, row))
-
-
-def _is_member(team: TeamRow, user_id: str) -> bool:
-    return any(
-        isinstance(member, dict) and member.get("user_id") == user_id for member in team.members
-    )
 
 
 def _not_more_powerful(creator: KeyRow, row: KeyRow) -> None:

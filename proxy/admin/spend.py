@@ -21,7 +21,7 @@ from .common import (
     authorize,
     iso,
     json_response,
-    query_int,
+    query_page,
     query_str,
     query_time,
 )
@@ -73,15 +73,11 @@ class SpendRoutes:
     async def logs(self, request: Request) -> Response:
         caller = authorize(self.state, request, Action.SPEND_READ)
         team_id = query_str(request, "team_id")
-        if not caller.is_master:
-            if team_id is not None:
-                caller.check_team(team_id, "spend")
-            team_id = caller.team_scope
+        team_id = caller.team_filter(team_id, "spend")
         api_key = query_str(request, "api_key")
         start = query_time(request, "start_date")
         end = query_time(request, "end_date", end=True)
-        page = query_int(request, "page", 1, high=10**9)
-        page_size = query_int(request, "page_size", 100)
+        page, page_size = query_page(request, "page_size", 100)
         await self.state.flusher.flush()
         rows = await self.state.store.spend_logs(
             key_hash=None if api_key is None else _key_hash(api_key),

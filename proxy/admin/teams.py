@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..errors import InvalidRequest, NotFound
+from ..errors import InvalidRequest
 from ..store import TeamRow
 from .common import (
     Action,
@@ -24,8 +24,11 @@ from .common import (
     authorize,
     check_duration,
     decode_body,
+    find_record,
+    is_member,
     json_response,
     query_str,
+    set_fields,
     with_iso_times,
 )
 from .keys import key_object
@@ -100,10 +103,7 @@ class TeamRoutes:
         ]
 
     def _find(self, team_id: str, param: str = "team_id") -> TeamRow:
-        row = self.state.directory.teams.get(team_id)
-        if row is None:
-            raise NotFound(f"team {team_id!r} not found", param=param, code="not_found")
-        return row
+        return find_record(self.state.directory.teams, team_id, "team", param)
 
     async def new(self, request: Request) -> Response:
         authorize(self.state, request, Action.TEAM_WRITE)
@@ -136,18 +136,7 @@ class TeamRoutes:
         authorize(self.state, request, Action.TEAM_WRITE)
         body = await decode_body(request, UpdateTeam)
         current = self._find(body.team_id)
-        changes: dict[str, Any] = {}
-        for field in UpdateTeam.__struct_fields__:
-            value = getattr(body, field)
-            if field in ("team_id", "members", "members_with_roles") or value is UNSET:
-                continue
-            if field == "models":
-                value = list(value or [])
-            elif field == "metadata":
-                value = dict(value or {})
-            elif field == "blocked":
-                value = bool(value)
-            changes[field] = value
+        changes = set_fields(body, skip=("team_id", "members", "members_with_roles"))
         if not (
             isinstance(body.members, UnsetType) and isinstance(body.members_with_roles, UnsetType)
         ):
@@ -207,9 +196,5 @@ class TeamRoutes:
         if not caller.is_master:
             teams = [t for t in teams if t.team_id == caller.team_scope]
         if user_id is not None:
-            teams = [
-                t
-                for t in teams
-                if any(isinstance(m, dict) and m.get("user_id") == user_id for m in t.members)
-            ]
+            teams = [t for t in teams if is_member(t.members, user_id)]
         return json_response([team_object(self.state, t) for t in teams])

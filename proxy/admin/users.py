@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..auth import hash_key
-from ..errors import InvalidRequest, NotFound
+from ..errors import InvalidRequest
 from ..store import KeyRow, UserRow
 from .common import (
     Action,
@@ -29,10 +29,15 @@ from .common import (
     authorize,
     check_duration,
     decode_body,
+    find_record,
+    is_member,
     json_response,
+    names_user,
     page_count,
-    query_int,
+    page_of,
+    query_page,
     query_str,
+    set_fields,
     with_iso_times,
 )
 from .keys import key_object, masked, new_secret
@@ -85,10 +90,6 @@ def user_object(state: AdminState, row: UserRow) -> dict[str, Any]:
     return with_iso_times(state.directory.with_live_spend(row))
 
 
-def _is_member(members: list[Any], user_id: str) -> bool:
-    return any(isinstance(m, dict) and m.get("user_id") == user_id for m in members)
-
-
 class UserRoutes:
     def __init__(self, state: AdminState) -> None:
         self.state = state
@@ -103,10 +104,7 @@ class UserRoutes:
         ]
 
     def _find(self, user_id: str, param: str = "user_id") -> UserRow:
-        row = self.state.directory.users.get(user_id)
-        if row is None:
-            raise NotFound(f"user {user_id!r} not found", param=param, code="not_found")
-        return row
+        return find_record(self.state.directory.users, user_id, "user", param)
 
     async def new(self, request: Request) -> Response:
         caller = authorize(self.state, request, Action.USER_WRITE)
@@ -136,7 +134,7 @@ class UserRoutes:
         await directory.put_user(row)
         for team_id in body.teams:
             team = directory.teams[team_id]
-            if not _is_member(team.members, user_id):
+            if not is_member(team.members, user_id):
                 member = {"user_id": user_id, "role": "user"}
                 await directory.put_team(replace(team, members=[*team.members, member]))
         result = user_object(self.state, row)
@@ -159,16 +157,7 @@ class UserRoutes:
         authorize(self.state, request, Action.USER_WRITE)
         body = await decode_body(request, UpdateUser)
         current = self._find(body.user_id)
-        changes: dict[str, Any] = {}
-        for field in UpdateUser.__struct_fields__:
-            value = getattr(body, field)
-            if field == "user_id" or value is UNSET:
-                continue
-            if field == "models":
-                value = list(value or [])
-            elif field == "metadata":
-                value = dict(value or {})
-            changes[field] = value
+        changes = set_fields(body, skip=("user_id",))
         row = replace(current, **changes)
         check_duration(row.budget_duration, "budget_duration")
         await self.state.directory.put_user(row)
@@ -185,12 +174,8 @@ class UserRoutes:
         for user_id in body.user_ids:
             for key in [k for k in directory.keys.values() if k.user_id == user_id]:
                 await directory.remove_key(key.token_hash)
-            for team in [t for t in directory.teams.values() if _is_member(t.members, user_id)]:
-                members = [
-                    m
-                    for m in team.members
-                    if not (isinstance(m, dict) and m.get("user_id") == user_id)
-                ]
+            for team in [t for t in directory.teams.values() if is_member(t.members, user_id)]:
+                members = [m for m in team.members if not names_user(m, user_id)]
                 await directory.put_team(replace(team, members=members))
             await directory.remove_user(user_id)
         return json_response({"deleted_users": body.user_ids})
@@ -206,7 +191,7 @@ class UserRoutes:
         teams = [
             team_object(self.state, t)
             for t in directory.teams.values()
-            if _is_member(t.members, user_id)
+            if is_member(t.members, user_id)
         ]
         return json_response(
             {
@@ -219,14 +204,13 @@ class UserRoutes:
 
     async def list(self, request: Request) -> Response:
         authorize(self.state, request, Action.USER_READ)
-        page = query_int(request, "page", 1, high=10**9)
-        size = query_int(request, "page_size", 25)
+        page, size = query_page(request, "page_size", 25)
         role = query_str(request, "role")
         users = sorted(
             (u for u in self.state.directory.users.values() if role is None or u.user_role == role),
             key=lambda u: (u.created_at or 0.0, u.user_id),
         )
-        chosen = users[(page - 1) * size : page * size]
+        chosen = page_of(users, page, size)
         return json_response(
             {
                 "users": [user_object(self.state, u) for u in chosen],

@@ -7,7 +7,6 @@ streams); the upstream's bytes come back untouched, SSE events relayed as they a
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import msgspec
@@ -133,7 +132,3 @@ def _short(value: Any) -> str | None:
         return None
     text = str(value)
     return text[:200]
-
-
-def _now_ms() -> float:
-    return time.perf_counter() * 1000

@@ -57,10 +57,13 @@ class Admin:
         return response.json()
 
     def generate(self, **fields: Any) -> dict[str, Any]:
-        response = self.post("/key/generate", fields)
-        assert response.status_code == 200, response.text
-        body: dict[str, Any] = response.json()
+        body: dict[str, Any] = self.ok("POST", "/key/generate", fields)
         return body
+
+    def new_team(self, **fields: Any) -> str:
+        """Create a team; its id."""
+        team_id: str = self.ok("POST", "/team/new", fields)["team_id"]
+        return team_id
 
     def chat(self, key: str, model: str = "gpt-test") -> httpx.Response:
         return self.http.post(

@@ -4,29 +4,12 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from proxy.auth import hash_key
-from tests.admin import Admin, error_of, running_gateway
+from tests.admin import Admin, error_of
 from tests.conftest import GatewayProcess
-from tests.fakes.openai_upstream import FakeOpenAI
-
-
-@pytest.fixture(scope="module")
-def gateway(
-    fake_openai: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GatewayProcess]:
-    with running_gateway(fake_openai, tmp_path_factory.mktemp("admin-keys")) as proc:
-        yield proc
-
-
-@pytest.fixture
-def admin(gateway: GatewayProcess) -> Iterator[Admin]:
-    client = Admin(gateway.url)
-    yield client
-    client.close()
 
 
 def test_generate_returns_the_secret_once_and_info_never_shows_it(admin: Admin) -> None:
@@ -187,7 +170,7 @@ def test_model_allowlist_is_enforced_on_inference(admin: Admin) -> None:
 
 
 def test_key_list_pages_and_filters(admin: Admin) -> None:
-    team = admin.ok("POST", "/team/new", {"team_alias": "listing"})["team_id"]
+    team = admin.new_team(team_alias="listing")
     tokens = [admin.generate(team_id=team)["token"] for _ in range(3)]
     first = admin.ok("GET", "/key/list", team_id=team, size=2, page=1)
     second = admin.ok("GET", "/key/list", team_id=team, size=2, page=2)

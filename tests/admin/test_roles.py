@@ -8,27 +8,19 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.admin import Admin, error_of, running_gateway
+from tests.admin import Admin, error_of
 from tests.conftest import GatewayProcess, free_port, gateway_config, start_gateway
 from tests.fakes.openai_upstream import FakeOpenAI
-
-
-@pytest.fixture(scope="module")
-def gateway(
-    fake_openai: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GatewayProcess]:
-    with running_gateway(fake_openai, tmp_path_factory.mktemp("admin-roles")) as proc:
-        yield proc
 
 
 @pytest.fixture(scope="module")
 def world(gateway: GatewayProcess) -> Iterator[dict[str, Any]]:
     """Two teams; team A has a management key, a read-only key and an inference key."""
     admin = Admin(gateway.url)
-    team_a = admin.ok("POST", "/team/new", {"team_alias": "a", "models": ["gpt-test", "fake-ok"]})
-    team_b = admin.ok("POST", "/team/new", {"team_alias": "b"})
+    team_a = admin.new_team(team_alias="a", models=["gpt-test", "fake-ok"])
+    team_b = admin.new_team(team_alias="b")
     manager = admin.generate(
-        team_id=team_a["team_id"],
+        team_id=team_a,
         key_type="management",
         models=["gpt-test"],
         max_budget=10,
@@ -36,14 +28,14 @@ def world(gateway: GatewayProcess) -> Iterator[dict[str, Any]]:
     )
     yield {
         "admin": admin,
-        "a": team_a["team_id"],
-        "b": team_b["team_id"],
+        "a": team_a,
+        "b": team_b,
         "manager": manager["key"],
         "manager_token": manager["token"],
-        "reader": admin.generate(team_id=team_a["team_id"], key_type="read_only")["key"],
-        "inference": admin.generate(team_id=team_a["team_id"])["key"],
-        "b_key": admin.generate(team_id=team_b["team_id"])["token"],
-        "a_big_key": admin.generate(team_id=team_a["team_id"], max_budget=1000)["token"],
+        "reader": admin.generate(team_id=team_a, key_type="read_only")["key"],
+        "inference": admin.generate(team_id=team_a)["key"],
+        "b_key": admin.generate(team_id=team_b)["token"],
+        "a_big_key": admin.generate(team_id=team_a, max_budget=1000)["token"],
     }
     admin.close()
 

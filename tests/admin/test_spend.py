@@ -9,25 +9,16 @@ from typing import Any
 import pytest
 
 from proxy.auth import hash_key
-from tests.admin import Admin, error_of, running_gateway
+from tests.admin import Admin, error_of
 from tests.conftest import UPSTREAM_KEY, GatewayProcess
-from tests.fakes.openai_upstream import FakeOpenAI
-
-
-@pytest.fixture(scope="module")
-def gateway(
-    fake_openai: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GatewayProcess]:
-    with running_gateway(fake_openai, tmp_path_factory.mktemp("admin-spend")) as proc:
-        yield proc
 
 
 @pytest.fixture(scope="module")
 def used(gateway: GatewayProcess) -> Iterator[dict[str, Any]]:
     """Two teams, one key each, one request per key."""
     admin = Admin(gateway.url)
-    team_a = admin.ok("POST", "/team/new", {"team_alias": "spend-a"})["team_id"]
-    team_b = admin.ok("POST", "/team/new", {"team_alias": "spend-b"})["team_id"]
+    team_a = admin.new_team(team_alias="spend-a")
+    team_b = admin.new_team(team_alias="spend-b")
     key_a = admin.generate(team_id=team_a)
     key_b = admin.generate(team_id=team_b)
     for key in (key_a, key_b):

@@ -2,28 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from tests.admin import Admin, error_of, running_gateway
-from tests.conftest import GatewayProcess
-from tests.fakes.openai_upstream import FakeOpenAI
-
-
-@pytest.fixture(scope="module")
-def gateway(
-    fake_openai: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GatewayProcess]:
-    with running_gateway(fake_openai, tmp_path_factory.mktemp("admin-teams")) as proc:
-        yield proc
-
-
-@pytest.fixture
-def admin(gateway: GatewayProcess) -> Iterator[Admin]:
-    client = Admin(gateway.url)
-    yield client
-    client.close()
+from tests.admin import Admin, error_of
 
 
 def test_team_new_info_and_update(admin: Admin) -> None:
@@ -78,7 +59,7 @@ def test_bad_team_and_user_fields_are_400_naming_the_field(
 
 
 def test_team_budget_set_through_the_api_is_enforced(admin: Admin) -> None:
-    team = admin.ok("POST", "/team/new", {"team_alias": "broke"})["team_id"]
+    team = admin.new_team(team_alias="broke")
     secret = admin.generate(team_id=team)["key"]
     assert admin.chat(secret).status_code == 200
     admin.ok("POST", "/team/update", {"team_id": team, "max_budget": 0})
@@ -90,14 +71,14 @@ def test_team_budget_set_through_the_api_is_enforced(admin: Admin) -> None:
 
 
 def test_blocked_team_blocks_its_keys(admin: Admin) -> None:
-    team = admin.ok("POST", "/team/new", {"team_alias": "blocked"})["team_id"]
+    team = admin.new_team(team_alias="blocked")
     secret = admin.generate(team_id=team)["key"]
     admin.ok("POST", "/team/update", {"team_id": team, "blocked": True})
     assert admin.chat(secret).status_code == 403
 
 
 def test_team_delete_deletes_its_keys(admin: Admin) -> None:
-    team = admin.ok("POST", "/team/new", {"team_alias": "doomed"})["team_id"]
+    team = admin.new_team(team_alias="doomed")
     secret = admin.generate(team_id=team)["key"]
     deleted = admin.ok("POST", "/team/delete", {"team_ids": [team]})
     assert deleted == {"deleted_teams": [team], "deleted_keys": 1}

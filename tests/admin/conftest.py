@@ -1,0 +1,29 @@
+"""Fixtures for the admin API tests: one priced gateway per test module."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.admin import Admin, running_gateway
+from tests.conftest import GatewayProcess
+from tests.fakes.openai_upstream import FakeOpenAI
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    request: pytest.FixtureRequest,
+    fake_openai: FakeOpenAI,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[GatewayProcess]:
+    name = request.module.__name__.rsplit(".", 1)[-1]
+    with running_gateway(fake_openai, tmp_path_factory.mktemp(name)) as proc:
+        yield proc
+
+
+@pytest.fixture
+def admin(gateway: GatewayProcess) -> Iterator[Admin]:
+    client = Admin(gateway.url)
+    yield client
+    client.close()
