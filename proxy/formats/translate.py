@@ -6,6 +6,7 @@
 - ``ChunkWriter``: build OpenAI ``chat.completion.chunk`` SSE events (text, tool-call
   deltas with index/id/name on the first, finish, the usage chunk, ``[DONE]``).
 - ``chat_completion``: a whole ``chat.completion`` body.
+- ``append_turn``: merge consecutive same-role turns (for providers that want alternation).
 - ``usage``/``usage_json``, ``parse_data_url``, ``text_of``.
 """
 
@@ -50,6 +51,23 @@ def text_of(content: Any) -> str:
             if isinstance(part, dict) and part.get("type", "text") == "text"
         )
     return str(content)
+
+
+def append_turn(
+    turns: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]], key: str = "content"
+) -> None:
+    """Add ``blocks`` as a ``role`` turn, or to the last turn when it is ``role``'s too.
+
+    Anthropic, Gemini and Bedrock want user and assistant turns to alternate: consecutive
+    messages of one side become one turn (parallel tool results in particular must arrive
+    together).
+    """
+    if not blocks:
+        return
+    if turns and turns[-1]["role"] == role:
+        turns[-1][key].extend(blocks)
+    else:
+        turns.append({"role": role, key: blocks})
 
 
 def parse_data_url(url: str) -> tuple[str, str] | None:

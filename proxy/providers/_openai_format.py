@@ -1,24 +1,36 @@
-"""What the Gemini and Cohere adapters share beyond ``proxy.formats.translate``.
+"""What the translating adapters share beyond ``proxy.formats.translate``.
 
 ``decode_chat`` decodes the client's OpenAI chat body in full into typed structs (the parse
-stage validates only what routing needs); ``provider_error`` turns a provider's error reply
-into the contract's exception with the key scrubbed; ``read_all`` reads a reply within the
-deployment's deadline. Replies and chunks are built with ``proxy.formats.translate``.
+stage validates only what routing needs); ``ChunkStream`` is the frame of a stream translator
+(one ``ChunkWriter``, the closing usage chunk and ``[DONE]``); ``json_headers``,
+``text_inputs`` and ``embedding_list`` are the plain-JSON wire's common ends;
+``provider_error`` turns a provider's error reply into the contract's exception with the key
+scrubbed; ``read_all`` reads a reply within the deployment's deadline. Replies and chunks are
+built with ``proxy.formats.translate``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import msgspec
 import orjson
 
-from ..errors import InvalidRequest, TollwayError, UpstreamStatusError, UpstreamTimeout
-from ..parse import ParsedRequest
+from ..errors import (
+    InvalidRequest,
+    TollwayError,
+    UpstreamStatusError,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
+from ..formats.translate import ChunkWriter, SSEEvent, translate_events, usage
+from ..parse import EmbeddingBody, Kind, ParsedRequest
 from ..upstream import Deadlines, UpstreamResponse
-from .base import Deployment
+from ..usage import Usage
+from .base import EVENT_STREAM, Deployment, Reply
 from .openai import scrub
 
 
@@ -126,6 +138,20 @@ def decode_chat(request: ParsedRequest) -> ChatRequest:
         raise InvalidRequest(f"invalid request body: {exc}") from exc
 
 
+def refuse_legacy_completions(request: ParsedRequest, provider: str) -> None:
+    """Adapters that serve chat and embeddings only refuse ``/v1/completions``."""
+    if request.kind not in (Kind.CHAT, Kind.EMBEDDING):
+        raise InvalidRequest(
+            f"{provider} models serve /v1/chat/completions and /v1/embeddings, "
+            "not legacy /v1/completions"
+        )
+
+
+def unsupported(field: str, value: object, provider: str) -> InvalidRequest:
+    """The error for a role or content part type the provider has no place for."""
+    return InvalidRequest(f"{field} {value!r} is not supported for {provider} models", param=field)
+
+
 def arguments_text(call: ToolCall) -> str:
     arguments = call.function.arguments
     if arguments is None:
@@ -185,16 +211,114 @@ def image_url_of(part: dict[str, Any]) -> str:
     return str(image or "")
 
 
+def text_inputs(request: ParsedRequest, provider: str) -> list[str]:
+    """An embeddings request's inputs, which must be text."""
+    typed = request.typed
+    assert isinstance(typed, EmbeddingBody)
+    inputs = [typed.input] if isinstance(typed.input, str) else list(typed.input)
+    if not all(isinstance(item, str) for item in inputs):
+        raise InvalidRequest(f"{provider} embeddings take text inputs", param="input")
+    return inputs
+
+
 # -- replies -------------------------------------------------------------------------------
-def completion_id() -> str:
-    return "chatcmpl-" + uuid.uuid4().hex
+def completion_id(upstream_id: str | None = None) -> str:
+    return "chatcmpl-" + (upstream_id or uuid.uuid4().hex)
 
 
 def tool_call_id() -> str:
     return "call_" + uuid.uuid4().hex[:24]
 
 
+def finish_reason(table: Mapping[str, str], reason: str | None, has_calls: bool) -> str:
+    """The provider's stop reason in OpenAI's words; a plain stop that called tools is
+    ``tool_calls``."""
+    mapped = table.get(reason, "stop") if reason else "stop"
+    return "tool_calls" if has_calls and mapped == "stop" else mapped
+
+
+def embedding_list(vectors: list[Any], model: str, tokens: int | None) -> bytes:
+    """An OpenAI embeddings ``list`` body; ``usage`` only when the token count is known."""
+    payload: dict[str, Any] = {
+        "object": "list",
+        "data": [
+            {"object": "embedding", "index": i, "embedding": vector}
+            for i, vector in enumerate(vectors)
+        ],
+        "model": model,
+    }
+    if tokens is not None:
+        payload["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
+    return orjson.dumps(payload)
+
+
+class ChunkStream:
+    """A provider's SSE events in, OpenAI ``chat.completion.chunk`` events out.
+
+    Subclasses translate one event in ``on``, making the writer with ``writer_for`` on the
+    first one and setting ``finished`` on the last; the stream then closes with the usage
+    chunk and ``[DONE]``.
+    """
+
+    #: What the error names when the stream stops before its end.
+    last_event = "last event"
+
+    def __init__(self, model: str, deployment: Deployment, include_usage: bool) -> None:
+        self.usage: Usage | None = None
+        self.deployment = deployment
+        self.finished = False
+        self._include_usage = include_usage
+        self._model = model
+        self._writer: ChunkWriter | None = None
+
+    def reply(self, resp: UpstreamResponse) -> Reply:
+        return Reply(
+            content_type=EVENT_STREAM,
+            chunks=self.run(resp.iter_chunks()),
+            usage_of_stream=lambda: self.usage,
+            close=resp.close,
+        )
+
+    async def run(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        async for out in translate_events(chunks, self.on):
+            yield out
+        if not self.finished:
+            raise UpstreamUnreachable(f"the upstream stream ended before its {self.last_event}")
+        writer = self.writer_for(None)
+        yield writer.usage_chunk(self.usage or usage(0, 0)) + writer.done()
+
+    @property
+    def started(self) -> bool:
+        return self._writer is not None
+
+    def writer_for(self, upstream_id: str | None) -> ChunkWriter:
+        if self._writer is None:
+            self._writer = ChunkWriter(
+                completion_id(upstream_id), self._model, include_usage=self._include_usage
+            )
+        return self._writer
+
+    def on(self, event: SSEEvent) -> bytes:
+        raise NotImplementedError
+
+
 # -- the provider's side of the wire ---------------------------------------------------------
+def json_headers(
+    deployment: Deployment, stream: bool, key_header: str, key_prefix: str = ""
+) -> dict[str, str]:
+    """Headers of a JSON request, the key in ``key_header``, the deployment's extras last."""
+    out = {
+        "content-type": "application/json",
+        "accept": "text/event-stream" if stream else "application/json",
+        "accept-encoding": "identity",
+    }
+    if deployment.api_key:
+        out[key_header] = key_prefix + deployment.api_key
+    if deployment.params.extra_headers:
+        out.update(deployment.params.extra_headers)
+    return out
+
+
 async def read_all(resp: UpstreamResponse, deadlines: Deadlines) -> bytes:
     """A non-streaming reply's whole body, within the deployment's total deadline."""
     try:
@@ -226,11 +350,17 @@ def provider_error(
     code: str | None = None,
     retry_after: str | None = None,
 ) -> TollwayError:
-    """The contract's error for a provider's error reply, the key scrubbed from its text.
+    """The contract's error for a provider's error reply, the key scrubbed from its text."""
+    return status_error(status, scrub(message[:2000], deployment), code, retry_after)
 
-    4xx keeps the provider's status (429 stays retryable for the router); 5xx becomes 502.
+
+def status_error(
+    status: int, message: str, code: str | None, retry_after: str | None
+) -> UpstreamStatusError:
+    """4xx keeps the provider's status (429 stays retryable for the router); 5xx becomes 502.
+
+    ``message`` must already be scrubbed of secrets.
     """
-    message = scrub(message[:2000], deployment)
     if status >= 500:
         return UpstreamStatusError(
             502, f"upstream error ({status}): {message}", type="upstream_error", code=str(status)

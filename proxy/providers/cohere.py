@@ -14,38 +14,36 @@ Cohere adds), else ``tokens``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
 import orjson
 
-from ..errors import InvalidRequest, TollwayError, UpstreamError, UpstreamUnreachable
-from ..formats.translate import (
-    ChunkWriter,
-    SSEEvent,
-    chat_completion,
-    text_of,
-    tool_call_json,
-    translate_events,
-    usage,
-)
-from ..parse import EmbeddingBody, Kind, ParsedRequest
+from ..errors import InvalidRequest, TollwayError, UpstreamError
+from ..formats.translate import SSEEvent, chat_completion, text_of, tool_call_json, usage
+from ..parse import Kind, ParsedRequest
 from ..upstream import Transport
 from ..usage import Usage
 from ._openai_format import (
     ChatMessage,
     ChatRequest,
+    ChunkStream,
     arguments_text,
     completion_id,
     decode_chat,
+    embedding_list,
+    finish_reason,
     image_url_of,
+    json_headers,
     loads_object,
     provider_error,
     read_all,
+    refuse_legacy_completions,
+    text_inputs,
     tool_call_id,
+    unsupported,
 )
-from .base import EVENT_STREAM, Deployment, Reply
+from .base import Deployment, Reply
 
 DEFAULT_BASE = "https://api.cohere.com"
 
@@ -137,13 +135,9 @@ class CohereProvider:
     async def send(
         self, request: ParsedRequest, deployment: Deployment, upstream_model: str
     ) -> Reply:
+        refuse_legacy_completions(request, "cohere/")
         if request.kind is Kind.EMBEDDING:
             return await self._embed(request, deployment, upstream_model)
-        if request.kind is not Kind.CHAT:
-            raise InvalidRequest(
-                "cohere/ models serve /v1/chat/completions and /v1/embeddings, "
-                "not legacy /v1/completions"
-            )
         body = build_request(decode_chat(request), upstream_model, request.stream)
         resp = await self._transport.post(
             endpoint(deployment, "chat"),
@@ -156,24 +150,14 @@ class CohereProvider:
                 resp.status, await resp.read(), resp.header("retry-after"), deployment
             )
         if request.stream:
-            stream = CohereStream(upstream_model, deployment, request.wants_usage_chunk)
-            return Reply(
-                content_type=EVENT_STREAM,
-                chunks=stream.run(resp.iter_chunks()),
-                usage_of_stream=lambda: stream.usage,
-                close=resp.close,
-            )
+            return CohereStream(upstream_model, deployment, request.wants_usage_chunk).reply(resp)
         raw = await read_all(resp, deployment.deadlines)
         return translate_response(raw, upstream_model)
 
     async def _embed(
         self, request: ParsedRequest, deployment: Deployment, upstream_model: str
     ) -> Reply:
-        typed = request.typed
-        assert isinstance(typed, EmbeddingBody)
-        texts = [typed.input] if isinstance(typed.input, str) else list(typed.input)
-        if not all(isinstance(text, str) for text in texts):
-            raise InvalidRequest("cohere/ embeddings take text inputs", param="input")
+        texts = text_inputs(request, "cohere/")
         body = {
             "model": upstream_model,
             "texts": texts,
@@ -194,24 +178,11 @@ class CohereProvider:
         embeddings = decoded.get("embeddings") or {}
         vectors = embeddings.get("float", []) if isinstance(embeddings, dict) else embeddings
         billed = ((decoded.get("meta") or {}).get("billed_units") or {}).get("input_tokens")
-        usage = None
-        if isinstance(billed, int | float):
-            tokens = int(billed)
-            usage = Usage(prompt_tokens=tokens, completion_tokens=0, total_tokens=tokens)
-        payload: dict[str, Any] = {
-            "object": "list",
-            "data": [
-                {"object": "embedding", "index": i, "embedding": vector}
-                for i, vector in enumerate(vectors)
-            ],
-            "model": upstream_model,
-        }
-        if usage is not None:
-            payload["usage"] = {
-                "prompt_tokens": usage.prompt_tokens,
-                "total_tokens": usage.total_tokens,
-            }
-        return Reply(body=orjson.dumps(payload), usage=usage)
+        tokens = int(billed) if isinstance(billed, int | float) else None
+        reported = None
+        if tokens is not None:
+            reported = Usage(prompt_tokens=tokens, completion_tokens=0, total_tokens=tokens)
+        return Reply(body=embedding_list(vectors, upstream_model, tokens), usage=reported)
 
 
 def endpoint(deployment: Deployment, method: str) -> str:
@@ -225,16 +196,7 @@ def endpoint(deployment: Deployment, method: str) -> str:
 
 
 def headers(deployment: Deployment, stream: bool) -> dict[str, str]:
-    out = {
-        "content-type": "application/json",
-        "accept": "text/event-stream" if stream else "application/json",
-        "accept-encoding": "identity",
-    }
-    if deployment.api_key:
-        out["authorization"] = f"Bearer {deployment.api_key}"
-    if deployment.params.extra_headers:
-        out.update(deployment.params.extra_headers)
-    return out
+    return json_headers(deployment, stream, "authorization", "Bearer ")
 
 
 # -- request -------------------------------------------------------------------------------
@@ -324,9 +286,7 @@ def _message(message: ChatMessage, where: str) -> dict[str, Any]:
             "tool_call_id": message.tool_call_id or message.name or "",
             "content": text_of(message.content),
         }
-    raise InvalidRequest(
-        f"{where}.role {role!r} is not supported for cohere/ models", param=f"{where}.role"
-    )
+    raise unsupported(f"{where}.role", role, "cohere/")
 
 
 def _user_content(
@@ -346,10 +306,7 @@ def _user_content(
                 image["detail"] = detail["detail"]
             parts.append({"type": "image_url", "image_url": image})
         else:
-            raise InvalidRequest(
-                f"{where}.content[{j}].type {kind!r} is not supported for cohere/ models",
-                param=f"{where}.content[{j}].type",
-            )
+            raise unsupported(f"{where}.content[{j}].type", kind, "cohere/")
     return parts
 
 
@@ -367,11 +324,6 @@ def _usage(reported: _Usage | None) -> Usage | None:
         int(counts.output_tokens or 0),
         cached=int(reported.cached_tokens or 0),
     )
-
-
-def _finish(reason: str | None, has_calls: bool) -> str:
-    mapped = _FINISH.get(reason or "COMPLETE", "stop")
-    return "tool_calls" if has_calls and mapped == "stop" else mapped
 
 
 def translate_response(raw: bytes, model: str) -> Reply:
@@ -393,57 +345,37 @@ def translate_response(raw: bytes, model: str) -> Reply:
         text = message.tool_plan
     found = _usage(decoded.usage)
     body = chat_completion(
-        ident="chatcmpl-" + decoded.id if decoded.id else completion_id(),
+        ident=completion_id(decoded.id),
         model=model,
         content=text if text or not calls else None,
         tool_calls=calls,
-        finish_reason=_finish(decoded.finish_reason, bool(calls)),
+        finish_reason=finish_reason(_FINISH, decoded.finish_reason, bool(calls)),
         usage=found,
         reasoning=reasoning or None,
     )
     return Reply(body=body, usage=found)
 
 
-class CohereStream:
+class CohereStream(ChunkStream):
     """Cohere's typed SSE events in, OpenAI ``chat.completion.chunk`` events out."""
 
+    last_event = "message-end event"
+
     def __init__(self, model: str, deployment: Deployment, include_usage: bool) -> None:
-        self.usage: Usage | None = None
-        self._deployment = deployment
-        self._include_usage = include_usage
-        self._model = model
-        self._writer: ChunkWriter | None = None
+        super().__init__(model, deployment, include_usage)
         # Cohere's tool-call index → the OpenAI position, in the order calls started.
         self._positions: dict[int, int] = {}
-        self._finished = False
-
-    async def run(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        async for out in translate_events(chunks, self.on):
-            yield out
-        if not self._finished:
-            raise UpstreamUnreachable("the upstream stream ended before its message-end event")
-        writer = self._writer_for(None)
-        yield writer.usage_chunk(self.usage or usage(0, 0)) + writer.done()
-
-    def _writer_for(self, ident: str | None) -> ChunkWriter:
-        if self._writer is None:
-            self._writer = ChunkWriter(
-                "chatcmpl-" + ident if ident else completion_id(),
-                self._model,
-                include_usage=self._include_usage,
-            )
-        return self._writer
 
     def on(self, event: SSEEvent) -> bytes:
         data = event.data.strip()
-        if not data or data == b"[DONE]" or self._finished:
+        if not data or data == b"[DONE]" or self.finished:
             return b""
         try:
             decoded = _event_decoder.decode(data)
         except msgspec.DecodeError as exc:
             raise UpstreamError("the upstream sent an event that is not Cohere's JSON") from exc
-        first = self._writer is None
-        writer = self._writer_for(decoded.id)
+        first = not self.started
+        writer = self.writer_for(decoded.id)
         out = [writer.role()] if first else []
         delta = decoded.delta or _Delta()
         message = delta.message or _DeltaMessage()
@@ -471,12 +403,13 @@ class CohereStream:
                 out.append(writer.tool_call_arguments(position, arguments.arguments))
         elif kind == "message-end":
             if delta.error:
-                raise provider_error(500, delta.error, self._deployment)
+                raise provider_error(500, delta.error, self.deployment)
             found = _usage(delta.usage)
             if found is not None:
                 self.usage = found
-            self._finished = True
-            out.append(writer.finish(_finish(delta.finish_reason, bool(self._positions))))
+            self.finished = True
+            reason = finish_reason(_FINISH, delta.finish_reason, bool(self._positions))
+            out.append(writer.finish(reason))
         return b"".join(out)
 
 

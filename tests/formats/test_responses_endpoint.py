@@ -18,7 +18,8 @@ import pytest
 import yaml
 
 from proxy.errors import InvalidRequest
-from proxy.formats.responses import ResponseShell, decode_request, to_chat, to_response
+from proxy.formats.responses_reply import ResponseShell, to_response
+from proxy.formats.responses_request import decode_request, to_chat
 from tests.conftest import MASTER_KEY, GatewayProcess, free_port, gateway_config, start_gateway
 from tests.fakes.openai_upstream import REPLY_TEXT, FakeOpenAI
 from tests.providers.conformance import (

@@ -18,14 +18,12 @@ from proxy.errors import UpstreamStatusError, UpstreamUnreachable
 from proxy.formats.anthropic import parse_messages
 from proxy.parse import Kind, parse
 from proxy.providers import build_deployment
-from proxy.providers.anthropic import (
+from proxy.providers.anthropic import AnthropicProvider, anthropic_error, translate_message
+from proxy.providers.anthropic_request import (
     DEFAULT_MAX_TOKENS,
     JSON_INSTRUCTION,
     JSON_TOOL,
-    AnthropicProvider,
-    anthropic_error,
     build_messages_request,
-    translate_message,
 )
 from proxy.providers.base import Deployment, Reply
 from proxy.settings import Settings

@@ -20,15 +20,9 @@ from proxy.parse import Kind, parse
 from proxy.providers import build_deployment
 from proxy.providers._openai_format import decode_chat
 from proxy.providers.base import Deployment, Reply
-from proxy.providers.bedrock import (
-    JSON_INSTRUCTION,
-    JSON_TOOL,
-    BedrockProvider,
-    bedrock_error,
-    from_converse,
-    make_signer,
-    to_converse,
-)
+from proxy.providers.bedrock import BedrockProvider, bedrock_error, from_converse
+from proxy.providers.bedrock_request import JSON_INSTRUCTION, JSON_TOOL, to_converse
+from proxy.providers.bedrock_signing import make_signer
 from proxy.providers.eventstream import (
     EventStreamDecoder,
     EventStreamError,

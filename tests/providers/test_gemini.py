@@ -13,7 +13,8 @@ import pytest
 
 from proxy.errors import InvalidRequest, UpstreamStatusError, UpstreamUnreachable
 from proxy.parse import Kind
-from proxy.providers.gemini import SIGNATURE_MARK, GeminiProvider, gemini_schema
+from proxy.providers.gemini import GeminiProvider
+from proxy.providers.gemini_request import SIGNATURE_MARK, gemini_schema
 from tests.providers.scripted import (
     Canned,
     ScriptedTransport,
