@@ -8,6 +8,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -152,3 +153,26 @@ class RSSSampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def start_gateway(work: Path, config_text: str, env: dict[str, str], **extra_env: str) -> Child:
+    """Tollway on port 0 with ``config_text`` and a throw-away SQLite file in ``work``;
+    returns once it is ready (its URL is ``.url``)."""
+    config_path = work / "tollway.yaml"
+    config_path.write_text(config_text)
+    gateway_env = dict(
+        env, TOLLWAY_DB=str(work / "tollway.db"), TOLLWAY_LOG_LEVEL="warning", **extra_env
+    )
+    gateway = Child(
+        "tollway",
+        [sys.executable, "-m", "proxy", "--config", str(config_path), "--port", "0"],
+        work,
+        gateway_env,
+    )
+    try:
+        url = gateway.wait_listening(30)
+        gateway.wait_ready(url + "/health/readiness", 30)
+    except BaseException:
+        gateway.stop()
+        raise
+    return gateway

@@ -21,7 +21,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.payloads import chat_body
-from bench.procs import Child
+from bench.procs import Child, start_gateway
 from bench.run import bench_config
 from bench.setup_keys import create_bench_key
 
@@ -72,17 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         gateway: Child | None = None
         try:
             upstream_url = upstream.wait_listening(15)
-            config = tmp_path / "config.yaml"
-            config.write_text(bench_config(upstream_url))
-            gateway_env = {**env, "TOLLWAY_DB": str(tmp_path / "bench.db")}
-            gateway = Child(
-                "gateway",
-                [sys.executable, "-m", "proxy", "--config", str(config), "--port", "0"],
-                tmp_path,
-                gateway_env,
-            )
-            url = gateway.wait_listening(15)
-            gateway.wait_ready(f"{url}/health/readiness", 15)
+            gateway = start_gateway(tmp_path, bench_config(upstream_url), env)
+            url = gateway.url
             key = create_bench_key(url, MASTER)
             target = f"{url}/v1/chat/completions"
             asyncio.run(drive(target, key, 1.0, args.concurrency, args.stream))  # warm-up

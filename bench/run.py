@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 
 from bench.probe import run_probe
-from bench.procs import Child, RSSSampler, free_port, pin, tree_rss_bytes
+from bench.procs import Child, RSSSampler, free_port, pin, start_gateway, tree_rss_bytes
 from bench.report import METRICS, added_latency, markdown, summarise
 from bench.setup_keys import create_bench_key
 
@@ -213,18 +213,9 @@ def main(argv: list[str] | None = None) -> int:
         upstream_url = upstream.wait_listening(10)
         pin(upstream.pid, server_cpus)
 
-        config_path = work / "tollway.yaml"
-        config_path.write_text(bench_config(upstream_url))
-        gateway_env = dict(env, TOLLWAY_DB=str(work / "tollway.db"), TOLLWAY_LOG_LEVEL="warning")
-        gateway = Child(
-            "tollway",
-            [sys.executable, "-m", "proxy", "--config", str(config_path), "--port", "0"],
-            work,
-            gateway_env,
-        )
+        gateway = start_gateway(work, bench_config(upstream_url), env)
         children.append(gateway)
-        gateway_url = gateway.wait_listening(30)
-        gateway.wait_ready(gateway_url + "/health/readiness", 30)
+        gateway_url = gateway.url
         pin(gateway.pid, server_cpus)
 
         key = args.key or create_bench_key(gateway_url, MASTER_KEY)
@@ -253,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
                         [
                             str(litellm),
                             "--config",
-                            str(config_path),
+                            str(work / "tollway.yaml"),
                             "--host",
                             "127.0.0.1",
                             "--port",

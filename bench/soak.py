@@ -57,7 +57,7 @@ import orjson
 
 from bench import upstream as fake
 from bench.payloads import chat_body
-from bench.procs import Child, tree_rss_bytes
+from bench.procs import Child, start_gateway, tree_rss_bytes
 from bench.run import CHAT_PATH, MASTER_KEY, RESULTS, ROOT, bench_config, cpu_model
 
 MB = 1024 * 1024
@@ -497,24 +497,12 @@ def main(argv: list[str] | None = None) -> int:
         upstream = Child("upstream", [sys.executable, *upstream_argv], work, env)
         children.append(upstream)
         upstream_url = upstream.wait_listening(10)
-        config_path = work / "tollway.yaml"
-        config_path.write_text(bench_config(upstream_url))
         db = work / "tollway.db"
-        gateway_env = dict(
-            env,
-            TOLLWAY_DB=str(db),
-            TOLLWAY_LOG_LEVEL="warning",
-            TOLLWAY_FLUSH_INTERVAL_MS="200",
-        )
-        gateway = Child(
-            "tollway",
-            [sys.executable, "-m", "proxy", "--config", str(config_path), "--port", "0"],
-            work,
-            gateway_env,
+        gateway = start_gateway(
+            work, bench_config(upstream_url), env, TOLLWAY_FLUSH_INTERVAL_MS="200"
         )
         children.append(gateway)
-        gateway_url = gateway.wait_listening(30)
-        gateway.wait_ready(gateway_url + "/health/readiness", 30)
+        gateway_url = gateway.url
         key = _admin(gateway_url, "/key/generate", body=SOAK_KEY_REQUEST)["key"]
         rss_ready = tree_rss_bytes(gateway.pid)
 

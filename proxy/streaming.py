@@ -14,7 +14,8 @@ import msgspec
 
 from .usage import Usage, decode_chunk_usage
 
-_BOUNDARY = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+# Where one SSE event ends: a blank line, in any of the three line-ending styles.
+EVENT_BOUNDARY = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 DONE = b"[DONE]"
 
 
@@ -47,7 +48,7 @@ class SSERelay:
         parts: list[bytes] | None = None
         emit_from = 0
         last_end = 0
-        for match in _BOUNDARY.finditer(data):
+        for match in EVENT_BOUNDARY.finditer(data):
             if self._inspect(data[last_end : match.start()]):
                 if parts is None:
                     parts = []

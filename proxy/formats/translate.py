@@ -21,9 +21,9 @@ import orjson
 
 from ..errors import InvalidRequest
 from ..parse import ParsedRequest
+from ..streaming import EVENT_BOUNDARY
 from ..usage import CompletionDetails, PromptDetails, Usage
 
-_BOUNDARY = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 _DATA_URL = re.compile(r"data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?);base64,")
 
 
@@ -206,7 +206,7 @@ class SSEParser:
         data = self._buffer + chunk if self._buffer else chunk
         events = []
         last_end = 0
-        for match in _BOUNDARY.finditer(data):
+        for match in EVENT_BOUNDARY.finditer(data):
             event = _parse_event(data[last_end : match.end()])
             if event is not None:
                 events.append(event)
