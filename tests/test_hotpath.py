@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 
 import httpx
 import orjson
@@ -20,6 +22,21 @@ async def post(
     async with httpx.AsyncClient(base_url=gateway.url, timeout=10) as client:
         content = body if isinstance(body, bytes) else orjson.dumps(body)
         return await client.post(path, content=content, headers=headers)  # type: ignore[arg-type]
+
+
+@contextlib.asynccontextmanager
+async def open_stream(gateway: GatewayProcess, body: object) -> AsyncIterator[httpx.Response]:
+    """A streamed chat request with the master key; the client closes on exit."""
+    async with (
+        httpx.AsyncClient(base_url=gateway.url, timeout=20) as client,
+        client.stream(
+            "POST",
+            "/v1/chat/completions",
+            json=body,
+            headers={"authorization": f"Bearer {MASTER_KEY}"},
+        ) as resp,
+    ):
+        yield resp
 
 
 def error_of(resp: httpx.Response) -> dict[str, object]:
@@ -105,15 +122,7 @@ async def stream_events(resp: httpx.Response) -> list[bytes]:
 async def test_stream_relays_sse_and_hides_the_usage_chunk_it_asked_for(
     gateway: GatewayProcess, fake_openai: FakeOpenAI
 ) -> None:
-    async with (
-        httpx.AsyncClient(base_url=gateway.url, timeout=10) as client,
-        client.stream(
-            "POST",
-            "/v1/chat/completions",
-            json=chat_body(stream=True),
-            headers={"authorization": f"Bearer {MASTER_KEY}"},
-        ) as resp,
-    ):
+    async with open_stream(gateway, chat_body(stream=True)) as resp:
         assert resp.status_code == 200
         assert resp.headers["content-type"].startswith("text/event-stream")
         assert resp.headers["x-accel-buffering"] == "no"
@@ -131,15 +140,7 @@ async def test_stream_keeps_usage_chunk_when_client_asked_for_it(
     gateway: GatewayProcess, fake_openai: FakeOpenAI
 ) -> None:
     body = chat_body(stream=True, stream_options={"include_usage": True})
-    async with (
-        httpx.AsyncClient(base_url=gateway.url, timeout=10) as client,
-        client.stream(
-            "POST",
-            "/v1/chat/completions",
-            json=body,
-            headers={"authorization": f"Bearer {MASTER_KEY}"},
-        ) as resp,
-    ):
+    async with open_stream(gateway, body) as resp:
         events = await stream_events(resp)
     usage_chunk = orjson.loads(events[-2][6:])
     assert usage_chunk["choices"] == []
@@ -149,15 +150,7 @@ async def test_stream_keeps_usage_chunk_when_client_asked_for_it(
 async def test_stream_first_byte_arrives_before_the_stream_ends(
     gateway: GatewayProcess,
 ) -> None:
-    async with (
-        httpx.AsyncClient(base_url=gateway.url, timeout=20) as client,
-        client.stream(
-            "POST",
-            "/v1/chat/completions",
-            json=chat_body("slow", stream=True),
-            headers={"authorization": f"Bearer {MASTER_KEY}"},
-        ) as resp,
-    ):
+    async with open_stream(gateway, chat_body("slow", stream=True)) as resp:
         started = time.monotonic()
         chunks = resp.aiter_raw()
         first = await anext(chunks)
@@ -169,15 +162,7 @@ async def test_stream_first_byte_arrives_before_the_stream_ends(
 async def test_stream_broken_by_upstream_ends_with_an_error_event_not_done(
     gateway: GatewayProcess,
 ) -> None:
-    async with (
-        httpx.AsyncClient(base_url=gateway.url, timeout=10) as client,
-        client.stream(
-            "POST",
-            "/v1/chat/completions",
-            json=chat_body("stream-break", stream=True),
-            headers={"authorization": f"Bearer {MASTER_KEY}"},
-        ) as resp,
-    ):
+    async with open_stream(gateway, chat_body("stream-break", stream=True)) as resp:
         events = await stream_events(resp)
     assert b"data: [DONE]" not in events
     error = orjson.loads(events[-1][6:])["error"]
@@ -188,15 +173,7 @@ async def test_client_disconnect_mid_stream_closes_the_upstream_within_a_second(
     gateway: GatewayProcess, fake_openai: FakeOpenAI
 ) -> None:
     before = fake_openai.closed_streams
-    async with (
-        httpx.AsyncClient(base_url=gateway.url, timeout=10) as client,
-        client.stream(
-            "POST",
-            "/v1/chat/completions",
-            json=chat_body("slow", stream=True),
-            headers={"authorization": f"Bearer {MASTER_KEY}"},
-        ) as resp,
-    ):
+    async with open_stream(gateway, chat_body("slow", stream=True)) as resp:
         chunks = resp.aiter_raw()
         await anext(chunks)
         await anext(chunks)

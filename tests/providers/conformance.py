@@ -76,13 +76,14 @@ contract's ``{"error": {...}}`` shape, never containing the provider key.
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiohttp import web
+
+from tests.fakes.threaded import ThreadedApp
 
 CASES = (
     "text",
@@ -183,7 +184,7 @@ class Received:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class ProviderHarness:
+class ProviderHarness(ThreadedApp):
     """Base class: a fake provider server on 127.0.0.1:0 in a background thread.
 
     Subclasses set the class attributes ``name``/``supports``/``caching`` (and ``api_key``
@@ -200,13 +201,10 @@ class ProviderHarness:
     api_key: str = "sk-fake-provider-key-0123456789"
 
     def __init__(self) -> None:
+        super().__init__()
+        self.thread_name = f"fake-{self.name}"
         self.hits = 0
-        self.port = 0
         self.received: list[Received] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
-        self._started = threading.Event()
 
     # -- what subclasses provide -------------------------------------------------------
     def litellm_params(self, model_name: str) -> dict[str, Any]:
@@ -250,40 +248,12 @@ class ProviderHarness:
         return received
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"fake-{self.name}", daemon=True)
-        self._thread.start()
-        if not self._started.wait(10):
-            raise RuntimeError(f"fake {self.name} server did not start")
+        self.start_thread()
 
-    def stop(self) -> None:
-        if self._loop is not None:
-            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(10)
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        loop.run_until_complete(self._serve())
-        self._started.set()
-        loop.run_forever()
-        loop.close()
-
-    async def _serve(self) -> None:
+    def build_app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.add_routes(self.routes())
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    async def _shutdown(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        return app
 
 
 def json_response(payload: Any, status: int = 200, **headers: str) -> web.Response:
