@@ -26,7 +26,7 @@ from proxy.pricing import PriceOverrides, PriceTable, cost, worst_case_cost
 from proxy.providers import build_deployment
 from proxy.router import Router
 from proxy.settings import Settings
-from proxy.streaming import SSERelay
+from proxy.upstream.sse import SSERelay
 from proxy.usage import usage_from_body
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -32,7 +32,7 @@ from .formats.anthropic import MessagesRoute
 from .formats.responses import ResponsesRoute
 from .health import health_routes
 from .hotpath import InferenceRoute, Receive, Scope, Send
-from .httpclient import LeanTransport, transport_kind
+from .upstream.lean import LeanTransport, transport_kind
 from .ledger import Ledger
 from .ledger.flush import Flusher
 from .logs import configure as configure_logging
@@ -44,7 +44,7 @@ from .router import Router, RoutingSettings
 from .router.dispatch import Dispatcher
 from .settings import Settings, from_environment
 from .store import SpendLogRow, Store
-from .upstream import AiohttpTransport, Transport
+from .upstream.transport import AiohttpTransport, Transport
 
 if TYPE_CHECKING:
     from .hotpath import Call

@@ -8,31 +8,9 @@ from __future__ import annotations
 
 import msgspec
 
+from .model import CompletionDetails, PromptDetails, Usage
 
-class PromptDetails(msgspec.Struct):
-    cached_tokens: int | None = None
-
-
-class CompletionDetails(msgspec.Struct):
-    reasoning_tokens: int | None = None
-
-
-class Usage(msgspec.Struct):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
-    prompt_tokens_details: PromptDetails | None = None
-    completion_tokens_details: CompletionDetails | None = None
-
-    @property
-    def cached_tokens(self) -> int:
-        details = self.prompt_tokens_details
-        return (details.cached_tokens or 0) if details is not None else 0
-
-    @property
-    def reasoning_tokens(self) -> int:
-        details = self.completion_tokens_details
-        return (details.reasoning_tokens or 0) if details is not None else 0
+__all__ = ["CompletionDetails", "PromptDetails", "Usage", "decode_chunk_usage", "estimate_tokens", "usage_from_body"]
 
 
 class _UsageEnvelope(msgspec.Struct):

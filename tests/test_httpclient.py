@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from proxy.errors import UpstreamTimeout, UpstreamUnreachable
-from proxy.httpclient import LeanTransport, transport_kind
-from proxy.upstream import Deadlines
+from proxy.upstream.lean import LeanTransport, transport_kind
+from proxy.upstream.transport import Deadlines
 
 DEADLINES = Deadlines(connect=1.0, read=1.0)
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 import orjson
 import pytest
 
-from proxy.streaming import SSERelay, event_data, relay, sse_event
+from proxy.upstream.sse import SSERelay, event_data, relay, sse_event
 
 USAGE = {
     "prompt_tokens": 11,

@@ -21,7 +21,7 @@ import orjson
 
 from ..errors import InvalidRequest
 from ..parse import ParsedRequest
-from ..streaming import EVENT_BOUNDARY
+from ..upstream.sse import EVENT_BOUNDARY
 from ..usage import CompletionDetails, PromptDetails, Usage
 
 _DATA_URL = re.compile(r"data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?);base64,")

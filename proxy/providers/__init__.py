@@ -6,7 +6,7 @@ import hashlib
 
 from ..config import OPENAI_COMPATIBLE, ConfigError, ModelEntry, RouterSettings
 from ..settings import Settings
-from ..upstream import Deadlines, Transport
+from ..upstream.transport import Deadlines, Transport
 from .anthropic import DEFAULT_BASE as ANTHROPIC_BASE
 from .anthropic import AnthropicProvider
 from .azure import AzureOpenAI

@@ -28,7 +28,7 @@ from ..errors import (
 )
 from ..formats.translate import ChunkWriter, SSEEvent, translate_events, usage
 from ..parse import EmbeddingBody, Kind, ParsedRequest
-from ..upstream import Deadlines, UpstreamResponse
+from ..upstream.transport import Deadlines, UpstreamResponse
 from ..usage import Usage
 from .base import EVENT_STREAM, Deployment, Reply
 from .openai import scrub

@@ -22,7 +22,7 @@ import orjson
 from ..errors import TollwayError, UpstreamStatusError, UpstreamUnreachable
 from ..formats.translate import chat_completion, chat_request, tool_call_json, usage
 from ..parse import ParsedRequest
-from ..upstream import Transport, UpstreamResponse
+from ..upstream.transport import Transport, UpstreamResponse
 from ..usage import Usage
 from ._openai_format import read_all
 from .anthropic_request import JSON_TOOL, build_messages_request, json_tool_requested, with_model

@@ -7,43 +7,16 @@ with the usage that the upstream reported.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
-import msgspec
-
-from ..config import LiteLLMParams, ModelInfo
 from ..parse import ParsedRequest
-from ..upstream import Deadlines, Transport
+from ..upstream.deployment import Deployment
+from ..upstream.transport import Transport
 from ..usage import Usage
 
 JSON = b"application/json"
 EVENT_STREAM = b"text/event-stream"
-
-
-class Deployment(msgspec.Struct, frozen=True, kw_only=True, dict=True):
-    id: str
-    model_name: str
-    provider: str
-    # The provider's model name; "*" means "the requested name" (wildcard groups).
-    upstream_model: str
-    api_base: str
-    api_key: str | None
-    params: LiteLLMParams
-    info: ModelInfo
-    deadlines: Deadlines
-
-    @functools.cached_property
-    def label(self) -> str:
-        """``provider/model`` as headers, metrics and spend logs name it (built once)."""
-        return f"{self.provider}/{self.upstream_model}"
-
-    def resolve_model(self, requested: str) -> str:
-        if self.upstream_model != "*":
-            return self.upstream_model
-        prefix = self.provider + "/"
-        return requested[len(prefix) :] if requested.startswith(prefix) else requested
 
 
 class Reply:

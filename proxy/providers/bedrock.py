@@ -29,13 +29,13 @@ from ..errors import (
 from ..formats.translate import ChunkWriter, chat_completion, tool_call_json
 from ..formats.translate import usage as make_usage
 from ..parse import Kind, ParsedRequest
-from ..upstream import Transport, UpstreamResponse
+from ..upstream.transport import Transport, UpstreamResponse
 from ..usage import Usage
 from ._openai_format import completion_id, decode_chat, loads_object, read_all, status_error
 from .base import EVENT_STREAM, Deployment, Reply
 from .bedrock_request import to_converse
 from .bedrock_signing import Signer, make_signer
-from .eventstream import EventMessage, EventStreamDecoder, EventStreamError
+from ..upstream.eventstream import EventMessage, EventStreamDecoder, EventStreamError
 
 FINISH_REASONS = {
     "end_turn": "stop",

@@ -22,7 +22,7 @@ import orjson
 from ..errors import InvalidRequest, TollwayError, UpstreamError
 from ..formats.translate import SSEEvent, chat_completion, text_of, tool_call_json, usage
 from ..parse import Kind, ParsedRequest
-from ..upstream import Transport
+from ..upstream.transport import Transport
 from ..usage import Usage
 from ._openai_format import (
     ChatMessage,

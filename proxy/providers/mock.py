@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 
 from ..parse import ChatBody, CompletionBody, EmbeddingBody, Kind, ParsedRequest
-from ..streaming import sse_event
-from ..upstream import Transport
+from ..upstream.sse import sse_event
+from ..upstream.transport import Transport
 from ..usage import Usage, estimate_tokens
 from .base import EVENT_STREAM, Deployment, Reply
 

@@ -13,8 +13,8 @@ import msgspec
 
 from ..errors import TollwayError, UpstreamStatusError, UpstreamTimeout
 from ..parse import ParsedRequest, forward_body
-from ..streaming import SSERelay, relay
-from ..upstream import Transport
+from ..upstream.sse import SSERelay, relay
+from ..upstream.transport import Transport
 from ..usage import usage_from_body
 from .base import EVENT_STREAM, JSON, Deployment, Reply
 

@@ -24,7 +24,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from proxy.providers.bedrock_request import JSON_INSTRUCTION
-from proxy.providers.eventstream import encode_message
+from proxy.upstream.eventstream import encode_message
 from tests.providers.conformance import (
     ALL_CASES,
     ARG_PIECES,

@@ -18,7 +18,7 @@ from proxy.parse import Kind, ParsedRequest, parse
 from proxy.providers import build_deployment
 from proxy.providers.base import Deployment, Reply
 from proxy.settings import Settings
-from proxy.upstream import Deadlines
+from proxy.upstream.transport import Deadlines
 
 
 @dataclass

@@ -27,7 +27,7 @@ from proxy.providers.anthropic_request import (
 )
 from proxy.providers.base import Deployment, Reply
 from proxy.settings import Settings
-from proxy.upstream import AiohttpTransport
+from proxy.upstream.transport import AiohttpTransport
 from tests.providers.conformance import IMAGE_DATA_URL, IMAGE_URL, PNG_BASE64
 from tests.providers.harness_anthropic import AnthropicHarness
 

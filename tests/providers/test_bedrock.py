@@ -15,7 +15,7 @@ from botocore.credentials import Credentials
 
 from proxy.config import ModelEntry, RouterSettings, parse_config
 from proxy.errors import InvalidRequest, TollwayError, UpstreamStatusError, UpstreamTimeout
-from proxy.httpclient import LeanTransport
+from proxy.upstream.lean import LeanTransport
 from proxy.parse import Kind, parse
 from proxy.providers import build_deployment
 from proxy.providers._openai_format import decode_chat
@@ -23,13 +23,13 @@ from proxy.providers.base import Deployment, Reply
 from proxy.providers.bedrock import BedrockProvider, bedrock_error, from_converse
 from proxy.providers.bedrock_request import JSON_INSTRUCTION, JSON_TOOL, to_converse
 from proxy.providers.bedrock_signing import make_signer
-from proxy.providers.eventstream import (
+from proxy.upstream.eventstream import (
     EventStreamDecoder,
     EventStreamError,
     encode_message,
 )
 from proxy.settings import Settings
-from proxy.upstream import AiohttpTransport, Deadlines, Transport
+from proxy.upstream.transport import AiohttpTransport, Deadlines, Transport
 from tests.providers.conformance import IMAGE_DATA_URL, PNG_BASE64
 from tests.providers.harness_bedrock import (
     ACCESS_KEY_ID,

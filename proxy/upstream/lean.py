@@ -24,8 +24,8 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from .errors import UpstreamTimeout, UpstreamUnreachable
-from .upstream import Deadlines, UpstreamResponse
+from ..errors import UpstreamTimeout, UpstreamUnreachable
+from .transport import Deadlines, UpstreamResponse
 
 _HIGH_WATER = 512 * 1024
 _LOW_WATER = 64 * 1024

@@ -14,7 +14,7 @@ from typing import Protocol
 import aiohttp
 import msgspec
 
-from .errors import UpstreamTimeout, UpstreamUnreachable
+from ..errors import UpstreamTimeout, UpstreamUnreachable
 
 
 class Deadlines(msgspec.Struct, frozen=True):

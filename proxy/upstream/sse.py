@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import msgspec
 
-from .usage import Usage, decode_chunk_usage
+from ..usage import Usage, decode_chunk_usage
 
 # Where one SSE event ends: a blank line, in any of the three line-ending styles.
 EVENT_BOUNDARY = re.compile(rb"\r\n\r\n|\n\n|\r\r")

@@ -1,0 +1,1 @@
+"""The provider engine: HTTP transports, deadlines, stream framing and the stream owner."""
