@@ -21,11 +21,11 @@ import orjson
 from proxy.auth import Authenticator, hash_key
 from proxy.config import LiteLLMParams, ModelEntry, ModelInfo, RouterSettings
 from proxy.ledger.memory import Ledger, Limits
-from proxy.parse import Kind, forward_body, parse
+from proxy.request import Kind, forward_body, parse
 from proxy.pricing import PriceOverrides, PriceTable, cost, worst_case_cost
 from proxy.providers import build_deployment
-from proxy.router import Router
-from proxy.settings import Settings
+from proxy.routing import Router
+from proxy.server.settings import Settings
 from proxy.upstream.sse import SSERelay
 from proxy.usage import usage_from_body
 

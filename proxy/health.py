@@ -24,14 +24,15 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .auth import Role
+from .dialects.openai import parse
 from .errors import PermissionDenied, TollwayError
-from .parse import Kind, parse
-from .providers import AUTO_ROUTER
-from .providers.base import Deployment, Provider
-from .router import Router
+from .request import Kind
+from .routing import Router
+from .upstream.deployment import AUTO_ROUTER, Deployment
+from .upstream.engine import Engine
 
 if TYPE_CHECKING:
-    from .app import GatewayState
+    from .server.app import GatewayState
 
 MIN_INTERVAL_S = 10.0
 CHECK_TIMEOUT_S = 10.0
@@ -43,13 +44,13 @@ class HealthChecker:
     def __init__(
         self,
         router: Router,
-        providers: dict[str, Provider],
+        engine: Engine,
         *,
         clock: Any = time.monotonic,
         min_interval_s: float = MIN_INTERVAL_S,
     ) -> None:
         self._router = router
-        self._providers = providers
+        self._engine = engine
         self._clock = clock
         self._min_interval = min_interval_s
         self._last: dict[str, Any] | None = None
@@ -97,16 +98,16 @@ class HealthChecker:
         embedding = deployment.info.mode == "embedding"
         kind = Kind.EMBEDDING if embedding else Kind.CHAT
         request = parse(kind, _EMBED_PING if embedding else _CHAT_PING)
-        provider = self._providers[deployment.provider]
         timeout = min(deployment.deadlines.read, CHECK_TIMEOUT_S)
         try:
             async with asyncio.timeout(timeout):
-                reply = await provider.send(request, deployment, deployment.upstream_model)
+                reply = await self._engine.send(request, deployment, deployment.upstream_model)
         except TimeoutError:
             return f"no answer within {timeout:g}s"
         except TollwayError as exc:
             return f"{exc.status}: {exc.message}"[:500]
-        reply.close()
+        if reply.stream is not None:
+            await reply.stream.aclose()
         return None
 
 
@@ -143,7 +144,7 @@ def readiness(router: Router, started: bool) -> tuple[int, dict[str, Any]]:
 
 
 def health_routes(state: GatewayState) -> list[Route]:
-    checker = HealthChecker(state.router, dict(state.providers))
+    checker = HealthChecker(state.router, state.engine)
 
     async def health(request: Request) -> Response:
         principal = state.auth.authenticate_headers(request.headers)

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .app import GatewayState
+    from .server.app import GatewayState
 
 
 def _escape(value: str) -> str:
@@ -49,7 +49,7 @@ def render(state: GatewayState) -> str:
     deployments = router.deployments()
 
     def ident(d: object) -> list[tuple[str, str]]:
-        from .providers.base import Deployment
+        from .upstream.deployment import Deployment
 
         assert isinstance(d, Deployment)
         return [

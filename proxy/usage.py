@@ -10,7 +10,14 @@ import msgspec
 
 from .model import CompletionDetails, PromptDetails, Usage
 
-__all__ = ["CompletionDetails", "PromptDetails", "Usage", "decode_chunk_usage", "estimate_tokens", "usage_from_body"]
+__all__ = [
+    "CompletionDetails",
+    "PromptDetails",
+    "Usage",
+    "decode_chunk_usage",
+    "estimate_tokens",
+    "usage_from_body",
+]
 
 
 class _UsageEnvelope(msgspec.Struct):

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from proxy.cli import build_parser, main
-from proxy.settings import OPTIONS
+from proxy.server.cli import build_parser, main
+from proxy.server.settings import OPTIONS
 from tests.conftest import MASTER_KEY, start_gateway
 
 

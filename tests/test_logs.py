@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from proxy.logs import RedactSecrets, configure
+from proxy.server.logs import RedactSecrets, configure
 
 SECRET = "upstream-secret-value-42"
 

@@ -8,8 +8,8 @@ from proxy.config import load_config, parse_config
 from proxy.errors import NotFound
 from proxy.providers import build_deployment
 from proxy.providers.base import Deployment
-from proxy.router import Router
-from proxy.settings import Settings
+from proxy.routing import Router
+from proxy.server.settings import Settings
 
 CONFIG = """\
 model_list:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from proxy.config import parse_config
-from proxy.settings import (
+from proxy.server.settings import (
     OPTIONS,
     Settings,
     SettingsError,

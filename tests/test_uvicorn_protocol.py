@@ -9,7 +9,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from proxy.uvicorn_protocol import CorkedTransport, TollwayHttpToolsProtocol
+from proxy.server.uvicorn_protocol import CorkedTransport, TollwayHttpToolsProtocol
 
 
 class _Transport(asyncio.Transport):

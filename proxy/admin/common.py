@@ -26,8 +26,8 @@ from ..auth import Authenticator, Principal, Role, hash_key
 from ..directory import Directory
 from ..errors import BodyTooLarge, InvalidRequest, NotFound, PermissionDenied
 from ..ledger import parse_duration
-from ..router import Router
-from ..settings import Settings
+from ..routing import Router
+from ..server.settings import Settings
 from ..store import KeyRow, Store
 
 MAX_ADMIN_BODY_BYTES = 1024 * 1024

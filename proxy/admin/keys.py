@@ -17,9 +17,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..accounting import ALL_TEAM_MODELS
 from ..auth import MAX_KEY_LENGTH, hash_key
 from ..errors import InvalidRequest, NotFound, PermissionDenied
+from ..pipeline.accounting import ALL_TEAM_MODELS
 from ..store import KeyRow
 from .common import (
     KEY_TYPE_RANK,

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..providers.base import Deployment
+from ..upstream.deployment import Deployment
 from .common import Action, AdminState, authorize, json_response, query_str
 
 # Fields of litellm_params never shown: credentials, and headers that may carry them.

@@ -50,6 +50,9 @@ class Fault(msgspec.Struct, kw_only=True):
     # The status the gateway answers with when the format asks for another one (Anthropic's
     # 529 overloaded → a retryable 503); None keeps the contract's default mapping.
     answer_status: int | None = None
+    # When to come back, for formats that say so in the body (Gemini's ``retryDelay``); the
+    # engine falls back to the ``retry-after`` header.
+    retry_after: str | None = None
 
 
 class EventDecoder(Protocol):

@@ -9,6 +9,9 @@ import msgspec
 from ..config import LiteLLMParams, ModelInfo
 from .transport import Deadlines
 
+# `auto_router/complexity_router` is not an upstream: the router resolves it to a model group.
+AUTO_ROUTER = "auto_router"
+
 
 class Deployment(msgspec.Struct, frozen=True, kw_only=True, dict=True):
     id: str

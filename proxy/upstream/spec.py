@@ -37,8 +37,9 @@ class ProviderSpec(Protocol):
     operations: frozenset[Operation]
     default_base: str | None
 
-    def url(self, deployment: Deployment, model: str, operation: Operation, stream: bool) -> str:
-        ...
+    def url(
+        self, deployment: Deployment, model: str, operation: Operation, stream: bool
+    ) -> str: ...
 
     def headers(
         self, deployment: Deployment, url: str, body: bytes, stream: bool

@@ -8,7 +8,7 @@ connect or read deadline → ``UpstreamTimeout`` (504).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Protocol
 
 import aiohttp
@@ -33,7 +33,7 @@ class UpstreamResponse(Protocol):
 
     def header(self, name: str) -> str | None: ...
     async def read(self) -> bytes: ...
-    def iter_chunks(self) -> AsyncIterator[bytes]: ...
+    def iter_chunks(self) -> AsyncGenerator[bytes, None]: ...
     def close(self) -> None: ...
 
 
@@ -68,7 +68,7 @@ class _AiohttpResponse:
         finally:
             self._resp.release()
 
-    async def iter_chunks(self) -> AsyncIterator[bytes]:
+    async def iter_chunks(self) -> AsyncGenerator[bytes, None]:
         content = self._resp.content
         deadlines = self._deadlines
         waited = deadlines.read

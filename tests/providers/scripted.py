@@ -14,10 +14,10 @@ from typing import Any
 import orjson
 
 from proxy.config import ModelEntry, RouterSettings, parse_config
-from proxy.parse import Kind, ParsedRequest, parse
+from proxy.request import Kind, ParsedRequest, parse
 from proxy.providers import build_deployment
 from proxy.providers.base import Deployment, Reply
-from proxy.settings import Settings
+from proxy.server.settings import Settings
 from proxy.upstream.transport import Deadlines
 
 

@@ -16,7 +16,7 @@ import yaml
 from proxy.config import RouterSettings, parse_config
 from proxy.errors import UpstreamStatusError, UpstreamUnreachable
 from proxy.formats.anthropic import parse_messages
-from proxy.parse import Kind, parse
+from proxy.request import Kind, parse
 from proxy.providers import build_deployment
 from proxy.providers.anthropic import AnthropicProvider, anthropic_error, translate_message
 from proxy.providers.anthropic_request import (
@@ -26,7 +26,7 @@ from proxy.providers.anthropic_request import (
     build_messages_request,
 )
 from proxy.providers.base import Deployment, Reply
-from proxy.settings import Settings
+from proxy.server.settings import Settings
 from proxy.upstream.transport import AiohttpTransport
 from tests.providers.conformance import IMAGE_DATA_URL, IMAGE_URL, PNG_BASE64
 from tests.providers.harness_anthropic import AnthropicHarness

@@ -9,7 +9,7 @@ import pytest
 
 from proxy.config import ConfigError
 from proxy.errors import UpstreamStatusError
-from proxy.parse import Kind
+from proxy.request import Kind
 from proxy.providers.azure import DEFAULT_API_VERSION, AzureOpenAI
 from tests.providers.scripted import Canned, ScriptedTransport, chat_request, make_deployment
 

@@ -16,7 +16,7 @@ from botocore.credentials import Credentials
 from proxy.config import ModelEntry, RouterSettings, parse_config
 from proxy.errors import InvalidRequest, TollwayError, UpstreamStatusError, UpstreamTimeout
 from proxy.upstream.lean import LeanTransport
-from proxy.parse import Kind, parse
+from proxy.request import Kind, parse
 from proxy.providers import build_deployment
 from proxy.providers._openai_format import decode_chat
 from proxy.providers.base import Deployment, Reply
@@ -28,7 +28,7 @@ from proxy.upstream.eventstream import (
     EventStreamError,
     encode_message,
 )
-from proxy.settings import Settings
+from proxy.server.settings import Settings
 from proxy.upstream.transport import AiohttpTransport, Deadlines, Transport
 from tests.providers.conformance import IMAGE_DATA_URL, PNG_BASE64
 from tests.providers.harness_bedrock import (

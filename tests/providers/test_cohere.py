@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from proxy.errors import InvalidRequest, UpstreamStatusError, UpstreamUnreachable
-from proxy.parse import Kind
+from proxy.request import Kind
 from proxy.providers.cohere import CohereProvider
 from tests.providers.scripted import (
     Canned,

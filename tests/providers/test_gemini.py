@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from proxy.errors import InvalidRequest, UpstreamStatusError, UpstreamUnreachable
-from proxy.parse import Kind
+from proxy.request import Kind
 from proxy.providers.gemini import GeminiProvider
 from proxy.providers.gemini_request import SIGNATURE_MARK, gemini_schema
 from tests.providers.scripted import (

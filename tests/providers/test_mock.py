@@ -8,11 +8,11 @@ import orjson
 import pytest
 
 from proxy.config import ModelEntry, RouterSettings, parse_config
-from proxy.parse import Kind, parse
+from proxy.request import Kind, parse
 from proxy.providers import build_deployment
 from proxy.providers.base import EVENT_STREAM, Deployment, Reply
 from proxy.providers.mock import EMBEDDING_DIMENSIONS, MockProvider
-from proxy.settings import Settings
+from proxy.server.settings import Settings
 
 
 def deployment(mock_response: str | None = None) -> Deployment:

@@ -8,8 +8,8 @@ from proxy.config import parse_config
 from proxy.pricing import ModelPrice
 from proxy.providers import build_deployment
 from proxy.providers.base import Deployment
-from proxy.router import Router, RoutingSettings
-from proxy.settings import Settings
+from proxy.routing import Router, RoutingSettings
+from proxy.server.settings import Settings
 
 
 class Clock:

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from proxy.parse import Kind, parse
-from proxy.router.complexity import Tier, TierMap, classify, classify_text
+from proxy.request import Kind, parse
+from proxy.routing.complexity import Tier, TierMap, classify, classify_text
 
 CODE_PROMPT = (
     "Refactor this code:\n```python\ndef f(x):\n    return x*2\n```\n"

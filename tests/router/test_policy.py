@@ -15,7 +15,7 @@ from proxy.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from proxy.router.policy import (
+from proxy.routing.policy import (
     MAX_RETRY_WAIT_S,
     Failure,
     RoutingSettings,

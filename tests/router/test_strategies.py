@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from proxy.config import parse_config
-from proxy.router import Router
+from proxy.routing import Router
 
 from . import Clock, build_router, group_config
 
@@ -113,7 +113,7 @@ def test_unknown_strategy_is_a_config_error() -> None:
     import pytest
 
     from proxy.config import ConfigError
-    from proxy.router import RoutingSettings
+    from proxy.routing import RoutingSettings
 
     config = parse_config("router_settings: {routing_strategy: fastest}\n", "x", {})
     with pytest.raises(ConfigError, match="routing_strategy"):

@@ -1,0 +1,83 @@
+"""Anthropic's errors: an error reply ``{"type": "error", "error": {type, message}}`` as a
+``Fault``, and an ``error`` event in the middle of a stream as the contract's exception.
+
+A 529 ``overloaded_error`` answers as a retryable 503, so the router tries elsewhere. Key
+scrubbing is the engine's: messages here are the upstream's own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from ...errors import TollwayError, UpstreamStatusError
+from ..base import Fault
+
+OVERLOADED = 529
+_MESSAGE_LIMIT = 2000
+_FIELD_LIMIT = 200
+
+
+class _ErrorEnvelope(msgspec.Struct):
+    error: Any = None
+    message: Any = None
+    detail: Any = None
+
+
+_error_decoder = msgspec.json.Decoder(_ErrorEnvelope)
+
+
+def fault(status: int, body: bytes) -> Fault:
+    """An Anthropic error reply (any status) as a ``Fault``."""
+    if status == OVERLOADED:
+        # The message read as for a 5xx (whose default text names HTTP 500), then prefixed.
+        found = _parse(500, body)
+        return Fault(
+            status=status,
+            message=f"upstream overloaded (529): {found.message}",
+            type="upstream_error",
+            code="overloaded_error",
+            answer_status=503,
+        )
+    return _parse(status, body)
+
+
+def _parse(status: int, body: bytes) -> Fault:
+    message, type_, param, code = f"the upstream returned HTTP {status}", None, None, None
+    try:
+        envelope: _ErrorEnvelope | None = _error_decoder.decode(body)
+    except msgspec.DecodeError:
+        envelope = None
+    if envelope is not None:
+        err = envelope.error
+        if isinstance(err, dict):
+            message = str(err.get("message") or message)
+            type_ = _short(err.get("type"))
+            param = _short(err.get("param"))
+            code = _short(err.get("code"))
+        elif isinstance(err, str):
+            message = err
+        elif isinstance(envelope.message, str):
+            message = envelope.message
+        elif isinstance(envelope.detail, str):
+            message = envelope.detail
+    return Fault(
+        status=status, message=message[:_MESSAGE_LIMIT], type=type_, param=param, code=code
+    )
+
+
+def _short(value: Any) -> str | None:
+    return None if value is None else str(value)[:_FIELD_LIMIT]
+
+
+def stream_error(error: Any) -> TollwayError:
+    """The exception for an ``error`` event's ``error`` object, received mid-stream."""
+    error = error if isinstance(error, dict) else {}
+    kind = str(error.get("type") or "api_error")
+    message = str(error.get("message") or "the upstream failed mid-stream")
+    if kind == "overloaded_error":
+        return UpstreamStatusError(503, f"upstream overloaded: {message}", code=kind)
+    if kind == "rate_limit_error":
+        return UpstreamStatusError(429, message, type=kind, code=kind)
+    return UpstreamStatusError(502, f"upstream error: {message}", code=kind)

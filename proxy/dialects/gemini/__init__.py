@@ -1,0 +1,36 @@
+"""``gemini/``: Google AI Studio's ``generateContent`` format, outbound.
+
+The engine posts ``DIALECT.chat(...).body`` to ``<base>/<model_path(model)>:generateContent``
+(or ``:streamGenerateContent?alt=sse``), and embeddings to ``:batchEmbedContents``.
+
+Gemini streams a function call whole, in one event, and may attach a ``thoughtSignature``
+that must come back with the call on the next turn. The signature rides inside the tool
+call id the client sees (``<id>__thought__<signature>``, ``SIGNATURE_MARK``) and is restored
+from it.
+"""
+
+from __future__ import annotations
+
+from .dialect import GeminiDialect, GeminiExchange
+from .embeddings import GeminiEmbeddingExchange, estimated_tokens
+from .fault import GeminiFault, contract_error, in_band_error
+from .request import SIGNATURE_MARK, model_path
+from .schema import gemini_schema
+from .stream import GeminiStreamDecoder
+
+DIALECT = GeminiDialect()
+
+__all__ = [
+    "DIALECT",
+    "SIGNATURE_MARK",
+    "GeminiDialect",
+    "GeminiEmbeddingExchange",
+    "GeminiExchange",
+    "GeminiFault",
+    "GeminiStreamDecoder",
+    "contract_error",
+    "estimated_tokens",
+    "gemini_schema",
+    "in_band_error",
+    "model_path",
+]

@@ -1,0 +1,88 @@
+"""Gemini's ``streamGenerateContent?alt=sse`` events as common stream events.
+
+Each SSE event is a whole ``GenerateContentResponse`` carrying the next text, or whole
+function calls, and (cumulative) ``usageMetadata``; the last carries ``finishReason``.
+There is no end-of-stream event: a stream whose bytes end before a finish was cut short.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from ...errors import UpstreamError, UpstreamUnreachable
+from ...model import (
+    Finish,
+    ReasoningDelta,
+    Start,
+    StreamEvent,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+    UsageReport,
+)
+from ..base import Frame
+from .fault import in_band_error
+from .reply import RESPONSE_DECODER, call_arguments, call_id, completion_id, finish, reply_usage
+
+
+class GeminiStreamDecoder:
+    """Frames in, ``Start`` / deltas / ``Finish`` out; ``UsageReport`` comes from ``finish``
+    because every event repeats the usage so far (some arrive after the finish)."""
+
+    __slots__ = ("_calls", "_finished", "_model", "_started", "usage")
+
+    def __init__(self, model: str) -> None:
+        self._model = model
+        self._started = False
+        self._finished = False
+        self._calls = 0
+        # The latest usage reported, readable when the stream fails before ``finish``.
+        self.usage: Usage | None = None
+
+    def feed(self, frame: Frame) -> list[StreamEvent]:
+        if not frame.data.strip():
+            return []
+        try:
+            decoded = RESPONSE_DECODER.decode(frame.data)
+        except msgspec.DecodeError as exc:
+            raise UpstreamError("the upstream sent an event that is not Gemini's JSON") from exc
+        if decoded.error is not None:
+            raise in_band_error(decoded.error)
+        found = reply_usage(decoded.usage_metadata)
+        if found is not None:
+            self.usage = found
+        out: list[StreamEvent] = []
+        if not self._started:
+            self._started = True
+            out.append(Start(id=completion_id(decoded.response_id), model=self._model))
+        if self._finished:
+            return out
+        if decoded.blocked:
+            self._finished = True
+            out.append(Finish("content_filter"))
+        for candidate in decoded.candidates[:1]:
+            for part in candidate.part_list():
+                call = part.function_call
+                if call is not None:
+                    # Gemini sends a call whole: its arguments go out with its id and name.
+                    out.append(
+                        ToolCallDelta(
+                            index=self._calls,
+                            id=call_id(part),
+                            name=call.name,
+                            arguments=call_arguments(call),
+                        )
+                    )
+                    self._calls += 1
+                elif part.text:
+                    delta = ReasoningDelta if part.thought else TextDelta
+                    out.append(delta(part.text))
+            if candidate.finish_reason:
+                self._finished = True
+                out.append(Finish(finish(candidate.finish_reason, self._calls > 0)))
+        return out
+
+    def finish(self) -> list[StreamEvent]:
+        if not self._finished:
+            raise UpstreamUnreachable("the upstream stream ended before its last event")
+        return [UsageReport(self.usage)] if self.usage is not None else []

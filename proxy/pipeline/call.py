@@ -1,0 +1,89 @@
+"""``Call``: the state of one inference request as it moves through the stages.
+
+A leaf: it imports only leaf types (the parsed request, the deployment, usage), never a
+stage. Stages write the fields they own: read/authenticate (``principal``), parse
+(``request``), routing (``deployment``, ``price``, retry and fallback counts, the complexity
+tier), admit (``reservation``), respond (``status``, ``headers_sent``, ``relayed_events``,
+``usage``), settle (``cost``, ``settled``).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from ..auth import Principal
+from ..ledger.memory import Reservation
+from ..model import Usage
+from ..pricing import ModelPrice
+from ..request import ParsedRequest
+from ..upstream.deployment import Deployment
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+
+
+class Call:
+    __slots__ = (
+        "attempted_fallbacks",
+        "attempted_retries",
+        "call_id",
+        "complexity_tier",
+        "cost",
+        "deployment",
+        "disconnected",
+        "echo_request_id",
+        "failed_attempts",
+        "headers_sent",
+        "price",
+        "principal",
+        "reached_upstream",
+        "relayed_events",
+        "request",
+        "reservation",
+        "response_bytes",
+        "settled",
+        "started",
+        "status",
+        "tags_header",
+        "uid",
+        "upstream_s",
+        "usage",
+    )
+
+    def __init__(self, uid: str, call_id: str, echo_request_id: bool) -> None:
+        self.uid = uid
+        self.call_id = call_id
+        self.echo_request_id = echo_request_id
+        self.started = time.perf_counter()
+        self.upstream_s = 0.0
+        self.request: ParsedRequest | None = None
+        self.principal: Principal | None = None
+        self.deployment: Deployment | None = None
+        self.price: ModelPrice | None = None
+        self.reservation: Reservation | None = None
+        self.usage: Usage | None = None
+        self.cost: float | None = None
+        self.status = 0
+        self.relayed_events = 0
+        self.response_bytes = 0
+        self.reached_upstream = False
+        self.settled = False
+        self.headers_sent = False
+        self.disconnected = False
+        self.attempted_retries = 0
+        self.attempted_fallbacks = 0
+        self.failed_attempts = 0
+        self.complexity_tier: str | None = None
+        self.tags_header: str | None = None
+
+    @classmethod
+    def start(cls, uid: str, request_id: bytes | None) -> Call:
+        """A new call; the client's ``x-request-id`` becomes its call id when well-formed."""
+        if request_id is not None:
+            text = request_id.decode("latin-1")
+            if _REQUEST_ID.fullmatch(text):
+                return cls(uid, text, echo_request_id=True)
+        return cls(uid, uid, echo_request_id=False)
+
+    def overhead_ms(self) -> float:
+        return (time.perf_counter() - self.started - self.upstream_s) * 1000

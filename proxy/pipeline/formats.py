@@ -1,0 +1,128 @@
+"""The parse stage and the client's side of the respond stage, per inbound format.
+
+An ``InboundFormat`` is what one route speaks to its clients: how a body is parsed into the
+``ParsedRequest`` every later stage reads, and how a typed reply, a stream of events and an
+error are written back in that format. It is also the one place errors are rendered in each
+format's shape (``error_body`` before the headers are sent, ``stream_error`` after).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from ..dialects import anthropic, openai, responses
+from ..dialects.base import EventEncoder
+from ..errors import InvalidRequest, TollwayError
+from ..model import ChatReply, ChatRequest, EmbeddingReply
+from ..request import Kind, ParsedRequest
+
+
+class InboundFormat:
+    """OpenAI's chat, completions and embeddings bodies (the pass-through formats)."""
+
+    name = "openai"
+    forwarded_headers: tuple[bytes, ...] = ()
+
+    def __init__(self, kind: Kind) -> None:
+        self.kind = kind
+
+    def parse(self, body: bytes, forwarded: dict[str, str] | None) -> ParsedRequest:
+        return openai.parse(self.kind, body)
+
+    def encode_reply(self, request: ParsedRequest, reply: ChatReply | EmbeddingReply) -> bytes:
+        if isinstance(reply, EmbeddingReply):
+            return openai.DIALECT.encode_embeddings(reply, _estimated_tokens(request))
+        return openai.DIALECT.encode_reply(reply)
+
+    def stream_encoder(self, request: ParsedRequest) -> EventEncoder:
+        return openai.ChunkEncoder(include_usage=request.wants_usage_chunk)
+
+    def error_body(self, exc: TollwayError) -> bytes:
+        return exc.body()
+
+    def stream_error(self, exc: TollwayError) -> bytes:
+        """The in-band event that ends a stream which failed after its headers were sent."""
+        return b"data: " + exc.body() + b"\n\n"
+
+
+def _estimated_tokens(request: ParsedRequest) -> int | None:
+    """A client-visible token count for embeddings whose provider reports none (about four
+    bytes a token); the ledger still bills such a call as estimated."""
+    try:
+        texts = request.embedding().texts()
+    except TypeError:
+        return None
+    return sum(max(1, (len(str(text).encode()) + 3) // 4) for text in texts)
+
+
+class _TranslatedFormat(InboundFormat):
+    """A format served by decoding into the common model (nothing forwarded as bytes unless
+    the provider speaks it natively)."""
+
+    def _parsed(
+        self, chat: ChatRequest, body: bytes, forwarded: dict[str, str] | None
+    ) -> ParsedRequest:
+        if not chat.model or len(chat.model) > 256:
+            raise InvalidRequest(
+                "`model` must be a non-empty string of at most 256 characters", param="model"
+            )
+        return ParsedRequest(
+            kind=Kind.CHAT,
+            model=chat.model,
+            stream=bool(chat.stream),
+            wants_usage_chunk=chat.wants_usage,
+            max_tokens=chat.output_limit(),
+            body=body,
+            chat=chat,
+            format=self.name,
+            headers=forwarded,
+        )
+
+
+class MessagesFormat(_TranslatedFormat):
+    """``POST /v1/messages``: Anthropic Messages clients."""
+
+    name = "anthropic"
+    forwarded_headers = anthropic.FORWARDED_HEADERS
+
+    def __init__(self) -> None:
+        super().__init__(Kind.CHAT)
+
+    def parse(self, body: bytes, forwarded: dict[str, str] | None) -> ParsedRequest:
+        return self._parsed(anthropic.DIALECT.decode_request(body), body, forwarded)
+
+    def encode_reply(self, request: ParsedRequest, reply: ChatReply | EmbeddingReply) -> bytes:
+        assert isinstance(reply, ChatReply)
+        # The message is named by the model the client asked for, as Anthropic's API does.
+        return anthropic.DIALECT.encode_reply(msgspec.structs.replace(reply, model=request.model))
+
+    def stream_encoder(self, request: ParsedRequest) -> EventEncoder:
+        return anthropic.DIALECT.stream_encoder(request.chat())
+
+    def error_body(self, exc: TollwayError) -> bytes:
+        return anthropic.DIALECT.encode_error(exc)
+
+    def stream_error(self, exc: TollwayError) -> bytes:
+        return b"event: error\ndata: " + self.error_body(exc) + b"\n\n"
+
+
+class ResponsesFormat(_TranslatedFormat):
+    """``POST /v1/responses``: OpenAI Responses clients."""
+
+    name = "responses"
+
+    def __init__(self) -> None:
+        super().__init__(Kind.CHAT)
+
+    def parse(self, body: bytes, forwarded: dict[str, str] | None) -> ParsedRequest:
+        return self._parsed(responses.DIALECT.decode_request(body), body, None)
+
+    def encode_reply(self, request: ParsedRequest, reply: ChatReply | EmbeddingReply) -> bytes:
+        assert isinstance(reply, ChatReply)
+        return responses.DIALECT.encode_reply_for(request.chat(), reply)
+
+    def stream_encoder(self, request: ParsedRequest) -> EventEncoder:
+        return responses.DIALECT.stream_encoder(request.chat())
+
+    def error_body(self, exc: TollwayError) -> bytes:
+        return responses.DIALECT.encode_error(exc)

@@ -1,0 +1,183 @@
+"""The respond stage: the reply written to the client, in the client's format.
+
+A reply already in the client's format (the pass-through paths) is written as the upstream's
+bytes; a typed reply is encoded once by the inbound format; a stream is relayed as bytes
+when the client speaks the upstream's format, and otherwise decoded into events by the
+provider's dialect and encoded by the client's (``UpstreamStream`` owns it either way and
+its ``aclose`` is the one close path, in ``finally``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, Protocol
+
+from ..auth import Principal
+from ..errors import TollwayError
+from ..upstream.engine import Reply
+from .call import Call
+from .formats import InboundFormat
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+log = logging.getLogger("tollway.request")
+
+_STREAM_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+class SpendView(Protocol):
+    """What the reply headers read from the ledger."""
+
+    def key_spend(self, principal: Principal | None) -> float | None: ...
+
+    def ratelimit_headers(self, principal: Principal | None) -> dict[str, str]: ...
+
+
+class Responder:
+    def __init__(self, spend: SpendView, settle: Callable[[Call], None]) -> None:
+        self.spend = spend
+        self.settle = settle
+
+    def headers(self, call: Call, extra: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        call_id = call.call_id.encode()
+        headers = [
+            *extra,
+            (b"x-tollway-call-id", call_id),
+            (b"x-tollway-overhead-ms", f"{call.overhead_ms():.3f}".encode()),
+            (b"x-tollway-attempted-retries", str(call.attempted_retries).encode()),
+            (b"x-tollway-attempted-fallbacks", str(call.attempted_fallbacks).encode()),
+        ]
+        if call.complexity_tier is not None:
+            headers.append((b"x-tollway-complexity-tier", call.complexity_tier.encode()))
+        if call.echo_request_id:
+            headers.append((b"x-request-id", call_id))
+        if call.deployment is not None:
+            headers.append((b"x-tollway-model", call.deployment.label.encode()))
+        if call.cost is not None:
+            headers.append((b"x-tollway-response-cost", _money(call.cost)))
+        principal = call.principal
+        if principal is not None and principal.key is not None:
+            spend = self.spend.key_spend(principal)
+            if spend is not None:
+                headers.append((b"x-tollway-key-spend", _money(spend)))
+            for name, value in self.spend.ratelimit_headers(principal).items():
+                headers.append((name.encode(), value.encode()))
+        return headers
+
+    async def json(self, call: Call, inbound: InboundFormat, reply: Reply, send: Send) -> None:
+        body = reply.body
+        if body is None:
+            assert reply.typed is not None and call.request is not None
+            body = inbound.encode_reply(call.request, reply.typed)
+        call.usage = reply.usage
+        call.status = reply.status
+        if reply.usage is None and 200 <= reply.status < 300:
+            call.response_bytes = len(body)
+        # Settle before answering so the reply can carry its cost; settle is idempotent and
+        # the upstream has billed by now whether or not the client reads the answer.
+        self.settle(call)
+        content_type = reply.content_type if reply.body is not None else b"application/json"
+        headers = self.headers(call, [(b"content-type", content_type)])
+        headers.append((b"content-length", str(len(body)).encode()))
+        call.headers_sent = True
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def stream(
+        self, call: Call, inbound: InboundFormat, reply: Reply, receive: Receive, send: Send
+    ) -> None:
+        stream = reply.stream
+        assert stream is not None and call.request is not None
+        task = asyncio.current_task()
+        assert task is not None
+        watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, call, task))
+        call.status = reply.status
+        # Bytes untouched when the client speaks the upstream's format; else events, encoded.
+        encoder = None
+        if not (stream.relays_raw and stream.format == inbound.name):
+            encoder = inbound.stream_encoder(call.request)
+        try:
+            headers = self.headers(call, _STREAM_HEADERS)
+            call.headers_sent = True
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            try:
+                if encoder is None:
+                    async for data in stream.raw():
+                        call.relayed_events += data.count(b"data:")
+                        await send({"type": "http.response.body", "body": data, "more_body": True})
+                else:
+                    async for event in stream.events():
+                        data = encoder.encode(event)
+                        if data:
+                            call.relayed_events += 1
+                            await send(
+                                {"type": "http.response.body", "body": data, "more_body": True}
+                            )
+                    await send(
+                        {"type": "http.response.body", "body": encoder.finish(), "more_body": True}
+                    )
+            except TollwayError as exc:
+                # Headers are gone: the error travels in-band, and the stream is not ended
+                # with a [DONE] it never reached.
+                call.status = exc.status
+                log.warning("call %s: stream ended early: %s", call.call_id, exc.message)
+                tail = encoder.error(exc) if encoder is not None else inbound.stream_error(exc)
+                await send({"type": "http.response.body", "body": tail, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if call.disconnected and task.uncancel() == 0:
+                call.status = 499
+            else:
+                raise
+        except OSError:
+            # The client's socket went away while we were writing to it.
+            call.disconnected = True
+            call.status = 499
+        finally:
+            watcher.cancel()
+            # Settle reads the final usage: the stream must be closed (and over) first. A
+            # stream that ran to its end closes without waiting: no shielded task needed.
+            if stream.outcome.completed:
+                await stream.aclose()
+            else:
+                await asyncio.shield(stream.aclose())
+            call.usage = stream.usage
+
+    async def error(
+        self, call: Call, inbound: InboundFormat, exc: TollwayError, send: Send
+    ) -> None:
+        call.status = exc.status
+        if call.headers_sent:
+            return
+        body = inbound.error_body(exc)
+        extra = [(b"content-type", b"application/json")]
+        extra.extend((k.encode(), v.encode()) for k, v in exc.headers.items())
+        headers = self.headers(call, extra)
+        headers.append((b"content-length", str(len(body)).encode()))
+        call.headers_sent = True
+        try:
+            await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+        except OSError:
+            call.disconnected = True
+
+
+def _money(value: float) -> bytes:
+    return f"{value:.10f}".rstrip("0").rstrip(".").encode() if value else b"0"
+
+
+async def _watch_disconnect(receive: Receive, call: Call, task: asyncio.Task[Any]) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            call.disconnected = True
+            task.cancel()
+            return

@@ -1,0 +1,146 @@
+"""The inference routes as raw ASGI: the stages of one request, in the order the app factory
+gave them (see ``server/app.py``), with no framework layer on the path.
+
+    read (bounded body) → authenticate → parse (the client's format) → authorize (model
+    allowlist) → route + admit + call upstream (``routing/dispatch.py``) → respond (bytes
+    relayed, or the typed reply encoded once in the client's format) → settle (in
+    ``finally``: also on error, client disconnect and cancellation)
+
+Headers are read once from the scope, the body is forwarded as bytes, and on the
+pass-through path SSE chunks go from the upstream socket to the client's untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, Protocol
+
+from ..auth import Principal
+from ..errors import PermissionDenied, TollwayError
+from ..request import ParsedRequest
+from ..upstream.engine import Reply
+from .call import Call
+from .formats import InboundFormat
+from .read import ClientGone, read_body
+from .respond import Responder
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+log = logging.getLogger("tollway.request")
+
+
+class Authenticate(Protocol):
+    def __call__(self, authorization: bytes | None, api_key: bytes | None) -> Principal: ...
+
+
+class Authorize(Protocol):
+    def __call__(self, principal: Principal, model: str) -> None: ...
+
+
+class Dispatch(Protocol):
+    async def __call__(self, call: Call, principal: Principal, request: ParsedRequest) -> Reply: ...
+
+
+class NextId(Protocol):
+    def __call__(self) -> str: ...
+
+
+class Stages:
+    """The collaborators the inference path uses, handed over by the composition root."""
+
+    __slots__ = (
+        "authenticate",
+        "authorize",
+        "dispatch",
+        "max_body_bytes",
+        "next_id",
+        "respond",
+        "settle",
+    )
+
+    def __init__(
+        self,
+        *,
+        authenticate: Authenticate,
+        authorize: Authorize,
+        dispatch: Dispatch,
+        respond: Responder,
+        settle: Callable[[Call], None],
+        next_id: NextId,
+        max_body_bytes: int,
+    ) -> None:
+        self.authenticate = authenticate
+        self.authorize = authorize
+        self.dispatch = dispatch
+        self.respond = respond
+        self.settle = settle
+        self.next_id = next_id
+        self.max_body_bytes = max_body_bytes
+
+
+class InferenceRoute:
+    """One ASGI endpoint: an inbound format (chat, completions, embeddings, messages,
+    responses) over the shared stages."""
+
+    def __init__(self, stages: Stages, inbound: InboundFormat) -> None:
+        self.stages = stages
+        self.inbound = inbound
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        stages = self.stages
+        inbound = self.inbound
+        authorization = api_key = request_id = content_length = tags = None
+        forwarded: dict[str, str] | None = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value
+            elif name == b"x-api-key":
+                api_key = value
+            elif name == b"content-length":
+                content_length = value
+            elif name == b"x-request-id":
+                request_id = value
+            elif name == b"x-tollway-tags":
+                tags = value
+            elif name in inbound.forwarded_headers:
+                if forwarded is None:
+                    forwarded = {}
+                forwarded[name.decode("latin-1")] = value.decode("latin-1")
+        call = Call.start(stages.next_id(), request_id)
+        if tags is not None:
+            call.tags_header = tags.decode("latin-1")
+        respond = stages.respond
+        try:
+            # Read the body before authenticating so the connection stays usable for the
+            # next request; it is bounded, and nothing is decoded until the key is known.
+            body = await read_body(receive, content_length, stages.max_body_bytes)
+            principal = stages.authenticate(authorization, api_key)
+            if not principal.may_infer:
+                raise PermissionDenied("this key may not call models", code="key_type")
+            call.principal = principal
+            call.request = request = inbound.parse(body, forwarded)
+            stages.authorize(principal, request.model)
+            reply = await stages.dispatch(call, principal, request)
+            if reply.stream is not None:
+                await respond.stream(call, inbound, reply, receive, send)
+            else:
+                await respond.json(call, inbound, reply, send)
+        except TollwayError as exc:
+            await respond.error(call, inbound, exc, send)
+        except ClientGone:
+            call.status = 499
+            call.disconnected = True
+        except asyncio.CancelledError:
+            call.status = 499
+            raise
+        except Exception:
+            log.exception("call %s failed inside the gateway", call.call_id)
+            error = TollwayError(f"internal error (call {call.call_id})")
+            await respond.error(call, inbound, error, send)
+        finally:
+            stages.settle(call)

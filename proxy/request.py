@@ -1,0 +1,193 @@
+"""The inbound request as every stage sees it, whatever format the client spoke.
+
+A leaf (it imports only the model and the errors). ``ParsedRequest`` carries what routing,
+admission and accounting need (kind, model, stream flags, output limit, body size), the
+client's own bytes, and the typed common model, built only when a stage asks for it and
+then kept: the OpenAI pass-through path never builds it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from .model import ChatRequest, EmbeddingRequest, ImagePart
+
+
+class Kind(enum.Enum):
+    CHAT = "chat/completions"
+    COMPLETION = "completions"
+    EMBEDDING = "embeddings"
+
+
+class StreamOptions(msgspec.Struct):
+    include_usage: bool | None = None
+
+
+class Message(msgspec.Struct):
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+
+class ChatBody(msgspec.Struct):
+    """The fields of an OpenAI chat body that routing and admission read (validated)."""
+
+    model: str
+    messages: list[Message]
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    n: int | None = None
+    user: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class CompletionBody(msgspec.Struct):
+    model: str
+    prompt: str | list[Any]
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = None
+    n: int | None = None
+    user: str | None = None
+
+
+class EmbeddingBody(msgspec.Struct):
+    model: str
+    input: str | list[Any]
+    user: str | None = None
+
+
+Light = ChatBody | CompletionBody | EmbeddingBody
+
+
+class ParsedRequest:
+    """One inference request after the parse stage."""
+
+    __slots__ = (
+        "_chat",
+        "_decode_chat",
+        "body",
+        "fields",
+        "format",
+        "headers",
+        "kind",
+        "max_tokens",
+        "model",
+        "prompt_bytes",
+        "stream",
+        "typed",
+        "wants_usage_chunk",
+    )
+
+    def __init__(
+        self,
+        *,
+        kind: Kind,
+        model: str,
+        stream: bool,
+        wants_usage_chunk: bool,
+        max_tokens: int | None,
+        body: bytes,
+        typed: Light | None = None,
+        chat: ChatRequest | None = None,
+        decode_chat: Callable[[bytes], ChatRequest] | None = None,
+        format: str = "openai",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.kind = kind
+        self.model = model
+        self.stream = stream
+        self.wants_usage_chunk = wants_usage_chunk
+        self.max_tokens = max_tokens
+        self.prompt_bytes = len(body)
+        self.body = body
+        self.typed = typed
+        self._chat = chat
+        self._decode_chat = decode_chat
+        # The client's wire format: "openai", "anthropic" or "responses".
+        self.format = format
+        # Client headers a native upstream receives as they are (``anthropic-beta``).
+        self.headers = headers or {}
+        # The top-level keys as raw JSON, decoded once when the body must be rewritten.
+        self.fields: dict[str, msgspec.Raw] | None = None
+
+    def chat(self) -> ChatRequest:
+        """The whole request in the common model, decoded on first use and kept."""
+        chat = self._chat
+        if chat is None:
+            if self._decode_chat is None:
+                raise TypeError(f"a {self.kind.value} request has no chat form")
+            chat = self._chat = self._decode_chat(self.body)
+        return chat
+
+    def embedding(self) -> EmbeddingRequest:
+        typed = self.typed
+        if not isinstance(typed, EmbeddingBody):
+            raise TypeError(f"a {self.kind.value} request is not an embeddings request")
+        return EmbeddingRequest(model=typed.model, input=typed.input, user=typed.user)
+
+    # -- views the stages read, whichever form is at hand ---------------------------------
+    def metadata(self) -> dict[str, Any] | None:
+        if isinstance(self.typed, ChatBody):
+            return self.typed.metadata
+        if self._chat is not None:
+            return self._chat.metadata
+        return None
+
+    def image_parts(self) -> int:
+        typed = self.typed
+        if isinstance(typed, ChatBody):
+            count = 0
+            for message in typed.messages:
+                content = message.content
+                if isinstance(content, list):
+                    count += sum(
+                        1 for part in content if part.get("type") in ("image_url", "image")
+                    )
+            return count
+        if self._chat is not None:
+            return sum(
+                1
+                for message in self._chat.messages
+                for part in message.parts()
+                if isinstance(part, ImagePart)
+            )
+        return 0
+
+    def message_count(self) -> int:
+        if isinstance(self.typed, ChatBody):
+            return len(self.typed.messages)
+        return len(self._chat.messages) if self._chat is not None else 0
+
+    def last_user_text(self) -> str:
+        typed = self.typed
+        if isinstance(typed, CompletionBody):
+            return typed.prompt if isinstance(typed.prompt, str) else ""
+        if isinstance(typed, ChatBody):
+            for message in reversed(typed.messages):
+                if message.role != "user":
+                    continue
+                content = message.content
+                if isinstance(content, str):
+                    return content
+                if isinstance(content, list):
+                    return " ".join(
+                        str(part.get("text", "")) for part in content if part.get("type") == "text"
+                    )
+                return ""
+            return ""
+        if self._chat is not None:
+            for chat_message in reversed(self._chat.messages):
+                if chat_message.role == "user":
+                    return chat_message.text()
+        return ""
+
+    def has_tools(self) -> bool:
+        if self.format == "openai":
+            return b'"tools"' in self.body or b'"functions"' in self.body
+        return bool(self._chat is not None and self._chat.tool_list())

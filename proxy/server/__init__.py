@@ -1,0 +1,1 @@
+"""The process: CLI, settings, the app factory (the composition root), logging."""

@@ -1,0 +1,334 @@
+"""Builds the gateway: one ``GatewayState`` and the ASGI app that routes into it.
+
+Inference paths go straight to the raw-ASGI handlers in ``hotpath`` (no framework layer on
+the hot path); everything else — health, models, admin — is a Starlette app. Both share the
+state object created here; there is no module-level mutable state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+
+import msgspec
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..admin import admin_routes
+from ..auth import Authenticator, Role
+from ..config import Config, load_config
+from ..directory import Directory
+from ..errors import NotFound, PermissionDenied, TollwayError
+from ..health import health_routes
+from ..ledger import Ledger
+from ..ledger.flush import Flusher
+from ..pipeline.accounting import Accounting, RequestIds
+from ..pipeline.call import Call
+from ..pipeline.formats import InboundFormat, MessagesFormat, ResponsesFormat
+from ..pipeline.respond import Responder
+from ..pipeline.route import InferenceRoute, Receive, Scope, Send, Stages
+from ..pricing import PriceTable
+from ..request import Kind
+from ..routing import Router, RoutingSettings
+from ..routing.dispatch import Dispatcher
+from ..store import SpendLogRow, Store
+from ..upstream.engine import Engine
+from ..upstream.lean import LeanTransport, transport_kind
+from ..upstream.providers import build_deployment
+from ..upstream.transport import AiohttpTransport, Transport
+from .logs import configure as configure_logging
+from .logs import environment_secrets
+from .settings import Settings, from_environment
+
+log = logging.getLogger("tollway")
+
+
+class Stats:
+    """Counters since start, read by /health and the tests."""
+
+    __slots__ = ("by_status", "completion_tokens", "prompt_tokens", "requests")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.by_status: dict[int, int] = {}
+
+
+class GatewayState:
+    """Everything a request needs, built once; ``start``/``stop`` run in the lifespan."""
+
+    def __init__(self, settings: Settings, config: Config, transport: Transport | None = None):
+        self.settings = settings
+        self.config = config
+        self.ledger = Ledger()
+        self.directory = Directory(self.ledger)
+        self.auth = Authenticator(
+            settings.master_key, self.directory.keys, self.directory.teams, self.directory.users
+        )
+        self.accounting = Accounting(self.ledger, PriceTable.load(), self._enqueue_spend_log)
+        self.request_ids = RequestIds()
+        self._store: Store | None = None
+        self._flusher: Flusher | None = None
+        self._early_logs: list[SpendLogRow] = []
+        deployments = [
+            build_deployment(i, entry, config.router_settings, settings)
+            for i, entry in enumerate(config.model_list)
+        ]
+        self.router = Router(
+            deployments,
+            config.router_settings.model_group_alias,
+            settings=RoutingSettings.from_config(config),
+            price_of=self.accounting.price_of,
+        )
+        if transport is None:
+            if transport_kind(settings.upstream_client, os.environ) == "lean":
+                transport = LeanTransport(pool_size=settings.pool_size)
+            else:
+                transport = AiohttpTransport(pool_size=settings.pool_size)
+        self.transport: Transport = transport
+        self.engine = Engine(transport)
+        self.dispatch = Dispatcher(self.router, self.engine, self.accounting)
+        self.stats = Stats()
+        self.started_at = int(time.time())
+        self.ready = False
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise RuntimeError("the store is not open")
+        return self._store
+
+    @property
+    def flusher(self) -> Flusher:
+        if self._flusher is None:
+            raise RuntimeError("the flusher is not running")
+        return self._flusher
+
+    async def start(self) -> None:
+        store = await Store.open(self.settings.db)
+        self._store = store
+        self.directory.attach(store)
+        # The ledger is rebuilt from SQLite before the first request is admitted.
+        await self.directory.load()
+        self._flusher = Flusher(
+            store, self.ledger.drain_dirty, interval_s=self.settings.flush_interval_ms / 1000
+        )
+        self._flusher.start()
+        for row in self._early_logs:
+            self._flusher.enqueue(row)
+        self._early_logs.clear()
+        self.ready = True
+
+    async def stop(self) -> None:
+        # uvicorn has already let in-flight requests finish (or hit the grace period), so
+        # every settle that will happen has happened: the final flush writes all of them.
+        self.ready = False
+        try:
+            if self._flusher is not None:
+                await self._flusher.stop()
+            if self._store is not None:
+                await self._store.close()
+        finally:
+            await self.engine.close()
+
+    def _enqueue_spend_log(self, row: SpendLogRow) -> None:
+        if self._flusher is not None:
+            self._flusher.enqueue(row)
+        else:
+            self._early_logs.append(row)
+
+    def settle(self, call: Call) -> None:
+        """Last stage of every inference call; runs in ``finally`` and is idempotent."""
+        if call.settled:
+            return
+        self.accounting.settle(call)
+        stats = self.stats
+        stats.requests += 1
+        stats.by_status[call.status] = stats.by_status.get(call.status, 0) + 1
+        usage = call.usage
+        if usage is not None:
+            stats.prompt_tokens += usage.prompt_tokens
+            stats.completion_tokens += usage.completion_tokens
+
+
+def inference_routes(state: GatewayState) -> dict[str, InferenceRoute]:
+    """The composition root of the inference path: the stages, in order, and the routes.
+
+    read → authenticate → parse → authorize → route + admit + call → respond → settle.
+    """
+    accounting = state.accounting
+    responder = Responder(accounting, state.settle)
+    stages = Stages(
+        # Authenticate before parsing: nothing of an unauthenticated body is decoded.
+        authenticate=state.auth.authenticate,
+        # The model allowlist runs on the requested name, before any routing work.
+        authorize=accounting.check_models,
+        # Routing resolves the group first so admission can reserve the worst case of every
+        # deployment a retry or fallback may reach; the call follows admission.
+        dispatch=state.dispatch,
+        respond=responder,
+        # Settle runs in ``finally`` after respond, so a stream's final usage is known.
+        settle=state.settle,
+        next_id=state.request_ids.next,
+        max_body_bytes=state.settings.max_body_bytes,
+    )
+    chat = InferenceRoute(stages, InboundFormat(Kind.CHAT))
+    completions = InferenceRoute(stages, InboundFormat(Kind.COMPLETION))
+    embeddings = InferenceRoute(stages, InboundFormat(Kind.EMBEDDING))
+    messages = InferenceRoute(stages, MessagesFormat())
+    responses = InferenceRoute(stages, ResponsesFormat())
+    routes = {}
+    # Every route is served with and without the ``/v1`` prefix, as LiteLLM does.
+    for path, route in (
+        ("/chat/completions", chat),
+        ("/completions", completions),
+        ("/embeddings", embeddings),
+        ("/messages", messages),
+        ("/responses", responses),
+    ):
+        routes[path] = routes["/v1" + path] = route
+    return routes
+
+
+class Gateway:
+    """The ASGI application."""
+
+    def __init__(self, state: GatewayState) -> None:
+        self.state = state
+        self.hot = inference_routes(state)
+        self.web = Starlette(
+            routes=_web_routes(state),
+            lifespan=self._lifespan,
+            exception_handlers={
+                TollwayError: _tollway_error,
+                HTTPException: _http_error,
+                Exception: _unexpected_error,
+            },
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            route = self.hot.get(scope["path"])
+            if route is not None:
+                if scope["method"] == "POST":
+                    await route(scope, receive, send)
+                    return
+                await _send_error(send, _method_not_allowed())
+                return
+        await self.web(scope, receive, send)
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        await self.state.start()
+        log.info("tollway ready: %d deployments", len(self.state.router.deployments()))
+        try:
+            yield
+        finally:
+            await self.state.stop()
+
+
+def create_app(settings: Settings, config: Config, transport: Transport | None = None) -> Gateway:
+    return Gateway(GatewayState(settings, config, transport))
+
+
+def app_from_environment() -> Gateway:
+    """Factory for worker processes: the CLI exported every option as ``TOLLWAY_*``."""
+    config = load_config(os.environ.get("TOLLWAY_CONFIG") or None)
+    settings = from_environment()
+    secrets = [settings.master_key or ""]
+    secrets.extend(entry.litellm_params.api_key or "" for entry in config.model_list)
+    secrets.extend(environment_secrets(os.environ))
+    configure_logging(settings.log_level, secrets)
+    return create_app(settings, config)
+
+
+def _web_routes(state: GatewayState) -> list[Route]:
+    async def liveliness(request: Request) -> Response:
+        return _json_response("I'm alive!")
+
+    async def models(request: Request) -> Response:
+        state.auth.authenticate_headers(request.headers)
+        data = [
+            {"id": name, "object": "model", "created": state.started_at, "owned_by": "tollway"}
+            for name in state.router.model_names()
+        ]
+        return _json_response({"object": "list", "data": data})
+
+    async def ledger_status(request: Request) -> Response:
+        principal = state.auth.authenticate_headers(request.headers)
+        if principal.role is not Role.MASTER:
+            raise PermissionDenied("the ledger status needs the master key")
+        in_flight, reserved = state.ledger.outstanding()
+        flush = state.flusher.stats()
+        return _json_response(
+            {
+                "in_flight": in_flight,
+                "reserved": reserved,
+                "flush": msgspec.structs.asdict(flush),
+                "requests": state.stats.requests,
+            }
+        )
+
+    return [
+        *admin_routes(state),
+        Route("/ledger/status", ledger_status, methods=["GET"]),
+        Route("/health/liveliness", liveliness, methods=["GET"]),
+        Route("/health/liveness", liveliness, methods=["GET"]),
+        *health_routes(state),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/models", models, methods=["GET"]),
+    ]
+
+
+def _json_response(body: object, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def error_response(exc: TollwayError) -> Response:
+    """The one place an exception becomes a response on the framework routes."""
+    return Response(
+        exc.body(), status_code=exc.status, media_type="application/json", headers=exc.headers
+    )
+
+
+async def _tollway_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, TollwayError)
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return error_response(NotFound(f"no route {request.url.path}", code="not_found"))
+    if exc.status_code == 405:
+        return error_response(_method_not_allowed())
+    err = TollwayError(str(exc.detail))
+    err.status = exc.status_code
+    return error_response(err)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s", request.url.path, exc_info=exc)
+    return error_response(TollwayError("internal error"))
+
+
+def _method_not_allowed() -> TollwayError:
+    err = TollwayError("method not allowed", code="method_not_allowed")
+    err.status = 405
+    err.type = "invalid_request_error"
+    return err
+
+
+async def _send_error(send: Send, exc: TollwayError) -> None:
+    body = exc.body()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

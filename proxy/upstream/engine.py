@@ -1,0 +1,238 @@
+"""The provider engine: one request to one deployment, written once for every provider.
+
+choose the body: the client's own bytes (only ``model`` rewritten) when the provider takes
+  the client's format natively, else the provider dialect's encoding of the common model
+→ url and headers from the registry entry (auth style, SigV4)
+→ POST through the transport (deadlines, a dead keep-alive connection retried there)
+→ an error status: the dialect reads the body into a ``Fault``, ``errors.to_error`` maps it
+→ a stream: an ``UpstreamStream`` (framing + the dialect's event decoder, or a byte relay
+  when the client speaks the upstream's format)
+→ a body: read within the total deadline; kept as bytes when the client speaks its
+  format, else decoded once by the dialect into the common model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+
+from ..dialects import anthropic, bedrock, openai
+from ..dialects.base import EventDecoder, Fault, Target
+from ..errors import InvalidRequest, TollwayError, UpstreamTimeout
+from ..model import ChatReply, EmbeddingReply, Usage
+from ..request import Kind, ParsedRequest
+from ..usage import usage_from_body
+from .deployment import Deployment
+from .errors import scrubbed, to_error
+from .framing import EventStreamFramer, Framer, SSEFramer
+from .mock import MockTransport
+from .providers import Provider, build_registry
+from .spec import Operation
+from .sse import SSERelay
+from .stream import ByteRelay, UpstreamStream
+from .transport import Deadlines, Transport, UpstreamResponse
+
+JSON = b"application/json"
+EVENT_STREAM = b"text/event-stream"
+
+
+class Reply:
+    """What a deployment answered: bytes in the client's format, a typed reply, or a stream.
+
+    ``body`` is set only when it is already in the client's format (``format``); otherwise
+    ``typed`` holds the decoded reply for the respond stage to encode once.
+    """
+
+    __slots__ = ("body", "content_type", "format", "status", "stream", "typed", "usage")
+
+    def __init__(
+        self,
+        *,
+        status: int = 200,
+        format: str = "openai",
+        content_type: bytes = JSON,
+        body: bytes | None = None,
+        typed: ChatReply | EmbeddingReply | None = None,
+        usage: Usage | None = None,
+        stream: UpstreamStream | None = None,
+    ) -> None:
+        self.status = status
+        self.format = format
+        self.content_type = content_type
+        self.body = body
+        self.typed = typed
+        self.usage = usage
+        self.stream = stream
+
+    def final_usage(self) -> Usage | None:
+        """Usage once the reply is over (for a stream: whatever the stream reported)."""
+        if self.stream is not None:
+            return self.stream.usage
+        return self.usage
+
+
+class Engine:
+    def __init__(
+        self,
+        transport: Transport,
+        registry: Mapping[str, Provider] | None = None,
+        mock: Transport | None = None,
+    ) -> None:
+        self.transport = transport
+        self.registry = build_registry() if registry is None else registry
+        self._mock = mock or MockTransport()
+
+    async def close(self) -> None:
+        await self.transport.close()
+
+    async def send(
+        self, request: ParsedRequest, deployment: Deployment, upstream_model: str
+    ) -> Reply:
+        provider = self.registry[deployment.provider]
+        operation = Operation(request.kind.value)
+        if operation not in provider.operations:
+            raise InvalidRequest(
+                f"{provider.name}/ deployments serve "
+                f"{', '.join('/v1/' + op.value for op in sorted(provider.operations, key=_order))}"
+                f", not /v1/{operation.value}"
+            )
+        target = Target(
+            model=upstream_model,
+            max_output_tokens=deployment.info.max_output_tokens or deployment.info.max_tokens,
+            provider=provider.name,
+        )
+        native = provider.native == request.format
+        decode_reply: Callable[[bytes], ChatReply | EmbeddingReply] | None = None
+        decoder: Callable[[], EventDecoder]
+        headers_extra: dict[str, str] = {}
+        if native:
+            body = _native_body(request, upstream_model)
+            decoder = _native_decoder(request, upstream_model)
+            headers_extra = request.headers
+        elif request.kind is Kind.EMBEDDING:
+            exchange = provider.dialect.embeddings(request.embedding(), target)  # type: ignore[attr-defined]
+            body, decode_reply = exchange.body, exchange.decode_reply
+            decoder = openai.ChunkDecoder
+        else:
+            chat_exchange = provider.dialect.chat(request.chat(), target)
+            body, decode_reply = chat_exchange.body, chat_exchange.decode_reply
+            decoder = chat_exchange.stream_decoder
+        stream = request.stream
+        url = provider.url(deployment, upstream_model, operation, stream)
+        headers = provider.headers(deployment, url, body, stream)
+        if headers_extra:
+            headers = {**headers_extra, **headers}
+        transport = self._mock if provider.name == "mock" else self.transport
+        resp = await transport.post(url, body, headers, deployment.deadlines)
+        secrets = provider.secrets(deployment)
+        if resp.status >= 400:
+            raw = await _read_all(resp, deployment.deadlines)
+            fault = _fault(provider, resp, raw)
+            raise to_error(fault, secrets, fault.retry_after or resp.header("retry-after"))
+        content_type = (resp.header("content-type") or "").encode("latin-1")
+        if stream and _is_stream(content_type, provider):
+            relay = _native_relay(request) if native else None
+            framer: Callable[[], Framer] = (
+                EventStreamFramer if provider.framing == "aws-eventstream" else SSEFramer
+            )
+            upstream = UpstreamStream(
+                resp,
+                format=request.format if native else provider.dialect.name,
+                framer=framer,
+                decoder=decoder,
+                relay=relay,
+                secrets=secrets,
+            )
+            return Reply(format=upstream.format, content_type=EVENT_STREAM, stream=upstream)
+        raw = await _read_all(resp, deployment.deadlines)
+        if native:
+            return Reply(
+                format=request.format,
+                content_type=content_type or JSON,
+                body=raw,
+                usage=_native_usage(request.format, raw),
+            )
+        assert decode_reply is not None
+        try:
+            typed = decode_reply(raw)
+        except TollwayError as exc:
+            raise scrubbed(exc, secrets) from None
+        return Reply(format=provider.dialect.name, typed=typed, usage=typed.usage)
+
+
+def _order(operation: Operation) -> int:
+    return list(Operation).index(operation)
+
+
+def _fault(provider: Provider, resp: UpstreamResponse, raw: bytes) -> Fault:
+    if provider.framing == "aws-eventstream":
+        # Bedrock names the error in a header, not in the body.
+        return bedrock.fault_from(resp.status, raw, resp.header("x-amzn-errortype"))
+    return provider.dialect.fault(resp.status, raw)
+
+
+def _is_stream(content_type: bytes, provider: Provider) -> bool:
+    if provider.framing == "aws-eventstream":
+        return True
+    return content_type.startswith(EVENT_STREAM)
+
+
+def _native_body(request: ParsedRequest, model: str) -> bytes:
+    if request.format == "anthropic":
+        return anthropic.with_model(request.body, model)
+    return openai.forward_body(request, model)
+
+
+def _native_decoder(request: ParsedRequest, model: str) -> Callable[[], EventDecoder]:
+    if request.format == "anthropic":
+        return lambda: anthropic.MessagesDecoder(model, False)
+    return openai.ChunkDecoder
+
+
+def _native_relay(request: ParsedRequest) -> Callable[[], ByteRelay]:
+    if request.format == "anthropic":
+        return AnthropicRelay
+    strip = not request.wants_usage_chunk
+    return lambda: SSERelay(strip_usage_chunk=strip)
+
+
+class AnthropicRelay:
+    """A native Messages stream's bytes, untouched; its usage read from the events."""
+
+    __slots__ = ("_counts", "_framer")
+
+    def __init__(self) -> None:
+        self._framer = SSEFramer()
+        self._counts = anthropic.NativeUsage()
+
+    @property
+    def usage(self) -> Usage | None:
+        return self._counts.usage
+
+    def feed(self, chunk: bytes) -> bytes:
+        for frame in self._framer.feed(chunk):
+            self._counts.feed(frame)
+        return chunk
+
+    def finish(self) -> bytes:
+        for frame in self._framer.finish():
+            self._counts.feed(frame)
+        return b""
+
+
+def _native_usage(format: str, raw: bytes) -> Usage | None:
+    if format == "anthropic":
+        return anthropic.native_body_usage(raw)
+    return usage_from_body(raw)
+
+
+async def _read_all(resp: UpstreamResponse, deadlines: Deadlines) -> bytes:
+    """A reply's whole body, within the deployment's total deadline."""
+    try:
+        if deadlines.total is not None:
+            async with asyncio.timeout(deadlines.total):
+                return await resp.read()
+        return await resp.read()
+    except TimeoutError as exc:
+        resp.close()
+        raise UpstreamTimeout(f"the upstream took over {deadlines.total:g}s") from exc
