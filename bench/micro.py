@@ -21,9 +21,10 @@ import orjson
 from proxy.auth import Authenticator, hash_key
 from proxy.config import LiteLLMParams, ModelEntry, ModelInfo, RouterSettings
 from proxy.ledger.memory import Ledger, Limits
-from proxy.request import Kind, forward_body, parse
+from proxy.request import Kind
+from proxy.dialects.openai import forward_body, parse
 from proxy.pricing import PriceOverrides, PriceTable, cost, worst_case_cost
-from proxy.providers import build_deployment
+from proxy.upstream.providers import build_deployment
 from proxy.routing import Router
 from proxy.server.settings import Settings
 from proxy.upstream.sse import SSERelay

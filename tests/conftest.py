@@ -100,7 +100,8 @@ class GatewayProcess:
         raise RuntimeError(f"gateway never became ready\n{self.logs()}")
 
     def logs(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def terminate(self) -> None:

@@ -6,7 +6,8 @@ import orjson
 import pytest
 
 from proxy.errors import InvalidRequest
-from proxy.request import ChatBody, CompletionBody, EmbeddingBody, Kind, forward_body, parse
+from proxy.request import ChatBody, CompletionBody, EmbeddingBody, Kind
+from proxy.dialects.openai import forward_body, parse
 
 NESTED = (
     b'{"model": "gpt-test", "messages": [{"role": "user", "content": "caf\\u00e9 \xe2\x9c\x93 '

@@ -6,8 +6,8 @@ import pytest
 
 from proxy.config import load_config, parse_config
 from proxy.errors import NotFound
-from proxy.providers import build_deployment
-from proxy.providers.base import Deployment
+from proxy.upstream.providers import build_deployment
+from proxy.upstream.deployment import Deployment
 from proxy.routing import Router
 from proxy.server.settings import Settings
 

@@ -127,8 +127,7 @@ class Engine:
         secrets = provider.secrets(deployment)
         if resp.status >= 400:
             raw = await _read_all(resp, deployment.deadlines)
-            fault = _fault(provider, resp, raw)
-            raise to_error(fault, secrets, fault.retry_after or resp.header("retry-after"))
+            raise _error(provider, resp, raw, secrets)
         content_type = (resp.header("content-type") or "").encode("latin-1")
         if stream and _is_stream(content_type, provider):
             relay = _native_relay(request) if native else None
@@ -164,11 +163,17 @@ def _order(operation: Operation) -> int:
     return list(Operation).index(operation)
 
 
-def _fault(provider: Provider, resp: UpstreamResponse, raw: bytes) -> Fault:
+def _error(
+    provider: Provider, resp: UpstreamResponse, raw: bytes, secrets: tuple[str, ...]
+) -> TollwayError:
+    retry_after = resp.header("retry-after")
     if provider.framing == "aws-eventstream":
-        # Bedrock names the error in a header, not in the body.
-        return bedrock.fault_from(resp.status, raw, resp.header("x-amzn-errortype"))
-    return provider.dialect.fault(resp.status, raw)
+        # Bedrock names the error in a header, not in the body; its mapping gives a 4xx its
+        # contract type and keeps a model timeout an ``UpstreamTimeout`` (as its streams do).
+        aws = bedrock.fault_from(resp.status, raw, resp.header("x-amzn-errortype"))
+        return scrubbed(bedrock.error_of(aws, retry_after), secrets)
+    fault: Fault = provider.dialect.fault(resp.status, raw)
+    return to_error(fault, secrets, fault.retry_after or retry_after)
 
 
 def _is_stream(content_type: bytes, provider: Provider) -> bool:

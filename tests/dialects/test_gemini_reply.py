@@ -177,11 +177,16 @@ TEXT_STREAM = frames(
 
 def test_a_text_stream_is_start_deltas_finish_then_usage() -> None:
     events = events_of(TEXT_STREAM)
-    start, *deltas, finish, report = events
+    start, *middle, finish, report = events
     assert isinstance(start, Start)
     assert (start.id, start.model) == ("chatcmpl-resp-1", "gemini-2.5-flash")
+    deltas = [e for e in middle if not isinstance(e, UsageReport)]
     assert deltas == [TextDelta("Hel"), TextDelta("lo"), TextDelta("!")]
     assert finish == Finish("stop")
+    # Usage is reported as it changes (the first event's prompt count, so a stream cut
+    # before its finish is still billed), not again when an event repeats it unchanged.
+    (early,) = [e for e in middle if isinstance(e, UsageReport)]
+    assert middle.index(early) == 1 and early.usage.prompt_tokens == 12
     assert isinstance(report, UsageReport)
     usage = report.usage
     assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (12, 3, 15)

@@ -23,7 +23,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from proxy.providers.bedrock_request import JSON_INSTRUCTION
+from proxy.dialects.bedrock import JSON_INSTRUCTION
 from proxy.upstream.eventstream import encode_message
 from tests.providers.conformance import (
     ALL_CASES,

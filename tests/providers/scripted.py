@@ -1,8 +1,11 @@
-"""A scripted ``Transport`` for adapter unit tests: canned replies at the upstream seam.
+"""A scripted ``Transport`` for engine unit tests: canned replies at the upstream seam.
 
-Each ``post`` records what the adapter sent (URL, headers, decoded body) and answers with the
+Each ``post`` records what the engine sent (URL, headers, decoded body) and answers with the
 next scripted ``Canned`` reply; a streamed reply can be cut into any pieces (one byte at a
-time, say) to prove the adapter reassembles events however the bytes arrive.
+time, say) to prove the engine reassembles events however the bytes arrive.
+
+``send`` runs one request through ``Engine``; ``client_body`` and ``collect`` give the bytes
+the client would see, encoded by the inbound format the way the respond stage does.
 """
 
 from __future__ import annotations
@@ -14,11 +17,14 @@ from typing import Any
 import orjson
 
 from proxy.config import ModelEntry, RouterSettings, parse_config
-from proxy.request import Kind, ParsedRequest, parse
-from proxy.providers import build_deployment
-from proxy.providers.base import Deployment, Reply
+from proxy.dialects.openai import parse
+from proxy.pipeline.formats import InboundFormat, MessagesFormat, ResponsesFormat
+from proxy.request import Kind, ParsedRequest
 from proxy.server.settings import Settings
-from proxy.upstream.transport import Deadlines
+from proxy.upstream.deployment import Deployment
+from proxy.upstream.engine import Engine, Reply
+from proxy.upstream.providers import build_deployment
+from proxy.upstream.transport import Deadlines, Transport
 
 
 @dataclass
@@ -105,9 +111,62 @@ def chat_request(kind: Kind = Kind.CHAT, **body: Any) -> ParsedRequest:
     return parse(kind, orjson.dumps(body))
 
 
-async def collect(reply: Reply) -> bytes:
-    assert reply.chunks is not None
-    return b"".join([chunk async for chunk in reply.chunks])
+async def send(
+    transport: Transport,
+    request: ParsedRequest,
+    deployment: Deployment,
+    upstream_model: str | None = None,
+) -> Reply:
+    """One request through the engine (the upstream model resolved as the router does)."""
+    model = upstream_model or deployment.resolve_model(request.model)
+    return await Engine(transport).send(request, deployment, model)
+
+
+def inbound_for(request: ParsedRequest | None) -> InboundFormat:
+    """The inbound format a client of ``request`` speaks (OpenAI chat when unknown)."""
+    if request is None:
+        return InboundFormat(Kind.CHAT)
+    if request.format == "anthropic":
+        return MessagesFormat()
+    if request.format == "responses":
+        return ResponsesFormat()
+    return InboundFormat(request.kind)
+
+
+def client_body(reply: Reply, request: ParsedRequest) -> bytes:
+    """The JSON body the client would receive for a non-streamed ``reply``."""
+    if reply.body is not None:
+        return reply.body
+    assert reply.typed is not None, "not a body reply"
+    return inbound_for(request).encode_reply(request, reply.typed)
+
+
+async def collect(reply: Reply, request: ParsedRequest | None = None) -> bytes:
+    """The bytes a client of ``request`` would receive for a streamed ``reply``.
+
+    The upstream's bytes as relayed when the client speaks its format, else the stream's
+    events through the client format's encoder, as the respond stage writes them. Without
+    ``request`` the client is an OpenAI chat client that asked for the usage chunk. An
+    error mid-stream propagates (after the stream is closed).
+    """
+    stream = reply.stream
+    assert stream is not None, "not a streamed reply"
+    inbound = inbound_for(request)
+    try:
+        await stream.prime()
+        if stream.relays_raw and stream.format == inbound.name:
+            return b"".join([chunk async for chunk in stream.raw()])
+        if request is None:
+            encoder: Any = inbound.stream_encoder(
+                chat_request(stream=True, stream_options={"include_usage": True})
+            )
+        else:
+            encoder = inbound.stream_encoder(request)
+        out = [encoder.encode(event) async for event in stream.events()]
+        out.append(encoder.finish())
+        return b"".join(out)
+    finally:
+        await stream.aclose()
 
 
 def sse_chunks(raw: bytes) -> tuple[list[dict[str, Any]], bool]:

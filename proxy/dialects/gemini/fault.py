@@ -14,6 +14,18 @@ from ..common import loads_object
 _MAX_MESSAGE = 2000
 
 
+# The contract's error type for a 4xx the gateway relays (5xx is answered as 502).
+_TYPE_BY_STATUS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
 class GeminiFault(Fault, kw_only=True):
     """A ``Fault`` with the delay Gemini asks for in its body (``RetryInfo.retryDelay``),
     in whole seconds as a ``Retry-After`` value: Gemini sends no such header."""
@@ -26,9 +38,9 @@ def fault(status: int, body: bytes) -> GeminiFault:
 
     ``status`` becomes the body's ``code`` when it has one, and 401 for an invalid key
     (a 400 ``INVALID_ARGUMENT`` to Gemini); ``code`` is Gemini's ``status`` word
-    (``RESOURCE_EXHAUSTED`` …) or ``API_KEY_INVALID``; ``type`` is left to the contract's
-    mapping by status (``contract_error`` builds exactly the old exception from it). A body
-    that is not Gemini's error shape becomes the message.
+    (``RESOURCE_EXHAUSTED`` …) or ``API_KEY_INVALID``; ``type`` is the contract's type for a
+    4xx status (the engine's error mapper keeps it; ``contract_error`` builds exactly the old
+    exception). A body that is not Gemini's error shape becomes the message.
     """
     decoded = loads_object(body) or {}
     error = decoded.get("error")
@@ -55,19 +67,12 @@ def error_fault(error: dict[str, Any], status: int) -> GeminiFault:
             with contextlib.suppress(ValueError):
                 retry_after = str(max(1, round(float(delay[:-1]))))
     return GeminiFault(
-        status=status, message=message, code=str(code) if code else None, retry_after=retry_after
+        status=status,
+        message=message,
+        type=_TYPE_BY_STATUS.get(status, "invalid_request_error") if status < 500 else None,
+        code=str(code) if code else None,
+        retry_after=retry_after,
     )
-
-
-_TYPE_BY_STATUS = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "invalid_request_error",
-    422: "invalid_request_error",
-    429: "rate_limit_error",
-}
 
 
 def contract_error(fault: GeminiFault) -> UpstreamStatusError:

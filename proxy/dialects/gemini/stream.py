@@ -22,12 +22,21 @@ from ...model import (
 )
 from ..base import Frame
 from .fault import in_band_error
-from .reply import RESPONSE_DECODER, call_arguments, call_id, completion_id, finish, reply_usage
+from .reply import (
+    RESPONSE_DECODER,
+    GenerateContentResponse,
+    call_arguments,
+    call_id,
+    completion_id,
+    finish,
+    reply_usage,
+)
 
 
 class GeminiStreamDecoder:
-    """Frames in, ``Start`` / deltas / ``Finish`` out; ``UsageReport`` comes from ``finish``
-    because every event repeats the usage so far (some arrive after the finish)."""
+    """Frames in, ``Start`` / deltas / ``Finish`` out, and a ``UsageReport`` after an event's
+    deltas whenever the usage it repeats has changed (some arrive after the finish), so a
+    stream cut before its finish is still billed for what was reported."""
 
     __slots__ = ("_calls", "_finished", "_model", "_started", "usage")
 
@@ -48,15 +57,19 @@ class GeminiStreamDecoder:
             raise UpstreamError("the upstream sent an event that is not Gemini's JSON") from exc
         if decoded.error is not None:
             raise in_band_error(decoded.error)
-        found = reply_usage(decoded.usage_metadata)
-        if found is not None:
-            self.usage = found
         out: list[StreamEvent] = []
         if not self._started:
             self._started = True
             out.append(Start(id=completion_id(decoded.response_id), model=self._model))
-        if self._finished:
-            return out
+        if not self._finished:
+            self._deltas(decoded, out)
+        found = reply_usage(decoded.usage_metadata)
+        if found is not None and found != self.usage:
+            self.usage = found
+            out.append(UsageReport(found))
+        return out
+
+    def _deltas(self, decoded: GenerateContentResponse, out: list[StreamEvent]) -> None:
         if decoded.blocked:
             self._finished = True
             out.append(Finish("content_filter"))
@@ -80,9 +93,8 @@ class GeminiStreamDecoder:
             if candidate.finish_reason:
                 self._finished = True
                 out.append(Finish(finish(candidate.finish_reason, self._calls > 0)))
-        return out
 
     def finish(self) -> list[StreamEvent]:
         if not self._finished:
             raise UpstreamUnreachable("the upstream stream ended before its last event")
-        return [UsageReport(self.usage)] if self.usage is not None else []
+        return []

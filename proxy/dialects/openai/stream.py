@@ -111,16 +111,18 @@ class ChunkDecoder:
 class ChunkEncoder:
     """Common events in, OpenAI ``chat.completion.chunk`` SSE events out.
 
-    The usage chunk is written only when the client asked for it (``include_usage``); the
-    ledger reads usage from the events whatever the client sees.
+    The usage chunk is written only when the client asked for it (``include_usage``), once,
+    by ``finish`` (after the finish chunk, before ``[DONE]``) with the latest usage reported:
+    some upstreams report usage more than once as it grows. The ledger reads usage from the
+    events whatever the client sees.
     """
 
-    __slots__ = ("_prefix", "_usage_sent", "include_usage")
+    __slots__ = ("_prefix", "_usage", "include_usage")
 
     def __init__(self, *, include_usage: bool) -> None:
         self.include_usage = include_usage
         self._prefix: bytes | None = None
-        self._usage_sent = False
+        self._usage: Usage | None = None
 
     def _event(self, rest: dict[str, Any]) -> bytes:
         prefix = self._prefix
@@ -160,18 +162,17 @@ class ChunkEncoder:
         if isinstance(event, Finish):
             return self._delta({}, event.reason, index=event.choice)
         if isinstance(event, UsageReport):
-            if not self.include_usage or self._usage_sent:
-                return b""
-            self._usage_sent = True
-            return self._event({"choices": [], "usage": usage_json(event.usage)})
+            self._usage = event.usage
+            return b""
         self._head(event)
         return self._delta({"role": "assistant", "content": ""})
 
     def finish(self) -> bytes:
-        """``[DONE]``, after a zero usage chunk when the client asked for usage and the
-        upstream reported none (the client's SDK waits for one)."""
-        if self.include_usage and not self._usage_sent:
-            return self.encode(UsageReport(Usage())) + b"data: [DONE]\n\n"
+        """``[DONE]``, after the usage chunk when the client asked for usage (a zero one when
+        the upstream reported none: the client's SDK waits for one)."""
+        if self.include_usage:
+            usage = usage_json(self._usage or Usage())
+            return self._event({"choices": [], "usage": usage}) + b"data: [DONE]\n\n"
         return b"data: [DONE]\n\n"
 
     def error(self, exc: TollwayError) -> bytes:

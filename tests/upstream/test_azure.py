@@ -1,4 +1,5 @@
-"""``azure/``: Azure OpenAI's deployment URLs and ``api-key`` header around the pass-through."""
+"""``azure/`` through the engine: Azure OpenAI's deployment URLs and ``api-key`` header around
+the pass-through."""
 
 from __future__ import annotations
 
@@ -10,8 +11,15 @@ import pytest
 from proxy.config import ConfigError
 from proxy.errors import UpstreamStatusError
 from proxy.request import Kind
-from proxy.providers.azure import DEFAULT_API_VERSION, AzureOpenAI
-from tests.providers.scripted import Canned, ScriptedTransport, chat_request, make_deployment
+from proxy.upstream.providers import AZURE_API_VERSION as DEFAULT_API_VERSION
+from tests.providers.scripted import (
+    Canned,
+    ScriptedTransport,
+    chat_request,
+    collect,
+    make_deployment,
+)
+from tests.providers.scripted import send as engine_send
 
 KEY = "0123456789abcdef0123456789abcdef"
 BASE = "https://my-resource.openai.azure.com"
@@ -36,8 +44,7 @@ async def send(
     elif kind is Kind.EMBEDDING:
         body["input"] = "hi"
     request = chat_request(kind, **body)
-    upstream = target.resolve_model(request.model)
-    result = await AzureOpenAI(transport).send(request, target, upstream)
+    result = await engine_send(transport, request, target)
     return result, transport
 
 
@@ -76,7 +83,7 @@ async def test_a_wildcard_group_names_the_deployment_from_the_request() -> None:
     transport = ScriptedTransport(Canned.json(COMPLETION))
     target = make_deployment("azure/*", api_key=KEY, api_base=BASE)
     request = chat_request(model="azure/eu-gpt-4o")
-    await AzureOpenAI(transport).send(request, target, target.resolve_model(request.model))
+    await engine_send(transport, request, target)
     assert "/openai/deployments/eu-gpt-4o/chat/completions?" in transport.last.url
 
 
@@ -89,6 +96,7 @@ async def test_the_versionless_v1_api_uses_openai_paths() -> None:
 async def test_the_body_and_reply_pass_through() -> None:
     result, transport = await send()
     assert transport.last.json["messages"] == [{"role": "user", "content": "hello"}]
+    assert result.format == "openai" and result.typed is None
     assert orjson.loads(result.body) == COMPLETION
     assert result.usage.total_tokens == 6
 
@@ -105,7 +113,7 @@ async def test_azure_errors_keep_status_and_code_and_lose_the_key() -> None:
     transport = ScriptedTransport(Canned.json(error, 400))
     target = make_deployment("azure/gpt4o-prod", api_key=KEY, api_base=BASE)
     with pytest.raises(UpstreamStatusError) as caught:
-        await AzureOpenAI(transport).send(chat_request(), target, "gpt4o-prod")
+        await engine_send(transport, chat_request(), target)
     assert caught.value.status == 400
     assert caught.value.code == "content_filter"
     assert KEY not in caught.value.body().decode()
@@ -116,7 +124,7 @@ async def test_a_throttled_deployment_is_retryable_with_its_retry_after() -> Non
     transport = ScriptedTransport(Canned.json(error, 429, **{"retry-after": "7"}))
     target = make_deployment("azure/gpt4o-prod", api_key=KEY, api_base=BASE)
     with pytest.raises(UpstreamStatusError) as caught:
-        await AzureOpenAI(transport).send(chat_request(), target, "gpt4o-prod")
+        await engine_send(transport, chat_request(), target)
     assert caught.value.retryable
     assert caught.value.headers["retry-after"] == "7"
 
@@ -124,3 +132,36 @@ async def test_a_throttled_deployment_is_retryable_with_its_retry_after() -> Non
 def test_an_azure_model_without_api_base_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="api_base"):
         make_deployment("azure/gpt4o-prod", api_key=KEY)
+
+
+def _chunk(choices: list[Any], **extra: Any) -> bytes:
+    head = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o"}
+    return b"data: " + orjson.dumps({**head, "choices": choices, **extra}) + b"\n\n"
+
+
+CONTENT = _chunk([{"index": 0, "delta": {"role": "assistant", "content": "hi"}}]) + _chunk(
+    [{"index": 0, "delta": {}, "finish_reason": "stop"}]
+)
+USAGE = _chunk([], usage={"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6})
+STREAM = CONTENT + USAGE + b"data: [DONE]\n\n"
+
+
+@pytest.mark.parametrize("piece", [1, 9, len(STREAM)])
+@pytest.mark.parametrize("include_usage", [True, False])
+async def test_a_stream_is_relayed_as_bytes_and_billed_however_it_is_cut(
+    piece: int, include_usage: bool
+) -> None:
+    transport = ScriptedTransport(Canned.stream(STREAM, piece=piece))
+    target = make_deployment("azure/gpt4o-prod", api_key=KEY, api_base=BASE)
+    body: dict[str, Any] = {"stream": True}
+    if include_usage:
+        body["stream_options"] = {"include_usage": True}
+    request = chat_request(**body)
+    reply = await engine_send(transport, request, target)
+    # The gateway always asks for usage; the client sees the usage chunk only if it asked.
+    assert transport.last.json["stream_options"]["include_usage"] is True
+    assert transport.last.headers["accept"] == "text/event-stream"
+    raw = await collect(reply, request)
+    assert raw == (STREAM if include_usage else CONTENT + b"data: [DONE]\n\n")
+    usage = reply.final_usage()
+    assert usage is not None and usage.total_tokens == 6

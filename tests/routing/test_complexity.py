@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from proxy.request import Kind, parse
+from proxy.request import Kind
+from proxy.dialects.openai import parse
 from proxy.routing.complexity import Tier, TierMap, classify, classify_text
 
 CODE_PROMPT = (

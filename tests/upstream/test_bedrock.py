@@ -1,4 +1,9 @@
-"""``bedrock/``: Converse translation both ways, the event-stream decoder, SigV4 and errors."""
+"""``bedrock/``: Converse through the provider engine both ways, the event-stream decoder,
+SigV4 and errors.
+
+Each engine test sends through ``Engine`` at the transport seam and checks what went on the
+wire and the bytes the OpenAI client would see.
+"""
 
 from __future__ import annotations
 
@@ -14,21 +19,22 @@ import pytest
 from botocore.credentials import Credentials
 
 from proxy.config import ModelEntry, RouterSettings, parse_config
+from proxy.dialects import openai
+from proxy.dialects.bedrock import JSON_INSTRUCTION, JSON_TOOL, from_converse, to_converse
 from proxy.errors import InvalidRequest, TollwayError, UpstreamStatusError, UpstreamTimeout
-from proxy.upstream.lean import LeanTransport
-from proxy.request import Kind, parse
-from proxy.providers import build_deployment
-from proxy.providers._openai_format import decode_chat
-from proxy.providers.base import Deployment, Reply
-from proxy.providers.bedrock import BedrockProvider, bedrock_error, from_converse
-from proxy.providers.bedrock_request import JSON_INSTRUCTION, JSON_TOOL, to_converse
-from proxy.providers.bedrock_signing import make_signer
+from proxy.pipeline.formats import InboundFormat
+from proxy.request import Kind, ParsedRequest
+from proxy.server.settings import Settings
+from proxy.upstream.deployment import Deployment
+from proxy.upstream.engine import Engine, Reply
 from proxy.upstream.eventstream import (
     EventStreamDecoder,
     EventStreamError,
     encode_message,
 )
-from proxy.server.settings import Settings
+from proxy.upstream.lean import LeanTransport
+from proxy.upstream.providers import build_deployment, build_registry
+from proxy.upstream.sigv4 import make_signer
 from proxy.upstream.transport import AiohttpTransport, Deadlines, Transport
 from tests.providers.conformance import IMAGE_DATA_URL, PNG_BASE64
 from tests.providers.harness_bedrock import (
@@ -41,6 +47,7 @@ from tests.providers.harness_bedrock import (
     event,
     sigv4_problem,
 )
+from tests.providers.scripted import client_body
 
 CREDENTIALS = Credentials(ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN)
 
@@ -67,8 +74,12 @@ def chat(content: Any = "hello", **extra: Any) -> dict[str, Any]:
     return {"model": "claude", "messages": [{"role": "user", "content": content}], **extra}
 
 
+def parse(body: dict[str, Any]) -> ParsedRequest:
+    return openai.parse(Kind.CHAT, orjson.dumps(body))
+
+
 def converse(body: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
-    return to_converse(decode_chat(parse(Kind.CHAT, orjson.dumps(body))))
+    return to_converse(parse(body).chat())
 
 
 class FakeResponse:
@@ -129,18 +140,52 @@ CONVERSE_REPLY = {
 }
 
 
+class Result:
+    """What the engine answered, and the bytes the OpenAI client would have been sent."""
+
+    def __init__(self, request: ParsedRequest, reply: Reply) -> None:
+        self.request = request
+        self.reply = reply
+
+    @property
+    def usage(self) -> Any:
+        return self.reply.usage
+
+    def final_usage(self) -> Any:
+        return self.reply.final_usage()
+
+    @property
+    def body(self) -> bytes:
+        return client_body(self.reply, self.request)
+
+    async def stream(self) -> bytes:
+        """The client's stream bytes; an upstream failure mid-stream is raised, as the
+        respond stage sees it."""
+        stream = self.reply.stream
+        assert stream is not None
+        encoder = InboundFormat(self.request.kind).stream_encoder(self.request)
+        try:
+            await stream.prime()
+            out = [encoder.encode(event) async for event in stream.events()]
+            out.append(encoder.finish())
+        finally:
+            await stream.aclose()
+        return b"".join(out)
+
+
+async def send_via(
+    transport: Transport, body: dict[str, Any], dep: Deployment, model: str = MODEL_ID
+) -> Result:
+    request = parse(body)
+    return Result(request, await Engine(transport).send(request, dep, model))
+
+
 async def send(
     body: dict[str, Any], response: FakeResponse, dep: Deployment | None = None
-) -> tuple[Reply, FakeTransport]:
+) -> tuple[Result, FakeTransport]:
     transport = FakeTransport(response)
-    provider = BedrockProvider(transport)  # type: ignore[arg-type]
-    reply = await provider.send(parse(Kind.CHAT, orjson.dumps(body)), dep or deployment(), MODEL_ID)
-    return reply, transport
-
-
-async def collect(reply: Reply) -> bytes:
-    assert reply.chunks is not None
-    return b"".join([chunk async for chunk in reply.chunks])
+    result = await send_via(transport, body, dep or deployment())  # type: ignore[arg-type]
+    return result, transport
 
 
 def chunks_of(raw: bytes) -> tuple[list[dict[str, Any]], bool]:
@@ -416,9 +461,9 @@ def test_json_schema_mode_forces_a_tool_and_answers_with_its_input_as_text() -> 
         "stopReason": "tool_use",
         "usage": {"inputTokens": 1, "outputTokens": 1, "totalTokens": 2},
     }
-    answer, _ = from_converse(reply, JSON_TOOL)
-    assert orjson.loads(answer.text) == {"ok": True}
-    assert answer.tool_calls == []
+    answer = from_converse(reply, JSON_TOOL, MODEL_ID)
+    assert orjson.loads(answer.message.text()) == {"ok": True}
+    assert not answer.message.tool_calls
     assert answer.finish_reason == "stop"
 
 
@@ -435,7 +480,11 @@ def test_json_schema_mode_forces_a_tool_and_answers_with_its_input_as_text() -> 
             "png, jpeg",
             id="tiff",
         ),
-        pytest.param([{"type": "input_audio", "input_audio": {}}], "not supported", id="audio"),
+        pytest.param(
+            [{"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}],
+            "not supported",
+            id="audio",
+        ),
     ],
 )
 def test_unsupported_content_is_a_400(content: Any, message: str) -> None:
@@ -461,7 +510,7 @@ def test_more_than_one_choice_is_a_400() -> None:
     ],
 )
 def test_stop_reason_maps_to_finish_reason(stop_reason: str, finish: str) -> None:
-    answer, _ = from_converse({**CONVERSE_REPLY, "stopReason": stop_reason}, None)
+    answer = from_converse({**CONVERSE_REPLY, "stopReason": stop_reason}, None, MODEL_ID)
     assert answer.finish_reason == finish
 
 
@@ -486,7 +535,7 @@ async def test_reply_is_a_chat_completion_with_tool_calls_and_cached_usage() -> 
         "usage": CONVERSE_REPLY["usage"],
     }
     reply, _ = await send(chat(), FakeResponse(body=orjson.dumps(reply_body)))
-    payload = orjson.loads(reply.body or b"")
+    payload = orjson.loads(reply.body)
     assert payload["object"] == "chat.completion"
     assert payload["model"] == MODEL_ID
     (choice,) = payload["choices"]
@@ -534,7 +583,7 @@ async def test_stream_becomes_chat_chunks_with_tool_argument_deltas(include_usag
     if include_usage:
         body["stream_options"] = {"include_usage": True}
     reply, transport = await send(body, FakeResponse(chunks=pieces))
-    raw = await collect(reply)
+    raw = await reply.stream()
     url, _, headers = transport.sent[0]
     assert url.endswith("/converse-stream")
     assert headers["accept"] == "application/vnd.amazon.eventstream"
@@ -571,7 +620,7 @@ async def test_stream_exception_event_ends_the_stream_with_a_mapped_error() -> N
     ]
     reply, _ = await send(chat(stream=True), FakeResponse(chunks=wire))
     with pytest.raises(UpstreamStatusError) as caught:
-        await collect(reply)
+        await reply.stream()
     assert caught.value.status == 429
     assert caught.value.retryable
     assert SECRET_ACCESS_KEY not in caught.value.message
@@ -582,14 +631,14 @@ async def test_stream_with_a_bad_crc_ends_with_an_error() -> None:
     frame[-8] ^= 0xFF
     reply, _ = await send(chat(stream=True), FakeResponse(chunks=[bytes(frame)]))
     with pytest.raises(TollwayError, match="corrupt event stream"):
-        await collect(reply)
+        await reply.stream()
 
 
 async def test_stream_cut_before_message_stop_is_an_error() -> None:
     wire = _tool_stream()[:4]
     reply, _ = await send(chat(stream=True), FakeResponse(chunks=wire))
     with pytest.raises(TollwayError, match="before its messageStop"):
-        await collect(reply)
+        await reply.stream()
 
 
 # -- errors ----------------------------------------------------------------------------------
@@ -622,22 +671,26 @@ async def test_error_replies_map_to_the_contract(
     assert kind in rendered
 
 
-def test_error_kind_is_read_from_the_body_type_when_the_header_is_absent() -> None:
-    signer = make_signer(deployment(), {})
+async def test_error_kind_is_read_from_the_body_type_when_the_header_is_absent() -> None:
     raw = orjson.dumps(
         {"__type": "com.amazon.coral.validate#ValidationException", "Message": "bad"}
     )
-    error = bedrock_error(400, raw, None, signer, None)
-    assert isinstance(error, UpstreamStatusError)
+    with pytest.raises(UpstreamStatusError) as caught:
+        await send(chat(), FakeResponse(status=400, body=raw))
+    error = caught.value
     assert error.status == 400
+    assert error.type == "invalid_request_error"
     assert error.code == "ValidationException"
     assert "bad" in error.message
 
 
-def test_model_timeout_is_a_gateway_timeout() -> None:
-    signer = make_signer(deployment(), {})
-    error = bedrock_error(408, b'{"message": "slow"}', "ModelTimeoutException", signer, None)
-    assert isinstance(error, UpstreamTimeout)
+async def test_model_timeout_is_a_gateway_timeout() -> None:
+    headers = {"x-amzn-ErrorType": "ModelTimeoutException"}
+    raw = orjson.dumps({"message": f"slow (key {SECRET_ACCESS_KEY})"})
+    with pytest.raises(UpstreamTimeout) as caught:
+        await send(chat(), FakeResponse(status=408, body=raw, headers=headers))
+    assert caught.value.status == 504
+    assert SECRET_ACCESS_KEY not in caught.value.message
 
 
 # -- signing ---------------------------------------------------------------------------------
@@ -662,8 +715,7 @@ async def test_request_is_sigv4_signed_and_the_secret_never_leaves() -> None:
 async def test_arn_model_ids_are_escaped_in_the_path() -> None:
     arn = "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude"
     transport = FakeTransport(FakeResponse(body=orjson.dumps(CONVERSE_REPLY)))
-    request = parse(Kind.CHAT, orjson.dumps(chat()))
-    await BedrockProvider(transport).send(request, deployment(), arn)  # type: ignore[arg-type]
+    await send_via(transport, chat(), deployment(), arn)  # type: ignore[arg-type]
     url = transport.sent[0][0]
     assert url.endswith(
         "/model/arn:aws:bedrock:us-east-1:123456789012:inference-profile%2Fus.anthropic.claude/converse"
@@ -695,11 +747,12 @@ def test_a_bedrock_api_key_is_sent_as_a_bearer_token() -> None:
 async def test_no_credentials_at_all_is_a_401_before_any_call() -> None:
     dep = deployment(aws_access_key_id="", aws_secret_access_key="", aws_session_token="")
     transport = FakeTransport(FakeResponse())
-    provider = BedrockProvider(transport)  # type: ignore[arg-type]
-    provider._signers[dep.id] = (dep.params, make_signer(dep, {}))
+    # No credentials in the (empty) environment either.
+    engine = Engine(transport, registry=build_registry({}))  # type: ignore[arg-type]
     with pytest.raises(UpstreamStatusError) as caught:
-        await provider.send(parse(Kind.CHAT, orjson.dumps(chat())), dep, MODEL_ID)
+        await engine.send(parse(chat()), dep, MODEL_ID)
     assert caught.value.status == 401
+    assert caught.value.type == "authentication_error"
     assert transport.sent == []
 
 
@@ -726,18 +779,16 @@ async def test_signed_calls_are_accepted_by_the_fake_bedrock(
 ) -> None:
     transport: Transport = transport_type(pool_size=4)
     try:
-        provider = BedrockProvider(transport)
         body = chat("CASE stream_text" if stream else "CASE text", stream=stream)
-        request = parse(Kind.CHAT, orjson.dumps(body))
-        reply = await provider.send(request, deployment(fake_bedrock.origin), MODEL_ID)
+        reply = await send_via(transport, body, deployment(fake_bedrock.origin))
         if stream:
-            chunks, done = chunks_of(await collect(reply))
+            chunks, done = chunks_of(await reply.stream())
             assert done
             text = "".join(
                 c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]
             )
         else:
-            text = orjson.loads(reply.body or b"")["choices"][0]["message"]["content"]
+            text = orjson.loads(reply.body)["choices"][0]["message"]["content"]
         assert text == "pong"
         assert fake_bedrock.signature_failures == []
         usage = reply.final_usage()

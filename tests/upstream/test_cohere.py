@@ -1,6 +1,8 @@
-"""``cohere/``: OpenAI chat ↔ Cohere v2 chat, at the transport seam.
+"""``cohere/``: OpenAI chat ↔ Cohere v2 chat, through the provider engine.
 
 Fixtures follow Cohere's v2 API reference (Chat, Chat streaming events, Embed, errors).
+Each test sends through ``Engine`` at the transport seam and checks what went on the wire and
+the bytes the OpenAI client would see.
 """
 
 from __future__ import annotations
@@ -11,13 +13,15 @@ import orjson
 import pytest
 
 from proxy.errors import InvalidRequest, UpstreamStatusError, UpstreamUnreachable
-from proxy.request import Kind
-from proxy.providers.cohere import CohereProvider
+from proxy.pipeline.formats import InboundFormat
+from proxy.request import Kind, ParsedRequest
+from proxy.upstream.deployment import Deployment
+from proxy.upstream.engine import Engine, Reply
 from tests.providers.scripted import (
     Canned,
     ScriptedTransport,
     chat_request,
-    collect,
+    client_body,
     make_deployment,
     sse_chunks,
 )
@@ -38,7 +42,7 @@ USAGE = {
 }
 
 
-def deployment(**params: Any) -> Any:
+def deployment(**params: Any) -> Deployment:
     return make_deployment("cohere/command-a-03-2025", api_key=KEY, **params)
 
 
@@ -52,11 +56,46 @@ def reply(message: dict[str, Any], finish: str = "COMPLETE", **extra: Any) -> di
     }
 
 
-async def send(canned: Canned, **body: Any) -> tuple[Any, ScriptedTransport]:
+class Result:
+    """What the engine answered, and the bytes the OpenAI client would have been sent."""
+
+    def __init__(self, request: ParsedRequest, reply: Reply) -> None:
+        self.request = request
+        self.reply = reply
+
+    @property
+    def usage(self) -> Any:
+        return self.reply.usage
+
+    def final_usage(self) -> Any:
+        return self.reply.final_usage()
+
+    @property
+    def body(self) -> bytes:
+        return client_body(self.reply, self.request)
+
+    async def stream(self, seen: list[bytes] | None = None) -> bytes:
+        """The client's stream bytes; an upstream failure mid-stream is raised, as the
+        respond stage sees it, after the bytes already written (kept in ``seen``)."""
+        stream = self.reply.stream
+        assert stream is not None
+        out = [] if seen is None else seen
+        encoder = InboundFormat(self.request.kind).stream_encoder(self.request)
+        try:
+            await stream.prime()
+            async for event in stream.events():
+                out.append(encoder.encode(event))
+            out.append(encoder.finish())
+        finally:
+            await stream.aclose()
+        return b"".join(out)
+
+
+async def send(canned: Canned, **body: Any) -> tuple[Result, ScriptedTransport]:
     transport = ScriptedTransport(canned)
     request = chat_request(**body)
-    result = await CohereProvider(transport).send(request, deployment(), "command-a-03-2025")
-    return result, transport
+    result = await Engine(transport).send(request, deployment(), "command-a-03-2025")
+    return Result(request, result), transport
 
 
 async def sent_body(**body: Any) -> dict[str, Any]:
@@ -86,7 +125,7 @@ async def test_the_key_is_a_bearer_token_and_the_url_is_v2_chat() -> None:
 async def test_api_base_forms(api_base: str, url: str) -> None:
     transport = ScriptedTransport(Canned.json(reply({"content": []})))
     target = make_deployment("cohere/command-r", api_key=KEY, api_base=api_base)
-    await CohereProvider(transport).send(chat_request(), target, "command-r")
+    await Engine(transport).send(chat_request(), target, "command-r")
     assert transport.last.url == url
 
 
@@ -285,7 +324,7 @@ async def test_a_text_stream_translates_however_the_bytes_arrive(piece: int) -> 
     result, _ = await send(
         Canned.stream(TEXT_STREAM, piece=piece), stream=True, stream_options={"include_usage": True}
     )
-    chunks, done = sse_chunks(await collect(result))
+    chunks, done = sse_chunks(await result.stream())
     assert done
     assert len({c["id"] for c in chunks}) == 1 and chunks[0]["id"] == "chatcmpl-m-1"
     deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
@@ -298,7 +337,7 @@ async def test_a_text_stream_translates_however_the_bytes_arrive(piece: int) -> 
 
 async def test_without_include_usage_there_is_no_usage_chunk_but_the_stream_is_billed() -> None:
     result, _ = await send(Canned.stream(TEXT_STREAM, piece=13), stream=True)
-    chunks, done = sse_chunks(await collect(result))
+    chunks, done = sse_chunks(await result.stream())
     assert done and all(c["choices"] for c in chunks)
     usage = result.final_usage()
     assert (usage.prompt_tokens, usage.completion_tokens) == (9, 4)
@@ -328,7 +367,7 @@ async def test_streamed_tool_calls_become_indexed_argument_deltas() -> None:
         end("TOOL_CALL"),
     )
     result, _ = await send(Canned.stream(data, piece=11), stream=True, tools=[WEATHER])
-    chunks, done = sse_chunks(await collect(result))
+    chunks, done = sse_chunks(await result.stream())
     assert done
     deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
     assert [d["content"] for d in deltas if d.get("content")] == ["Checking."]
@@ -352,7 +391,7 @@ async def test_a_message_end_with_an_error_ends_the_stream_with_it() -> None:
     failed = {"type": "message-end", "delta": {"error": f"generation failed for {KEY}"}}
     result, _ = await send(Canned.stream(cohere_events(START, content("Hel"), failed)), stream=True)
     with pytest.raises(UpstreamStatusError) as caught:
-        await collect(result)
+        await result.stream()
     assert caught.value.status == 502
     assert KEY not in caught.value.message
 
@@ -360,7 +399,7 @@ async def test_a_message_end_with_an_error_ends_the_stream_with_it() -> None:
 async def test_a_stream_cut_before_message_end_is_an_error() -> None:
     result, _ = await send(Canned.stream(cohere_events(START, content("Hel"))), stream=True)
     with pytest.raises(UpstreamUnreachable):
-        await collect(result)
+        await result.stream()
 
 
 # -- errors --------------------------------------------------------------------------------
@@ -404,7 +443,7 @@ async def test_embeddings_use_v2_embed_with_billed_usage() -> None:
     transport = ScriptedTransport(canned)
     request = chat_request(Kind.EMBEDDING, input="a")
     target = make_deployment("cohere/embed-v4.0", api_key=KEY)
-    result = await CohereProvider(transport).send(request, target, "embed-v4.0")
+    result = Result(request, await Engine(transport).send(request, target, "embed-v4.0"))
     assert transport.last.url == "https://api.cohere.com/v2/embed"
     assert transport.last.json == {
         "model": "embed-v4.0",
@@ -420,7 +459,7 @@ async def test_embeddings_use_v2_embed_with_billed_usage() -> None:
 async def test_legacy_completions_are_refused() -> None:
     transport = ScriptedTransport()
     with pytest.raises(InvalidRequest):
-        await CohereProvider(transport).send(
+        await Engine(transport).send(
             chat_request(Kind.COMPLETION, prompt="hi"), deployment(), "command-r"
         )
     assert transport.sent == []

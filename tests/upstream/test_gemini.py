@@ -1,7 +1,9 @@
-"""``gemini/``: OpenAI chat ↔ Gemini generateContent, at the transport seam.
+"""``gemini/``: OpenAI chat ↔ Gemini generateContent, through the provider engine.
 
 Fixtures follow the Gemini API reference (GenerateContentRequest/Response, UsageMetadata,
-the SSE stream of ``streamGenerateContent?alt=sse``, the ``google.rpc`` error shape).
+the SSE stream of ``streamGenerateContent?alt=sse``, the ``google.rpc`` error shape). Each
+test sends through ``Engine`` at the transport seam and checks what went on the wire and
+the bytes the OpenAI client would see.
 """
 
 from __future__ import annotations
@@ -11,15 +13,17 @@ from typing import Any
 import orjson
 import pytest
 
+from proxy.dialects.gemini import SIGNATURE_MARK, gemini_schema
 from proxy.errors import InvalidRequest, UpstreamStatusError, UpstreamUnreachable
-from proxy.request import Kind
-from proxy.providers.gemini import GeminiProvider
-from proxy.providers.gemini_request import SIGNATURE_MARK, gemini_schema
+from proxy.pipeline.formats import InboundFormat
+from proxy.request import Kind, ParsedRequest
+from proxy.upstream.deployment import Deployment
+from proxy.upstream.engine import Engine, Reply
 from tests.providers.scripted import (
     Canned,
     ScriptedTransport,
     chat_request,
-    collect,
+    client_body,
     make_deployment,
     sse_chunks,
 )
@@ -41,7 +45,7 @@ WEATHER = {
 }
 
 
-def deployment(**params: Any) -> Any:
+def deployment(**params: Any) -> Deployment:
     return make_deployment("gemini/gemini-2.5-flash", api_key=KEY, **params)
 
 
@@ -57,11 +61,46 @@ def reply(parts: list[dict[str, Any]], finish: str | None = "STOP", **extra: Any
     }
 
 
-async def send(canned: Canned, **body: Any) -> tuple[Any, ScriptedTransport]:
+class Result:
+    """What the engine answered, and the bytes the OpenAI client would have been sent."""
+
+    def __init__(self, request: ParsedRequest, reply: Reply) -> None:
+        self.request = request
+        self.reply = reply
+
+    @property
+    def usage(self) -> Any:
+        return self.reply.usage
+
+    def final_usage(self) -> Any:
+        return self.reply.final_usage()
+
+    @property
+    def body(self) -> bytes:
+        return client_body(self.reply, self.request)
+
+    async def stream(self, seen: list[bytes] | None = None) -> bytes:
+        """The client's stream bytes; an upstream failure mid-stream is raised, as the
+        respond stage sees it, after the bytes already written (kept in ``seen``)."""
+        stream = self.reply.stream
+        assert stream is not None
+        out = [] if seen is None else seen
+        encoder = InboundFormat(self.request.kind).stream_encoder(self.request)
+        try:
+            await stream.prime()
+            async for event in stream.events():
+                out.append(encoder.encode(event))
+            out.append(encoder.finish())
+        finally:
+            await stream.aclose()
+        return b"".join(out)
+
+
+async def send(canned: Canned, **body: Any) -> tuple[Result, ScriptedTransport]:
     transport = ScriptedTransport(canned)
     request = chat_request(**body)
-    result = await GeminiProvider(transport).send(request, deployment(), "gemini-2.5-flash")
-    return result, transport
+    result = await Engine(transport).send(request, deployment(), "gemini-2.5-flash")
+    return Result(request, result), transport
 
 
 async def sent_body(**body: Any) -> dict[str, Any]:
@@ -84,7 +123,7 @@ async def test_key_travels_in_the_header_never_in_the_url() -> None:
     streamed, transport = await send(
         Canned.stream(b'data: {"candidates": [{"finishReason": "STOP"}]}\n\n'), stream=True
     )
-    await collect(streamed)
+    await streamed.stream()
     assert transport.last.url.endswith(":streamGenerateContent?alt=sse")
     assert KEY not in transport.last.url
 
@@ -102,7 +141,7 @@ async def test_key_travels_in_the_header_never_in_the_url() -> None:
 async def test_api_base_gets_a_version_when_it_has_none(api_base: str, url: str) -> None:
     transport = ScriptedTransport(Canned.json(reply([{"text": "ok"}])))
     target = make_deployment("gemini/m", api_key=KEY, api_base=api_base)
-    await GeminiProvider(transport).send(chat_request(), target, "m")
+    await Engine(transport).send(chat_request(), target, "m")
     assert transport.last.url == url
 
 
@@ -406,7 +445,7 @@ async def test_a_text_stream_translates_however_the_bytes_arrive(piece: int) -> 
         stream=True,
         stream_options={"include_usage": True},
     )
-    chunks, done = sse_chunks(await collect(result))
+    chunks, done = sse_chunks(await result.stream())
     assert done
     assert {c["object"] for c in chunks} == {"chat.completion.chunk"}
     assert len({c["id"] for c in chunks}) == 1
@@ -415,6 +454,8 @@ async def test_a_text_stream_translates_however_the_bytes_arrive(piece: int) -> 
     assert [d["content"] for d in deltas[1:] if d.get("content")] == ["Hel", "lo", "!"]
     finishes = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]]
     assert [f for f in finishes if f] == ["stop"]
+    # One usage chunk, after the finish chunk, with the last (whole) count Gemini reported.
+    assert [i for i, c in enumerate(chunks) if "usage" in c] == [len(chunks) - 1]
     usage_chunk = chunks[-1]
     assert usage_chunk["choices"] == []
     assert usage_chunk["usage"]["prompt_tokens"] == 12
@@ -425,7 +466,7 @@ async def test_a_text_stream_translates_however_the_bytes_arrive(piece: int) -> 
 
 async def test_without_include_usage_the_stream_has_no_usage_chunk_but_is_billed() -> None:
     result, _ = await send(Canned.stream(TEXT_STREAM, piece=5), stream=True)
-    chunks, done = sse_chunks(await collect(result))
+    chunks, done = sse_chunks(await result.stream())
     assert done
     assert all(c["choices"] and "usage" not in c for c in chunks)
     usage = result.final_usage()
@@ -439,7 +480,7 @@ async def test_a_streamed_function_call_arrives_whole_with_id_name_and_arguments
     ]
     data = gemini_events(reply([{"text": "Checking."}], None), reply(calls, "STOP"))
     result, _ = await send(Canned.stream(data, piece=3), stream=True, tools=[WEATHER])
-    chunks, done = sse_chunks(await collect(result))
+    chunks, done = sse_chunks(await result.stream())
     assert done
     deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
     tool_deltas = [call for delta in deltas for call in delta.get("tool_calls", [])]
@@ -457,10 +498,9 @@ async def test_an_error_event_mid_stream_ends_it_with_the_mapped_error() -> None
     error = {"error": {"code": 503, "message": f"overloaded, key {KEY}", "status": "UNAVAILABLE"}}
     data = gemini_events(reply([{"text": "Hel"}], None), error)
     result, _ = await send(Canned.stream(data, piece=4), stream=True)
-    seen = []
+    seen: list[bytes] = []
     with pytest.raises(UpstreamStatusError) as caught:
-        async for chunk in result.chunks:
-            seen.append(chunk)
+        await result.stream(seen)
     assert b"Hel" in b"".join(seen)
     assert caught.value.status == 502 and caught.value.retryable
     assert KEY not in caught.value.message
@@ -469,10 +509,9 @@ async def test_an_error_event_mid_stream_ends_it_with_the_mapped_error() -> None
 async def test_a_stream_cut_before_its_finish_is_an_error_not_a_done() -> None:
     data = gemini_events(reply([{"text": "Hel"}], None))
     result, _ = await send(Canned.stream(data), stream=True)
-    out = []
+    out: list[bytes] = []
     with pytest.raises(UpstreamUnreachable):
-        async for chunk in result.chunks:
-            out.append(chunk)
+        await result.stream(out)
     assert b"[DONE]" not in b"".join(out)
     assert result.final_usage().prompt_tokens == 12
 
@@ -540,7 +579,7 @@ async def test_legacy_completions_are_refused() -> None:
     transport = ScriptedTransport()
     request = chat_request(Kind.COMPLETION, prompt="hi")
     with pytest.raises(InvalidRequest):
-        await GeminiProvider(transport).send(request, deployment(), "gemini-2.5-flash")
+        await Engine(transport).send(request, deployment(), "gemini-2.5-flash")
     assert transport.sent == []
 
 
@@ -549,7 +588,7 @@ async def test_embeddings_use_batch_embed_contents_and_are_billed_as_estimated()
     transport = ScriptedTransport(canned)
     request = chat_request(Kind.EMBEDDING, input=["a", "b"])
     target = make_deployment("gemini/text-embedding-004", api_key=KEY)
-    result = await GeminiProvider(transport).send(request, target, "text-embedding-004")
+    result = Result(request, await Engine(transport).send(request, target, "text-embedding-004"))
     assert transport.last.url.endswith("/models/text-embedding-004:batchEmbedContents")
     assert transport.last.json == {
         "requests": [

@@ -1,4 +1,5 @@
-"""The built-in ``mock/`` provider: deterministic replies in OpenAI's exact wire format."""
+"""The built-in ``mock/`` provider through the engine: deterministic replies in OpenAI's exact
+wire format, relayed to an OpenAI client as bytes."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import orjson
 import pytest
 
 from proxy.config import ModelEntry, RouterSettings, parse_config
-from proxy.request import Kind, parse
-from proxy.providers import build_deployment
-from proxy.providers.base import EVENT_STREAM, Deployment, Reply
-from proxy.providers.mock import EMBEDDING_DIMENSIONS, MockProvider
+from proxy.dialects.openai import parse
+from proxy.request import Kind
 from proxy.server.settings import Settings
+from proxy.upstream.deployment import Deployment
+from proxy.upstream.engine import EVENT_STREAM, Engine, Reply
+from proxy.upstream.mock import EMBEDDING_DIMENSIONS, MockTransport
+from proxy.upstream.providers import build_deployment
+from tests.providers.scripted import ScriptedTransport
 
 
 def deployment(mock_response: str | None = None) -> Deployment:
@@ -29,7 +33,13 @@ def deployment(mock_response: str | None = None) -> Deployment:
 
 async def send(kind: Kind, body: dict[str, Any], mock_response: str | None = None) -> Reply:
     request = parse(kind, orjson.dumps(body))
-    return await MockProvider(None).send(request, deployment(mock_response), "mock-gpt")  # type: ignore[arg-type]
+    # The network transport must never be used for mock/: it has no replies to give.
+    network = ScriptedTransport()
+    reply = await Engine(network, mock=MockTransport()).send(
+        request, deployment(mock_response), "mock-gpt"
+    )
+    assert network.sent == []
+    return reply
 
 
 def chat(content: str = "Say hello", **extra: Any) -> dict[str, Any]:
@@ -37,8 +47,12 @@ def chat(content: str = "Say hello", **extra: Any) -> dict[str, Any]:
 
 
 async def events(reply: Reply) -> list[bytes]:
-    assert reply.chunks is not None
-    raw = b"".join([chunk async for chunk in reply.chunks])
+    assert reply.stream is not None
+    await reply.stream.prime()
+    try:
+        raw = b"".join([chunk async for chunk in reply.stream.raw()])
+    finally:
+        await reply.stream.aclose()
     assert raw.endswith(b"\n\n")
     return raw.split(b"\n\n")[:-1]
 

@@ -3,6 +3,8 @@
 One gateway, three deployments: ``gpt-test`` (the shared fake OpenAI upstream), ``gpt-tools``
 (the OpenAI conformance fake, which answers ``CASE tools`` with a function call) and
 ``bedrock`` (the Bedrock conformance fake: Responses → chat → Converse and back).
+
+The translation itself, without a gateway, is in ``tests/dialects/test_responses.py``.
 """
 
 from __future__ import annotations
@@ -17,9 +19,6 @@ import orjson
 import pytest
 import yaml
 
-from proxy.errors import InvalidRequest
-from proxy.formats.responses_reply import ResponseShell, to_response
-from proxy.formats.responses_request import decode_request, to_chat
 from tests.conftest import MASTER_KEY, GatewayProcess, free_port, gateway_config, start_gateway
 from tests.fakes.openai_upstream import REPLY_TEXT, FakeOpenAI
 from tests.providers.conformance import (
@@ -319,91 +318,3 @@ def test_errors_arrive_as_the_sdks_exceptions(setup: Setup) -> None:
         )
     with pytest.raises(openai.RateLimitError):
         client.responses.create(model="throttled", input="hi")
-
-
-# -- the translation itself, without a gateway -----------------------------------------------
-def test_input_items_become_chat_messages() -> None:
-    request = decode_request(
-        orjson.dumps(
-            {
-                "model": "m",
-                "input": [
-                    {"type": "message", "role": "developer", "content": "rules"},
-                    {"role": "user", "content": [{"type": "input_text", "text": "hi"}]},
-                    {
-                        "type": "message",
-                        "role": "assistant",
-                        "content": [{"type": "output_text", "text": "Let me check."}],
-                    },
-                    {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
-                    {"type": "function_call", "call_id": "c2", "name": "g", "arguments": "{}"},
-                    {"type": "reasoning", "id": "rs_1", "summary": []},
-                    {"type": "function_call_output", "call_id": "c1", "output": "one"},
-                    {"type": "function_call_output", "call_id": "c2", "output": "two"},
-                ],
-                "reasoning": {"effort": "low"},
-                "text": {
-                    "format": {"type": "json_schema", "name": "r", "schema": {"type": "object"}}
-                },
-            }
-        )
-    )
-    chat = orjson.loads(to_chat(request))
-    assert chat["messages"] == [
-        {"role": "developer", "content": "rules"},
-        {"role": "user", "content": [{"type": "text", "text": "hi"}]},
-        {
-            "role": "assistant",
-            "content": "Let me check.",
-            "tool_calls": [
-                {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}},
-                {"id": "c2", "type": "function", "function": {"name": "g", "arguments": "{}"}},
-            ],
-        },
-        {"role": "tool", "tool_call_id": "c1", "content": "one"},
-        {"role": "tool", "tool_call_id": "c2", "content": "two"},
-    ]
-    assert chat["reasoning_effort"] == "low"
-    assert chat["response_format"] == {
-        "type": "json_schema",
-        "json_schema": {"name": "r", "schema": {"type": "object"}},
-    }
-    assert "stream" not in chat
-
-
-def test_a_length_cut_reply_is_an_incomplete_response() -> None:
-    shell = ResponseShell(decode_request(b'{"model": "m", "input": "hi", "max_output_tokens": 3}'))
-    completion = {
-        "choices": [
-            {"index": 0, "message": {"content": "one two three"}, "finish_reason": "length"}
-        ]
-    }
-    body = orjson.loads(to_response(shell, orjson.dumps(completion), None))
-    assert body["status"] == "incomplete"
-    assert body["incomplete_details"] == {"reason": "max_output_tokens"}
-    assert body["output"][0]["content"][0]["text"] == "one two three"
-    assert body["usage"] is None
-
-
-@pytest.mark.parametrize(
-    ("body", "message"),
-    [
-        pytest.param(b'{"model": "m"}', "`input` is required", id="no-input"),
-        pytest.param(
-            b'{"model": "m", "input": [{"type": "item_reference", "id": "x"}]}',
-            "item_reference",
-            id="item-reference",
-        ),
-        pytest.param(
-            b'{"model": "m", "input": [{"role": "user", "content": [{"type": "input_image", '
-            b'"file_id": "file-1"}]}]}',
-            "file ids",
-            id="image-file-id",
-        ),
-        pytest.param(b'{"model": "m", "input": "hi", "background": true}', "background", id="bg"),
-        pytest.param(b'{"model": 3, "input": "hi"}', "invalid request body", id="bad-type"),
-    ],
-)
-def test_requests_the_gateway_cannot_serve_are_400s(body: bytes, message: str) -> None:
-    with pytest.raises(InvalidRequest, match=message):
-        to_chat(decode_request(body))
