@@ -20,13 +20,13 @@ import orjson
 
 from proxy.auth import Authenticator, hash_key
 from proxy.config import LiteLLMParams, ModelEntry, ModelInfo, RouterSettings
-from proxy.ledger.memory import Ledger, Limits
-from proxy.request import Kind
 from proxy.dialects.openai import forward_body, parse
+from proxy.ledger.memory import Ledger, Limits
 from proxy.pricing import PriceOverrides, PriceTable, cost, worst_case_cost
-from proxy.upstream.providers import build_deployment
+from proxy.request import Kind
 from proxy.routing import Router
 from proxy.server.settings import Settings
+from proxy.upstream.providers import build_deployment
 from proxy.upstream.sse import SSERelay
 from proxy.usage import usage_from_body
 

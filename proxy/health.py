@@ -16,23 +16,33 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .auth import Role
+from .auth import Authenticator, Role
 from .dialects.openai import parse
 from .errors import PermissionDenied, TollwayError
+from .metrics import MetricsSource, render
 from .request import Kind
 from .routing import Router
 from .upstream.deployment import AUTO_ROUTER, Deployment
 from .upstream.engine import Engine
 
-if TYPE_CHECKING:
-    from .server.app import GatewayState
+
+class HealthSource(MetricsSource, Protocol):
+    """What the health and metrics routes read (the gateway's state provides it)."""
+
+    @property
+    def auth(self) -> Authenticator: ...
+    @property
+    def engine(self) -> Engine: ...
+    @property
+    def ready(self) -> bool: ...
+
 
 MIN_INTERVAL_S = 10.0
 CHECK_TIMEOUT_S = 10.0
@@ -143,7 +153,7 @@ def readiness(router: Router, started: bool) -> tuple[int, dict[str, Any]]:
     return (200 if started else 503), body
 
 
-def health_routes(state: GatewayState) -> list[Route]:
+def health_routes(state: HealthSource) -> list[Route]:
     checker = HealthChecker(state.router, state.engine)
 
     async def health(request: Request) -> Response:
@@ -157,8 +167,6 @@ def health_routes(state: GatewayState) -> list[Route]:
         return _json(body, status)
 
     async def metrics(request: Request) -> Response:
-        from .metrics import render
-
         return Response(render(state), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return [

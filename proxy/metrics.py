@@ -8,10 +8,39 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from .server.app import GatewayState
+from .ledger import Ledger
+from .ledger.flush import Flusher
+from .routing import Router
+from .routing.dispatch import Dispatcher
+
+
+class Stats:
+    """Counters since start, read by /health and the tests."""
+
+    __slots__ = ("by_status", "completion_tokens", "prompt_tokens", "requests")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.by_status: dict[int, int] = {}
+
+
+class MetricsSource(Protocol):
+    """What ``/metrics`` reads (the gateway's state provides it)."""
+
+    @property
+    def router(self) -> Router: ...
+    @property
+    def dispatch(self) -> Dispatcher: ...
+    @property
+    def stats(self) -> Stats: ...
+    @property
+    def ledger(self) -> Ledger: ...
+    @property
+    def flusher(self) -> Flusher: ...
 
 
 def _escape(value: str) -> str:
@@ -36,7 +65,7 @@ class _Writer:
         self.lines.append(f"{name}{_labels(labels)} {text}")
 
 
-def render(state: GatewayState) -> str:
+def render(state: MetricsSource) -> str:
     out = _Writer()
     router = state.router
     dispatch = state.dispatch

@@ -5,9 +5,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from proxy.dialects.openai import forward_body, parse
 from proxy.errors import InvalidRequest
 from proxy.request import ChatBody, CompletionBody, EmbeddingBody, Kind
-from proxy.dialects.openai import forward_body, parse
 
 NESTED = (
     b'{"model": "gpt-test", "messages": [{"role": "user", "content": "caf\\u00e9 \xe2\x9c\x93 '

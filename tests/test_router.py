@@ -6,10 +6,10 @@ import pytest
 
 from proxy.config import load_config, parse_config
 from proxy.errors import NotFound
-from proxy.upstream.providers import build_deployment
-from proxy.upstream.deployment import Deployment
 from proxy.routing import Router
 from proxy.server.settings import Settings
+from proxy.upstream.deployment import Deployment
+from proxy.upstream.providers import build_deployment
 
 CONFIG = """\
 model_list:

@@ -29,6 +29,7 @@ from ..errors import NotFound, PermissionDenied, TollwayError
 from ..health import health_routes
 from ..ledger import Ledger
 from ..ledger.flush import Flusher
+from ..metrics import Stats
 from ..pipeline.accounting import Accounting, RequestIds
 from ..pipeline.call import Call
 from ..pipeline.formats import InboundFormat, MessagesFormat, ResponsesFormat
@@ -48,18 +49,6 @@ from .logs import environment_secrets
 from .settings import Settings, from_environment
 
 log = logging.getLogger("tollway")
-
-
-class Stats:
-    """Counters since start, read by /health and the tests."""
-
-    __slots__ = ("by_status", "completion_tokens", "prompt_tokens", "requests")
-
-    def __init__(self) -> None:
-        self.requests = 0
-        self.prompt_tokens = 0
-        self.completion_tokens = 0
-        self.by_status: dict[int, int] = {}
 
 
 class GatewayState:

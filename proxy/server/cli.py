@@ -16,8 +16,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ..config import ConfigError, load_config
 from .. import __version__
+from ..config import ConfigError, load_config
 from .logs import configure, environment_secrets
 from .settings import OPTIONS, SettingsError, environ_for_workers, resolve
 
@@ -107,7 +107,10 @@ def serve(settings: Any, config: Any) -> int:
         if settings.config:
             os.environ["TOLLWAY_CONFIG"] = os.path.abspath(settings.config)
         uv_config = uvicorn.Config(
-            "proxy.server.app:app_from_environment", factory=True, workers=settings.workers, **common
+            "proxy.server.app:app_from_environment",
+            factory=True,
+            workers=settings.workers,
+            **common,
         )
         from uvicorn.supervisors import Multiprocess
 

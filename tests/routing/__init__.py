@@ -6,10 +6,10 @@ import random
 
 from proxy.config import parse_config
 from proxy.pricing import ModelPrice
-from proxy.upstream.providers import build_deployment
-from proxy.upstream.deployment import Deployment
 from proxy.routing import Router, RoutingSettings
 from proxy.server.settings import Settings
+from proxy.upstream.deployment import Deployment
+from proxy.upstream.providers import build_deployment
 
 
 class Clock:

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from proxy.request import Kind
 from proxy.dialects.openai import parse
+from proxy.request import Kind
 from proxy.routing.complexity import Tier, TierMap, classify, classify_text
 
 CODE_PROMPT = (
