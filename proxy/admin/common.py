@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..auth import Authenticator, Principal, Role, hash_key
+from ..clock import Clock
 from ..directory import Directory
 from ..errors import BodyTooLarge, InvalidRequest, NotFound, PermissionDenied
 from ..ledger import parse_duration
@@ -44,10 +45,12 @@ class Flusher(Protocol):
 
 
 class AdminState(Protocol):
-    """The parts of ``proxy.app.GatewayState`` the admin API uses."""
+    """The parts of the gateway's state the admin API uses."""
 
     @property
     def settings(self) -> Settings: ...
+    @property
+    def clock(self) -> Clock: ...
     @property
     def auth(self) -> Authenticator: ...
     @property

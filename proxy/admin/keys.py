@@ -7,7 +7,6 @@ secret appears once, in the ``/key/generate`` (or ``/key/regenerate``) response.
 from __future__ import annotations
 
 import secrets
-import time
 from typing import Any, Literal
 
 import msgspec
@@ -174,7 +173,7 @@ class KeyRoutes:
     async def generate(self, request: Request) -> Response:
         caller = authorize(self.state, request, Action.KEY_WRITE)
         body = await decode_body(request, GenerateKey)
-        now = time.time()
+        now = self.state.clock.time()
         secret = body.key if body.key is not None else new_secret()
         token_hash = self._check_secret(secret, "key")
         models = body.models
@@ -241,7 +240,9 @@ class KeyRoutes:
             changes["metadata"] = metadata
         if not isinstance(body.duration, UnsetType):
             duration = body.duration
-            changes["expires"] = None if duration is None else expiry(duration, time.time())
+            changes["expires"] = (
+                None if duration is None else expiry(duration, self.state.clock.time())
+            )
         row = replace(current, **changes)
         self._validate(caller, row)
         await self.state.directory.put_key(row)
@@ -293,7 +294,8 @@ class KeyRoutes:
                 and (user_id is None or r.user_id == user_id)
                 and (alias is None or r.key_alias == alias)
             ),
-            key=lambda r: (r.created_at or 0.0, r.token_hash),
+            # Stable: keys made in the same instant keep the order they were made in.
+            key=lambda r: r.created_at or 0.0,
         )
         chosen = page_of(rows, page, size)
         keys: list[Any] = (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any, Literal
 
@@ -127,7 +126,7 @@ class TeamRoutes:
             members=members,
             metadata=dict(body.metadata or {}),
             blocked=body.blocked,
-            created_at=time.time(),
+            created_at=self.state.clock.time(),
         )
         await self.state.directory.put_team(row)
         return json_response(team_object(self.state, row))

@@ -6,7 +6,6 @@ As in LiteLLM, ``/user/new`` also creates an inference key for the user unless
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any, Literal
 
@@ -117,7 +116,7 @@ class UserRoutes:
         for team_id in body.teams:
             if team_id not in directory.teams:
                 raise InvalidRequest(f"team {team_id!r} does not exist", param="teams")
-        now = time.time()
+        now = self.state.clock.time()
         row = UserRow(
             user_id=user_id,
             user_email=body.user_email,

@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from ..admin import admin_routes
 from ..auth import Authenticator, Role
+from ..clock import Clock, SystemClock
 from ..config import Config, load_config
 from ..directory import Directory
 from ..errors import NotFound, PermissionDenied, TollwayError
@@ -54,15 +55,28 @@ log = logging.getLogger("tollway")
 class GatewayState:
     """Everything a request needs, built once; ``start``/``stop`` run in the lifespan."""
 
-    def __init__(self, settings: Settings, config: Config, transport: Transport | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        config: Config,
+        transport: Transport | None = None,
+        clock: Clock | None = None,
+    ):
         self.settings = settings
         self.config = config
-        self.ledger = Ledger()
+        self.clock = clock = clock or SystemClock()
+        self.ledger = Ledger(clock.time)
         self.directory = Directory(self.ledger)
         self.auth = Authenticator(
-            settings.master_key, self.directory.keys, self.directory.teams, self.directory.users
+            settings.master_key,
+            self.directory.keys,
+            self.directory.teams,
+            self.directory.users,
+            clock=clock.time,
         )
-        self.accounting = Accounting(self.ledger, PriceTable.load(), self._enqueue_spend_log)
+        self.accounting = Accounting(
+            self.ledger, PriceTable.load(), self._enqueue_spend_log, clock=clock.time
+        )
         self.request_ids = RequestIds()
         self._store: Store | None = None
         self._flusher: Flusher | None = None
@@ -75,6 +89,8 @@ class GatewayState:
             deployments,
             config.router_settings.model_group_alias,
             settings=RoutingSettings.from_config(config),
+            clock=clock.monotonic,
+            wall=clock.time,
             price_of=self.accounting.price_of,
         )
         if transport is None:
@@ -224,8 +240,14 @@ class Gateway:
             await self.state.stop()
 
 
-def create_app(settings: Settings, config: Config, transport: Transport | None = None) -> Gateway:
-    return Gateway(GatewayState(settings, config, transport))
+def create_app(
+    settings: Settings,
+    config: Config,
+    transport: Transport | None = None,
+    clock: Clock | None = None,
+) -> Gateway:
+    """The gateway as an ASGI app; tests pass a scripted ``transport`` and a fake ``clock``."""
+    return Gateway(GatewayState(settings, config, transport, clock))
 
 
 def app_from_environment() -> Gateway:

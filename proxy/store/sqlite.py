@@ -373,7 +373,7 @@ class Store:
         where, params = _where(filters)
         params.extend((size, (page - 1) * size))
         rows = await self._db.execute_fetchall(
-            f"{table.select}{where} ORDER BY created_at, {table.pk} LIMIT ? OFFSET ?", params
+            f"{table.select}{where} ORDER BY created_at, rowid LIMIT ? OFFSET ?", params
         )
         return [table.from_db(r) for r in rows]
 

@@ -1,4 +1,9 @@
-"""Helpers for the admin API tests: a sync client against a real gateway process."""
+"""Helpers for the admin API tests: a sync client against the gateway, in process.
+
+The gateway is the real app (``create_app``) with its lifespan run by Starlette's
+``TestClient``; its upstream is the fake OpenAI server on a real port, reached by the real
+HTTP client. Time is a ``FakeClock``: expiry is tested by moving it, not by sleeping.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +14,24 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import MASTER_KEY, GatewayProcess, free_port, gateway_config, start_gateway
+from tests.conftest import MASTER_KEY, free_port, gateway_config
 from tests.fakes.openai_upstream import FakeOpenAI
+from tests.inprocess import FakeClock, InProcessGateway
+
+
+class AdminGateway:
+    """A running in-process gateway: its client, its database file and its clock."""
+
+    def __init__(self, gateway: InProcessGateway, client: httpx.Client) -> None:
+        self.client = client
+        self.db_path = gateway.db_path
+        self.clock: FakeClock = gateway.clock
 
 
 @contextmanager
-def running_gateway(fake: FakeOpenAI, tmp: Path) -> Iterator[GatewayProcess]:
+def running_gateway(
+    fake: FakeOpenAI, tmp: Path, *, master_key: bool = True
+) -> Iterator[AdminGateway]:
     # Priced, so that requests show up as spend.
     config = gateway_config(fake, free_port()).replace(
         "      model: openai/fake-ok\n",
@@ -22,22 +39,23 @@ def running_gateway(fake: FakeOpenAI, tmp: Path) -> Iterator[GatewayProcess]:
         "      input_cost_per_token: 0.000001\n"
         "      output_cost_per_token: 0.000002\n",
     )
-    proc = start_gateway(tmp, config)
-    try:
-        yield proc
-    finally:
-        proc.stop()
+    if not master_key:
+        config = config.split("general_settings:")[0]
+    gateway = InProcessGateway(tmp, config)
+    with gateway.sync_client() as client:
+        yield AdminGateway(gateway, client)
 
 
 class Admin:
     """Calls the gateway as one key (the master key unless told otherwise)."""
 
-    def __init__(self, url: str, key: str = MASTER_KEY) -> None:
-        self.http = httpx.Client(base_url=url, timeout=10)
+    def __init__(self, gateway: AdminGateway, key: str = MASTER_KEY) -> None:
+        self.gateway = gateway
+        self.http = gateway.client
         self.key = key
 
     def as_key(self, key: str) -> Admin:
-        return Admin(str(self.http.base_url), key)
+        return Admin(self.gateway, key)
 
     def _headers(self, key: str | None) -> dict[str, str]:
         key = self.key if key is None else key
@@ -73,7 +91,7 @@ class Admin:
         )
 
     def close(self) -> None:
-        self.http.close()
+        """The client belongs to the gateway fixture; nothing to close per test."""
 
 
 def error_of(response: httpx.Response) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Fixtures for the admin API tests: one priced gateway per test module."""
+"""Fixtures for the admin API tests: one priced in-process gateway per test module."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.admin import Admin, running_gateway
-from tests.conftest import GatewayProcess
+from tests.admin import Admin, AdminGateway, running_gateway
 from tests.fakes.openai_upstream import FakeOpenAI
 
 
@@ -16,14 +15,14 @@ def gateway(
     request: pytest.FixtureRequest,
     fake_openai: FakeOpenAI,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[GatewayProcess]:
+) -> Iterator[AdminGateway]:
     name = request.module.__name__.rsplit(".", 1)[-1]
     with running_gateway(fake_openai, tmp_path_factory.mktemp(name)) as proc:
         yield proc
 
 
 @pytest.fixture
-def admin(gateway: GatewayProcess) -> Iterator[Admin]:
-    client = Admin(gateway.url)
+def admin(gateway: AdminGateway) -> Iterator[Admin]:
+    client = Admin(gateway)
     yield client
     client.close()

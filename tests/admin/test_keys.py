@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
-import time
 
 import pytest
 
 from proxy.auth import hash_key
-from tests.admin import Admin, error_of
-from tests.conftest import GatewayProcess
+from tests.admin import Admin, AdminGateway, error_of
 
 
 def test_generate_returns_the_secret_once_and_info_never_shows_it(admin: Admin) -> None:
@@ -30,9 +28,9 @@ def test_generate_returns_the_secret_once_and_info_never_shows_it(admin: Admin) 
     assert created["token"] in listed.text
 
 
-def test_only_the_hash_is_in_the_database(admin: Admin, gateway: GatewayProcess) -> None:
+def test_only_the_hash_is_in_the_database(admin: Admin, gateway: AdminGateway) -> None:
     secret = admin.generate(key_alias="hashed")["key"]
-    db_path = gateway.log_path.parent / "tollway.db"
+    db_path = gateway.db_path
 
     def dump() -> bytes:
         with sqlite3.connect(db_path) as conn:
@@ -134,9 +132,9 @@ def test_deleted_key_gets_401(admin: Admin) -> None:
     assert admin.post("/key/delete", {"keys": [created["token"]]}).status_code == 404
 
 
-def test_expired_key_gets_401(admin: Admin) -> None:
+def test_expired_key_gets_401(admin: Admin, gateway: AdminGateway) -> None:
     secret = admin.generate(duration="1s")["key"]
-    time.sleep(1.2)
+    gateway.clock.advance(1.2)
     response = admin.chat(secret)
     assert response.status_code == 401
     assert error_of(response)["type"] == "authentication_error"

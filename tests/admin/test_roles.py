@@ -5,18 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.admin import Admin, error_of
-from tests.conftest import GatewayProcess, free_port, gateway_config, start_gateway
+from tests.admin import Admin, AdminGateway, error_of, running_gateway
 from tests.fakes.openai_upstream import FakeOpenAI
 
 
 @pytest.fixture(scope="module")
-def world(gateway: GatewayProcess) -> Iterator[dict[str, Any]]:
+def world(gateway: AdminGateway) -> Iterator[dict[str, Any]]:
     """Two teams; team A has a management key, a read-only key and an inference key."""
-    admin = Admin(gateway.url)
+    admin = Admin(gateway)
     team_a = admin.new_team(team_alias="a", models=["gpt-test", "fake-ok"])
     team_b = admin.new_team(team_alias="b")
     manager = admin.generate(
@@ -218,33 +216,28 @@ def test_inference_key_gets_403_on_every_admin_route(world: dict[str, Any]) -> N
     ],
 )
 def test_bad_credentials_get_a_plain_401(
-    gateway: GatewayProcess, authorization: bytes | None
+    gateway: AdminGateway, authorization: bytes | None
 ) -> None:
     headers = {} if authorization is None else {"authorization": authorization}
-    with httpx.Client(base_url=gateway.url, timeout=10) as http:
-        for method, path in ADMIN_ROUTES:
-            response = http.request(
-                method, path, headers=headers, json={} if method == "POST" else None
-            )
-            assert response.status_code == 401, (path, response.text)
-            error = error_of(response)
-            assert error["type"] == "authentication_error"
-            assert "Traceback" not in response.text and "sk-" not in error["message"]
+    http = gateway.client
+    for method, path in ADMIN_ROUTES:
+        response = http.request(
+            method, path, headers=headers, json={} if method == "POST" else None
+        )
+        assert response.status_code == 401, (path, response.text)
+        error = error_of(response)
+        assert error["type"] == "authentication_error"
+        assert "Traceback" not in response.text and "sk-" not in error["message"]
 
 
 def test_admin_api_is_disabled_without_a_master_key(
     fake_openai: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    config = gateway_config(fake_openai, free_port())
-    config = config.split("general_settings:")[0]
-    proc = start_gateway(tmp_path_factory.mktemp("admin-open"), config)
-    try:
-        with httpx.Client(base_url=proc.url, timeout=10) as http:
-            for method, path in ADMIN_ROUTES:
-                response = http.request(method, path, json={} if method == "POST" else None)
-                assert response.status_code == 403, (path, response.text)
-                assert error_of(response)["message"] == (
-                    "admin API disabled: no master key configured"
-                )
-    finally:
-        proc.stop()
+    tmp = tmp_path_factory.mktemp("admin-open")
+    with running_gateway(fake_openai, tmp, master_key=False) as open_gateway:
+        for method, path in ADMIN_ROUTES:
+            response = open_gateway.client.request(
+                method, path, json={} if method == "POST" else None
+            )
+            assert response.status_code == 403, (path, response.text)
+            assert error_of(response)["message"] == "admin API disabled: no master key configured"

@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 
 from proxy.auth import hash_key
-from tests.admin import Admin, error_of
-from tests.conftest import UPSTREAM_KEY, GatewayProcess
+from tests.admin import Admin, AdminGateway, error_of
+from tests.conftest import UPSTREAM_KEY
 
 
 @pytest.fixture(scope="module")
-def used(gateway: GatewayProcess) -> Iterator[dict[str, Any]]:
+def used(gateway: AdminGateway) -> Iterator[dict[str, Any]]:
     """Two teams, one key each, one request per key."""
-    admin = Admin(gateway.url)
+    admin = Admin(gateway)
     team_a = admin.new_team(team_alias="spend-a")
     team_b = admin.new_team(team_alias="spend-b")
     key_a = admin.generate(team_id=team_a)
