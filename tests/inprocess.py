@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import httpx
 from starlette.testclient import TestClient
 
 from proxy.config import parse_config
+from proxy.pipeline.respond import PostCall
 from proxy.server.app import Gateway, GatewayState, create_app
 from proxy.server.settings import resolve
 from proxy.upstream.transport import Transport
@@ -53,6 +54,7 @@ class InProcessGateway:
         transport: Transport | None = None,
         clock: FakeClock | None = None,
         environ: Mapping[str, str] | None = None,
+        post_call: Sequence[PostCall] = (),
         **cli: Any,
     ) -> None:
         env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TEST_MASTER_KEY": MASTER_KEY}
@@ -61,7 +63,7 @@ class InProcessGateway:
         self.db_path = tmp / "tollway.db"
         settings = resolve({"db": str(self.db_path), **cli}, {}, config)
         self.clock = clock or FakeClock()
-        self.app: Gateway = create_app(settings, config, transport, self.clock)
+        self.app: Gateway = create_app(settings, config, transport, self.clock, post_call)
 
     @classmethod
     async def build(cls, tmp: Path, config_text: str, **options: Any) -> InProcessGateway:

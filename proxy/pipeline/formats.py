@@ -37,6 +37,10 @@ class InboundFormat:
     def stream_encoder(self, request: ParsedRequest) -> EventEncoder:
         return openai.ChunkEncoder(include_usage=request.wants_usage_chunk)
 
+    def decode_reply(self, request: ParsedRequest, body: bytes) -> ChatReply:
+        """A reply already in this format (a pass-through answer), for post-call stages."""
+        return openai.decode_reply(body)
+
     def error_body(self, exc: TollwayError) -> bytes:
         return exc.body()
 
@@ -98,6 +102,9 @@ class MessagesFormat(_TranslatedFormat):
 
     def stream_encoder(self, request: ParsedRequest) -> EventEncoder:
         return anthropic.DIALECT.stream_encoder(request.chat())
+
+    def decode_reply(self, request: ParsedRequest, body: bytes) -> ChatReply:
+        return anthropic.decode_message(body, request.model, False)
 
     def error_body(self, exc: TollwayError) -> bytes:
         return anthropic.DIALECT.encode_error(exc)

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any, Protocol
 
 from ..auth import Principal
 from ..errors import TollwayError
+from ..model import ChatReply
+from ..request import Kind
 from ..upstream.engine import Reply
+from ..upstream.stream import StreamStage
 from .call import Call
 from .formats import InboundFormat
 
@@ -41,10 +44,30 @@ class SpendView(Protocol):
     def ratelimit_headers(self, principal: Principal | None) -> dict[str, str]: ...
 
 
+class PostCall(Protocol):
+    """A stage after the upstream answered and before the client sees anything (post-call
+    guardrails): it may change or refuse a whole reply, and watch every event of a stream."""
+
+    def reply(self, call: Call, reply: ChatReply) -> ChatReply:
+        """The reply to send (raise a ``TollwayError`` to refuse it)."""
+        ...
+
+    def stream_stage(self, call: Call) -> StreamStage | None:
+        """A stage for this call's stream, or None to leave it alone."""
+        ...
+
+
 class Responder:
-    def __init__(self, spend: SpendView, settle: Callable[[Call], None]) -> None:
+    def __init__(
+        self,
+        spend: SpendView,
+        settle: Callable[[Call], None],
+        post_call: Sequence[PostCall] = (),
+    ) -> None:
         self.spend = spend
         self.settle = settle
+        # Empty unless configured: then replies pass through without being decoded.
+        self.post_call = tuple(post_call)
 
     def headers(self, call: Call, extra: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
         call_id = call.call_id.encode()
@@ -73,10 +96,20 @@ class Responder:
         return headers
 
     async def json(self, call: Call, inbound: InboundFormat, reply: Reply, send: Send) -> None:
+        request = call.request
+        assert request is not None
+        if self.post_call and request.kind is Kind.CHAT:
+            typed = reply.typed
+            if not isinstance(typed, ChatReply):
+                assert reply.body is not None
+                typed = inbound.decode_reply(request, reply.body)
+            for stage in self.post_call:
+                typed = stage.reply(call, typed)
+            reply.typed, reply.body = typed, None
         body = reply.body
         if body is None:
-            assert reply.typed is not None and call.request is not None
-            body = inbound.encode_reply(call.request, reply.typed)
+            assert reply.typed is not None
+            body = inbound.encode_reply(request, reply.typed)
         call.usage = reply.usage
         call.status = reply.status
         if reply.usage is None and 200 <= reply.status < 300:
@@ -100,7 +133,12 @@ class Responder:
         assert task is not None
         watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, call, task))
         call.status = reply.status
-        # Bytes untouched when the client speaks the upstream's format; else events, encoded.
+        for post_call in self.post_call:
+            stage = post_call.stream_stage(call)
+            if stage is not None:
+                stream.add_stage(stage)
+        # Bytes untouched when the client speaks the upstream's format and no stage watches;
+        # else events, encoded in the client's format.
         encoder = None
         if not (stream.relays_raw and stream.format == inbound.name):
             encoder = inbound.stream_encoder(call.request)

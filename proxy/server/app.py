@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import msgspec
 import orjson
@@ -34,7 +34,7 @@ from ..metrics import Stats
 from ..pipeline.accounting import Accounting, RequestIds
 from ..pipeline.call import Call
 from ..pipeline.formats import InboundFormat, MessagesFormat, ResponsesFormat
-from ..pipeline.respond import Responder
+from ..pipeline.respond import PostCall, Responder
 from ..pipeline.route import InferenceRoute, Receive, Scope, Send, Stages
 from ..pricing import PriceTable
 from ..request import Kind
@@ -164,13 +164,16 @@ class GatewayState:
             stats.completion_tokens += usage.completion_tokens
 
 
-def inference_routes(state: GatewayState) -> dict[str, InferenceRoute]:
+def inference_routes(
+    state: GatewayState, post_call: Sequence[PostCall] = ()
+) -> dict[str, InferenceRoute]:
     """The composition root of the inference path: the stages, in order, and the routes.
 
     read → authenticate → parse → authorize → route + admit + call → respond → settle.
     """
     accounting = state.accounting
-    responder = Responder(accounting, state.settle)
+    # Post-call stages see a reply (and every stream event) before the client does.
+    responder = Responder(accounting, state.settle, post_call)
     stages = Stages(
         # Authenticate before parsing: nothing of an unauthenticated body is decoded.
         authenticate=state.auth.authenticate,
@@ -206,9 +209,9 @@ def inference_routes(state: GatewayState) -> dict[str, InferenceRoute]:
 class Gateway:
     """The ASGI application."""
 
-    def __init__(self, state: GatewayState) -> None:
+    def __init__(self, state: GatewayState, post_call: Sequence[PostCall] = ()) -> None:
         self.state = state
-        self.hot = inference_routes(state)
+        self.hot = inference_routes(state, post_call)
         self.web = Starlette(
             routes=_web_routes(state),
             lifespan=self._lifespan,
@@ -245,9 +248,10 @@ def create_app(
     config: Config,
     transport: Transport | None = None,
     clock: Clock | None = None,
+    post_call: Sequence[PostCall] = (),
 ) -> Gateway:
     """The gateway as an ASGI app; tests pass a scripted ``transport`` and a fake ``clock``."""
-    return Gateway(GatewayState(settings, config, transport, clock))
+    return Gateway(GatewayState(settings, config, transport, clock), post_call)
 
 
 def app_from_environment() -> Gateway:

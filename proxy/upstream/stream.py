@@ -8,6 +8,9 @@ reached the client can still be retried), and hands it out once, in one of two v
   speaks the upstream's format and no stage asked to see events: zero re-encoding.
 - ``events()``: the stream cut into frames and decoded by the provider's dialect into common
   ``StreamEvent``\\ s, for translation and for stages that observe, hold back or end a stream.
+  Each ``StreamStage`` added with ``add_stage`` sees every event, in order, before the
+  client does: it passes it on, changes it, holds it back (to release later) or ends the
+  stream by raising. A stream with a stage is always read as events.
 
 Either way ``usage`` is the final usage once the stream is over, and ``aclose()`` is the one
 close path — on success, error, client disconnect and cancellation alike. It closes the
@@ -17,7 +20,7 @@ the stream ended (the router's health bookkeeping listens there).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Protocol
 
 from ..dialects.base import EventDecoder
@@ -51,6 +54,19 @@ class StreamOutcome:
 CloseListener = Callable[[StreamOutcome], None]
 
 
+class StreamStage(Protocol):
+    """A stage that sees every event of a stream before the client does."""
+
+    def on_event(self, event: StreamEvent) -> Sequence[StreamEvent]:
+        """What to pass on for ``event``: itself, a changed event, nothing (held back) or
+        several (released). Raise a ``TollwayError`` to end the stream in band."""
+        ...
+
+    def on_end(self) -> Sequence[StreamEvent]:
+        """Whatever is still held back, released when the upstream's events end."""
+        ...
+
+
 class UpstreamStream:
     __slots__ = (
         "_chunks",
@@ -62,6 +78,7 @@ class UpstreamStream:
         "_relay",
         "_response",
         "_secrets",
+        "_stages",
         "_taken",
         "format",
         "outcome",
@@ -88,6 +105,7 @@ class UpstreamStream:
         self._taken = False
         self._closed = False
         self._listeners: list[CloseListener] = []
+        self._stages: list[StreamStage] = []
         self._chunks = response.iter_chunks()
         self.outcome = StreamOutcome()
 
@@ -97,8 +115,11 @@ class UpstreamStream:
 
     @property
     def relays_raw(self) -> bool:
-        """True when ``raw()`` is available (a byte relay was given)."""
-        return self._relay is not None
+        """True when ``raw()`` may be used: a byte relay exists and no stage watches."""
+        return self._relay is not None and not self._stages
+
+    def add_stage(self, stage: StreamStage) -> None:
+        self._stages.append(stage)
 
     def on_close(self, listener: CloseListener) -> None:
         self._listeners.append(listener)
@@ -144,27 +165,42 @@ class UpstreamStream:
             self.outcome.usage = relay.usage
 
     async def events(self) -> AsyncIterator[StreamEvent]:
-        """The stream as common events, decoded by the provider's dialect."""
+        """The stream as common events, decoded by the provider's dialect and passed through
+        every stage in the order they were added."""
         framer = self._framer()
         decoder = self._decoder()
         outcome = self.outcome
         try:
             async for chunk in self._upstream():
                 for frame in framer.feed(chunk):
-                    for event in decoder.feed(frame):
-                        if isinstance(event, UsageReport):
-                            outcome.usage = event.usage
+                    for event in self._staged(self._billed(decoder.feed(frame))):
                         yield event
             tail = [e for frame in framer.finish() for e in decoder.feed(frame)]
             tail.extend(decoder.finish())
-            for event in tail:
-                if isinstance(event, UsageReport):
-                    outcome.usage = event.usage
+            for event in self._staged(self._billed(tail)):
                 yield event
+            for index, stage in enumerate(self._stages):
+                for event in self._staged(stage.on_end(), start=index + 1):
+                    yield event
             outcome.completed = True
         except TollwayError as exc:
             outcome.error = scrubbed(exc, self._secrets)
             raise
+
+    def _billed(self, events: list[StreamEvent]) -> list[StreamEvent]:
+        """Record the upstream's usage before any stage sees it: what the upstream billed is
+        billed, whatever a stage then holds back or ends."""
+        for event in events:
+            if isinstance(event, UsageReport):
+                self.outcome.usage = event.usage
+        return events
+
+    def _staged(self, events: Iterable[StreamEvent], start: int = 0) -> list[StreamEvent]:
+        """``events`` through the stages from ``start`` on."""
+        out = list(events)
+        for stage in self._stages[start:]:
+            out = [passed for event in out for passed in stage.on_event(event)]
+        return out
 
     async def aclose(self) -> None:
         """The one close path: idempotent; closes the socket, then tells the listeners."""

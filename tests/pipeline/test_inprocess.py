@@ -253,8 +253,8 @@ async def test_a_stream_cut_mid_way_ends_in_band_and_leaks_no_reservation(tmp_pa
         "http://upstream.test/v1", "http://anthropic.test"
     )
     cut = (
-        b'event: message_start\ndata: {"type":"message_start","message":{"id":"m1","model":"claude-x",'
-        b'"usage":{"input_tokens":5,"output_tokens":0}}}\n\n'
+        b'event: message_start\ndata: {"type":"message_start",'
+        b'"message":{"id":"m1","model":"claude-x","usage":{"input_tokens":5,"output_tokens":0}}}\n\n'
         b'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
         b'"content_block":{"type":"text","text":""}}\n\n'
         b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'

@@ -48,6 +48,7 @@ __all__ = [
     "MessagesEncoder",
     "MessagesExchange",
     "NativeUsage",
+    "decode_message",
     "native_body_usage",
     "native_stream_decoder",
     "with_model",

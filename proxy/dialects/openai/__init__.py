@@ -18,7 +18,7 @@ from .reply import decode_embeddings, decode_reply, encode_embeddings, encode_re
 from .request import decode_chat, encode_chat, forward_body, parse
 from .stream import ChunkDecoder, ChunkEncoder
 
-__all__ = ["DIALECT", "ChunkDecoder", "ChunkEncoder", "forward_body", "parse"]
+__all__ = ["DIALECT", "ChunkDecoder", "ChunkEncoder", "decode_reply", "forward_body", "parse"]
 
 _embedding_encoder = msgspec.json.Encoder()
 
