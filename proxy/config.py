@@ -25,6 +25,10 @@ class ConfigError(Exception):
     """A config file that cannot be used; the message names the field (and line)."""
 
 
+# ``[{"model-group": ["fallback-group", ...]}, ...]``, as LiteLLM writes fallbacks.
+Fallbacks = tuple[dict[str, tuple[str, ...]], ...]
+
+
 class LiteLLMParams(msgspec.Struct, frozen=True, kw_only=True):
     model: str
     api_base: str | None = None
@@ -87,9 +91,9 @@ class RouterSettings(msgspec.Struct, frozen=True, kw_only=True):
     num_retries: int | None = None
     timeout: float | None = None
     stream_timeout: float | None = None
-    fallbacks: tuple[dict[str, tuple[str, ...]], ...] = ()
-    context_window_fallbacks: tuple[dict[str, tuple[str, ...]], ...] = ()
-    content_policy_fallbacks: tuple[dict[str, tuple[str, ...]], ...] = ()
+    fallbacks: Fallbacks = ()
+    context_window_fallbacks: Fallbacks = ()
+    content_policy_fallbacks: Fallbacks = ()
     default_fallbacks: tuple[str, ...] = ()
     allowed_fails: int | None = None
     cooldown_time: float | None = None
@@ -127,8 +131,8 @@ class LiteLLMSettings(msgspec.Struct, frozen=True, kw_only=True):
     failure_callback: tuple[str, ...] = ()
     callbacks: tuple[str, ...] = ()
     default_fallbacks: tuple[str, ...] = ()
-    context_window_fallbacks: tuple[dict[str, tuple[str, ...]], ...] = ()
-    content_policy_fallbacks: tuple[dict[str, tuple[str, ...]], ...] = ()
+    context_window_fallbacks: Fallbacks = ()
+    content_policy_fallbacks: Fallbacks = ()
 
 
 class Config(msgspec.Struct, frozen=True, kw_only=True):

@@ -9,11 +9,15 @@ disk. Spend lives in the ledger: ``Directory`` registers each record's limits th
 from __future__ import annotations
 
 import time
+from typing import TypeVar
 
 from msgspec.structs import asdict
 
 from .ledger import Ledger, Limits
-from .store import KeyRow, Store, TeamRow, UserRow
+from .store import KeyRow, Records, Store, TeamRow, UserRow
+
+Record = KeyRow | TeamRow | UserRow
+R = TypeVar("R", KeyRow, TeamRow, UserRow)
 
 
 def key_account(token_hash: str) -> str:
@@ -28,7 +32,16 @@ def user_account(user_id: str) -> str:
     return "user:" + user_id
 
 
-def _limits(row: KeyRow | TeamRow | UserRow) -> Limits:
+def account_of(row: Record) -> str:
+    """The ledger account that holds a record's spend and limits."""
+    if isinstance(row, KeyRow):
+        return key_account(row.token_hash)
+    if isinstance(row, TeamRow):
+        return team_account(row.team_id)
+    return user_account(row.user_id)
+
+
+def _limits(row: Record) -> Limits:
     return Limits(
         max_budget=row.max_budget,
         rpm_limit=row.rpm_limit,
@@ -59,16 +72,17 @@ class Directory:
         """Restore every record, with its persisted spend, into memory and the ledger."""
         keys, teams, users = await self.store.load_all()
         for key in keys:
-            self.keys[key.token_hash] = key
-            self._register(key_account(key.token_hash), key, restore=True)
+            self._hold(self.keys, key.token_hash, key, restore=True)
         for team in teams:
-            self.teams[team.team_id] = team
-            self._register(team_account(team.team_id), team, restore=True)
+            self._hold(self.teams, team.team_id, team, restore=True)
         for user in users:
-            self.users[user.user_id] = user
-            self._register(user_account(user.user_id), user, restore=True)
+            self._hold(self.users, user.user_id, user, restore=True)
 
-    def _register(self, account: str, row: KeyRow | TeamRow | UserRow, *, restore: bool) -> None:
+    def _hold(self, held: dict[str, R], record_id: str, row: R, *, restore: bool) -> None:
+        held[record_id] = row
+        self._register(account_of(row), row, restore=restore)
+
+    def _register(self, account: str, row: Record, *, restore: bool) -> None:
         if restore:
             self.ledger.set_account(
                 account, _limits(row), spend=row.spend, budget_reset_at=row.budget_reset_at
@@ -81,15 +95,10 @@ class Directory:
             return 0.0
         return self.ledger.account(account).spend
 
-    def with_live_spend(self, row: KeyRow | TeamRow | UserRow) -> dict[str, object]:
+    def with_live_spend(self, row: Record) -> dict[str, object]:
         """The record as admin responses show it: spend and reset time from the ledger."""
         data = asdict(row)
-        if isinstance(row, KeyRow):
-            account = key_account(row.token_hash)
-        elif isinstance(row, TeamRow):
-            account = team_account(row.team_id)
-        else:
-            account = user_account(row.user_id)
+        account = account_of(row)
         if self.ledger.has_account(account):
             state = self.ledger.account(account)
             data["spend"] = state.spend
@@ -99,39 +108,34 @@ class Directory:
     # Writes: the store first, then memory and the ledger.
 
     async def put_key(self, row: KeyRow) -> None:
-        row.updated_at = time.time()
-        await self.store.upsert_key(row)
-        self.keys[row.token_hash] = row
-        self._register(key_account(row.token_hash), row, restore=False)
+        await self._put(self.store.keys, self.keys, row.token_hash, row)
 
     async def remove_key(self, token_hash: str) -> bool:
-        removed = await self.store.delete_key(token_hash)
-        self.keys.pop(token_hash, None)
-        self.ledger.drop_account(key_account(token_hash))
-        return removed
+        return await self._remove(self.store.keys, self.keys, key_account(token_hash), token_hash)
 
     async def put_team(self, row: TeamRow) -> None:
-        row.updated_at = time.time()
-        await self.store.upsert_team(row)
-        self.teams[row.team_id] = row
-        self._register(team_account(row.team_id), row, restore=False)
+        await self._put(self.store.teams, self.teams, row.team_id, row)
 
     async def remove_team(self, team_id: str) -> bool:
-        removed = await self.store.delete_team(team_id)
-        self.teams.pop(team_id, None)
-        self.ledger.drop_account(team_account(team_id))
-        return removed
+        return await self._remove(self.store.teams, self.teams, team_account(team_id), team_id)
 
     async def put_user(self, row: UserRow) -> None:
-        row.updated_at = time.time()
-        await self.store.upsert_user(row)
-        self.users[row.user_id] = row
-        self._register(user_account(row.user_id), row, restore=False)
+        await self._put(self.store.users, self.users, row.user_id, row)
 
     async def remove_user(self, user_id: str) -> bool:
-        removed = await self.store.delete_user(user_id)
-        self.users.pop(user_id, None)
-        self.ledger.drop_account(user_account(user_id))
+        return await self._remove(self.store.users, self.users, user_account(user_id), user_id)
+
+    async def _put(self, table: Records[R], held: dict[str, R], record_id: str, row: R) -> None:
+        row.updated_at = time.time()
+        await table.upsert(row)
+        self._hold(held, record_id, row, restore=False)
+
+    async def _remove(
+        self, table: Records[R], held: dict[str, R], account: str, record_id: str
+    ) -> bool:
+        removed = await table.delete(record_id)
+        held.pop(record_id, None)
+        self.ledger.drop_account(account)
         return removed
 
     async def rekey(self, old_hash: str, row: KeyRow) -> None:
@@ -141,9 +145,8 @@ class Directory:
             state = self.ledger.account(old_account)
             row.spend, row.budget_reset_at = state.spend, state.budget_reset_at
         row.updated_at = time.time()
-        await self.store.upsert_key(row)
-        await self.store.delete_key(old_hash)
-        self.keys[row.token_hash] = row
+        await self.store.keys.upsert(row)
+        await self.store.keys.delete(old_hash)
         self.keys.pop(old_hash, None)
-        self._register(key_account(row.token_hash), row, restore=True)
+        self._hold(self.keys, row.token_hash, row, restore=True)
         self.ledger.drop_account(old_account)

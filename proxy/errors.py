@@ -99,8 +99,7 @@ class RateLimited(TollwayError):
     code = "rate_limit_exceeded"
 
     def __init__(self, message: str, *, retry_after: float, param: str | None = None) -> None:
-        seconds = max(1, int(retry_after + 0.999))
-        super().__init__(message, param=param, headers={"retry-after": str(seconds)})
+        super().__init__(message, param=param, headers=_retry_after_header(retry_after))
         self.retry_after = retry_after
 
 
@@ -155,8 +154,7 @@ class NoDeploymentAvailable(UpstreamError):
     code = "no_deployment_available"
 
     def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
-        seconds = max(1, int(retry_after + 0.999))
-        super().__init__(message, headers={"retry-after": str(seconds)})
+        super().__init__(message, headers=_retry_after_header(retry_after))
         self.retry_after = retry_after
 
 
@@ -164,6 +162,11 @@ class UpstreamTimeout(TollwayError):
     status = 504
     type = "timeout_error"
     code = "upstream_timeout"
+
+
+def _retry_after_header(retry_after: float) -> dict[str, str]:
+    """``Retry-After`` in whole seconds, rounded up and at least 1."""
+    return {"retry-after": str(max(1, int(retry_after + 0.999)))}
 
 
 def _seconds(retry_after: str | None) -> float | None:

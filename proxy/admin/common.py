@@ -21,6 +21,7 @@ import orjson
 from msgspec import UNSET
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from ..auth import Authenticator, Principal, Role, hash_key
 from ..clock import Clock
@@ -61,6 +62,16 @@ class AdminState(Protocol):
     def router(self) -> Router: ...
     @property
     def flusher(self) -> Flusher: ...
+
+
+class AdminRoutes:
+    """One group of admin routes; its handlers reach the gateway through ``state``."""
+
+    def __init__(self, state: AdminState) -> None:
+        self.state = state
+
+    def routes(self) -> list[Route]:
+        raise NotImplementedError
 
 
 class Action(enum.Enum):

@@ -7,6 +7,7 @@ secret appears once, in the ``/key/generate`` (or ``/key/regenerate``) response.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import msgspec
@@ -29,7 +30,6 @@ from .common import (
     Identifier,
     Money,
     authorize,
-    check_duration,
     decode_body,
     duration_seconds,
     expiry,
@@ -43,6 +43,7 @@ from .common import (
     set_fields,
     with_iso_times,
 )
+from .records import RecordRoutes
 
 KeyType = Literal["llm_api", "default", "management", "read_only"]
 
@@ -117,29 +118,34 @@ def key_object(state: AdminState, row: KeyRow) -> dict[str, Any]:
     return with_iso_times(data)
 
 
-class KeyRoutes:
-    def __init__(self, state: AdminState) -> None:
-        self.state = state
+class KeyRoutes(RecordRoutes[KeyRow]):
+    kind = "key"
+    create_path = "generate"
 
     def routes(self) -> list[Route]:
         return [
-            Route("/key/generate", self.generate, methods=["POST"]),
-            Route("/key/update", self.update, methods=["POST"]),
-            Route("/key/delete", self.delete, methods=["POST"]),
-            Route("/key/info", self.info, methods=["GET"]),
-            Route("/key/list", self.list, methods=["GET"]),
+            *super().routes(),
             Route("/key/regenerate", self.regenerate, methods=["POST"]),
             Route("/key/{key}/regenerate", self.regenerate, methods=["POST"]),
             Route("/key/block", self.block, methods=["POST"]),
             Route("/key/unblock", self.unblock, methods=["POST"]),
         ]
 
+    @property
+    def records(self) -> Mapping[str, KeyRow]:
+        return self.state.directory.keys
+
+    def find(self, record_id: str, param: str | None = None) -> KeyRow:
+        return find_key(self.state.directory, record_id, param or "key")
+
+    async def put(self, row: KeyRow) -> None:
+        await self.state.directory.put_key(row)
+
     # -- checks ---------------------------------------------------------------------------
 
-    def _validate(self, caller: Caller, row: KeyRow) -> None:
-        """Checks on a key record about to be written, whoever writes it."""
+    def validate(self, caller: Caller, row: KeyRow) -> None:
+        super().validate(caller, row)
         directory = self.state.directory
-        check_duration(row.budget_duration, "budget_duration")
         team = None
         if row.team_id is not None:
             team = directory.teams.get(row.team_id)
@@ -170,7 +176,7 @@ class KeyRoutes:
 
     # -- routes ---------------------------------------------------------------------------
 
-    async def generate(self, request: Request) -> Response:
+    async def create(self, request: Request) -> Response:
         caller = authorize(self.state, request, Action.KEY_WRITE)
         body = await decode_body(request, GenerateKey)
         now = self.state.clock.time()
@@ -206,8 +212,7 @@ class KeyRoutes:
             created_at=now,
             created_by=caller.created_by,
         )
-        self._validate(caller, row)
-        await self.state.directory.put_key(row)
+        await self.save(caller, row)
         return json_response({**key_object(self.state, row), "key": secret, "token_id": token_hash})
 
     def _check_secret(self, secret: str, param: str) -> str:
@@ -229,7 +234,7 @@ class KeyRoutes:
     async def update(self, request: Request) -> Response:
         caller = authorize(self.state, request, Action.KEY_WRITE)
         body = await decode_body(request, UpdateKey)
-        current = self._visible(caller, find_key(self.state.directory, body.key))
+        current = self._visible(caller, self.find(body.key))
         changes = set_fields(body, skip=("key", "duration", "guardrails"))
         if not isinstance(body.guardrails, UnsetType):
             metadata = dict(changes.get("metadata", current.metadata))
@@ -243,9 +248,7 @@ class KeyRoutes:
             changes["expires"] = (
                 None if duration is None else expiry(duration, self.state.clock.time())
             )
-        row = replace(current, **changes)
-        self._validate(caller, row)
-        await self.state.directory.put_key(row)
+        row = await self.save(caller, replace(current, **changes))
         return json_response({"key": row.token_hash, **key_object(self.state, row)})
 
     async def delete(self, request: Request) -> Response:
@@ -254,7 +257,7 @@ class KeyRoutes:
         if not body.keys and not body.key_aliases:
             raise InvalidRequest("give the keys to delete in `keys`", param="keys")
         directory = self.state.directory
-        rows = [self._visible(caller, find_key(directory, key, "keys")) for key in body.keys]
+        rows = [self._visible(caller, self.find(key, "keys")) for key in body.keys]
         for alias in body.key_aliases:
             matches = [r for r in directory.keys.values() if r.key_alias == alias]
             if not matches:
@@ -275,7 +278,7 @@ class KeyRoutes:
                 raise InvalidRequest("give the key to look up as ?key=", param="key")
             row = caller.key
         else:
-            row = self._visible(caller, find_key(self.state.directory, key))
+            row = self._visible(caller, self.find(key))
         return json_response({"key": row.token_hash, "info": key_object(self.state, row)})
 
     async def list(self, request: Request) -> Response:
@@ -316,7 +319,7 @@ class KeyRoutes:
         key = request.path_params.get("key") or body.key
         if not key:
             raise InvalidRequest("give the key to regenerate in `key`", param="key")
-        current = self._visible(caller, find_key(self.state.directory, key))
+        current = self._visible(caller, self.find(key))
         if not caller.is_master:
             # Regenerating hands out the record's new secret: no more than the caller's rights.
             _not_more_powerful(caller.key, current)
@@ -335,11 +338,11 @@ class KeyRoutes:
     async def _set_blocked(self, request: Request, blocked: bool) -> Response:
         caller = authorize(self.state, request, Action.KEY_WRITE)
         body = await decode_body(request, KeyRef)
-        current = self._visible(caller, find_key(self.state.directory, body.key))
+        current = self._visible(caller, self.find(body.key))
         row = replace(current, blocked=blocked)
         if not blocked and not caller.is_master:
             _not_more_powerful(caller.key, row)
-        await self.state.directory.put_key(row)
+        await self.put(row)
         return json_response(key_object(self.state, row))
 
 

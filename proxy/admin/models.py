@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..upstream.deployment import Deployment
-from .common import Action, AdminState, authorize, json_response, query_str
+from .common import Action, AdminRoutes, authorize, json_response, query_str
 
 # Fields of litellm_params never shown: credentials, and headers that may carry them.
 _SECRET_PARAMS = frozenset(
@@ -48,10 +48,7 @@ def deployment_object(
     return {"model_name": deployment.model_name, "litellm_params": params, "model_info": info}
 
 
-class ModelRoutes:
-    def __init__(self, state: AdminState) -> None:
-        self.state = state
-
+class ModelRoutes(AdminRoutes):
     def routes(self) -> list[Route]:
         return [
             Route("/model/info", self.info, methods=["GET"]),

@@ -17,7 +17,7 @@ from ..store import SpendLogRow
 from ..store.sqlite import GroupBy
 from .common import (
     Action,
-    AdminState,
+    AdminRoutes,
     authorize,
     iso,
     json_response,
@@ -60,10 +60,7 @@ def log_object(row: SpendLogRow) -> dict[str, Any]:
     }
 
 
-class SpendRoutes:
-    def __init__(self, state: AdminState) -> None:
-        self.state = state
-
+class SpendRoutes(AdminRoutes):
     def routes(self) -> list[Route]:
         return [
             Route("/spend/logs", self.logs, methods=["GET"]),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import msgspec
@@ -10,7 +10,6 @@ from msgspec import UNSET, UnsetType
 from msgspec.structs import replace
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from ..errors import InvalidRequest
 from ..store import TeamRow
@@ -23,7 +22,6 @@ from .common import (
     authorize,
     check_duration,
     decode_body,
-    find_record,
     is_member,
     json_response,
     query_str,
@@ -31,6 +29,7 @@ from .common import (
     with_iso_times,
 )
 from .keys import key_object
+from .records import RecordRoutes
 
 
 class Member(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
@@ -88,29 +87,21 @@ def _members(members: list[Member] | None, param: str) -> list[Any]:
     return out
 
 
-class TeamRoutes:
-    def __init__(self, state: AdminState) -> None:
-        self.state = state
+class TeamRoutes(RecordRoutes[TeamRow]):
+    kind = "team"
 
-    def routes(self) -> list[Route]:
-        return [
-            Route("/team/new", self.new, methods=["POST"]),
-            Route("/team/update", self.update, methods=["POST"]),
-            Route("/team/delete", self.delete, methods=["POST"]),
-            Route("/team/info", self.info, methods=["GET"]),
-            Route("/team/list", self.list, methods=["GET"]),
-        ]
+    @property
+    def records(self) -> Mapping[str, TeamRow]:
+        return self.state.directory.teams
 
-    def _find(self, team_id: str, param: str = "team_id") -> TeamRow:
-        return find_record(self.state.directory.teams, team_id, "team", param)
+    async def put(self, row: TeamRow) -> None:
+        await self.state.directory.put_team(row)
 
-    async def new(self, request: Request) -> Response:
+    async def create(self, request: Request) -> Response:
         authorize(self.state, request, Action.TEAM_WRITE)
         body = await decode_body(request, NewTeam)
         check_duration(body.budget_duration, "budget_duration")
-        team_id = body.team_id or str(uuid.uuid4())
-        if team_id in self.state.directory.teams:
-            raise InvalidRequest(f"team {team_id!r} already exists", param="team_id")
+        team_id = self.new_id(body.team_id)
         members = _members(body.members, "members") + _members(
             body.members_with_roles, "members_with_roles"
         )
@@ -128,13 +119,13 @@ class TeamRoutes:
             blocked=body.blocked,
             created_at=self.state.clock.time(),
         )
-        await self.state.directory.put_team(row)
+        await self.put(row)
         return json_response(team_object(self.state, row))
 
     async def update(self, request: Request) -> Response:
-        authorize(self.state, request, Action.TEAM_WRITE)
+        caller = authorize(self.state, request, Action.TEAM_WRITE)
         body = await decode_body(request, UpdateTeam)
-        current = self._find(body.team_id)
+        current = self.find(body.team_id)
         changes = set_fields(body, skip=("team_id", "members", "members_with_roles"))
         if not (
             isinstance(body.members, UnsetType) and isinstance(body.members_with_roles, UnsetType)
@@ -145,26 +136,20 @@ class TeamRoutes:
                 None if isinstance(body.members_with_roles, UnsetType) else body.members_with_roles,
                 "members_with_roles",
             )
-        row = replace(current, **changes)
-        check_duration(row.budget_duration, "budget_duration")
-        await self.state.directory.put_team(row)
+        row = await self.save(caller, replace(current, **changes))
         return json_response({"team_id": row.team_id, "data": team_object(self.state, row)})
 
     async def delete(self, request: Request) -> Response:
         authorize(self.state, request, Action.TEAM_WRITE)
         body = await decode_body(request, DeleteTeams)
-        if not body.team_ids:
-            raise InvalidRequest("give the teams to delete in `team_ids`", param="team_ids")
-        for team_id in body.team_ids:
-            self._find(team_id, "team_ids")
         directory = self.state.directory
         deleted_keys = 0
-        for team_id in body.team_ids:
+        for team in self.existing(body.team_ids, "team_ids"):
             # Keys first: a key must never outlive the team whose budget bounds it.
-            for row in [k for k in directory.keys.values() if k.team_id == team_id]:
-                await directory.remove_key(row.token_hash)
+            for key in [k for k in directory.keys.values() if k.team_id == team.team_id]:
+                await directory.remove_key(key.token_hash)
                 deleted_keys += 1
-            await directory.remove_team(team_id)
+            await directory.remove_team(team.team_id)
         return json_response({"deleted_teams": body.team_ids, "deleted_keys": deleted_keys})
 
     async def info(self, request: Request) -> Response:
@@ -176,7 +161,7 @@ class TeamRoutes:
             team_id = caller.team_scope
             assert team_id is not None
         caller.check_team(team_id, "the team")
-        row = self._find(team_id)
+        row = self.find(team_id)
         keys = [
             key_object(self.state, k)
             for k in self.state.directory.keys.values()

@@ -6,7 +6,7 @@ As in LiteLLM, ``/user/new`` also creates an inference key for the user unless
 
 from __future__ import annotations
 
-import uuid
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import msgspec
@@ -14,7 +14,6 @@ from msgspec import UNSET, UnsetType
 from msgspec.structs import replace
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from ..auth import hash_key
 from ..errors import InvalidRequest
@@ -28,7 +27,6 @@ from .common import (
     authorize,
     check_duration,
     decode_body,
-    find_record,
     is_member,
     json_response,
     names_user,
@@ -40,6 +38,7 @@ from .common import (
     with_iso_times,
 )
 from .keys import key_object, masked, new_secret
+from .records import RecordRoutes
 from .teams import team_object
 
 UserRole = Literal[
@@ -89,30 +88,22 @@ def user_object(state: AdminState, row: UserRow) -> dict[str, Any]:
     return with_iso_times(state.directory.with_live_spend(row))
 
 
-class UserRoutes:
-    def __init__(self, state: AdminState) -> None:
-        self.state = state
+class UserRoutes(RecordRoutes[UserRow]):
+    kind = "user"
 
-    def routes(self) -> list[Route]:
-        return [
-            Route("/user/new", self.new, methods=["POST"]),
-            Route("/user/update", self.update, methods=["POST"]),
-            Route("/user/delete", self.delete, methods=["POST"]),
-            Route("/user/info", self.info, methods=["GET"]),
-            Route("/user/list", self.list, methods=["GET"]),
-        ]
+    @property
+    def records(self) -> Mapping[str, UserRow]:
+        return self.state.directory.users
 
-    def _find(self, user_id: str, param: str = "user_id") -> UserRow:
-        return find_record(self.state.directory.users, user_id, "user", param)
+    async def put(self, row: UserRow) -> None:
+        await self.state.directory.put_user(row)
 
-    async def new(self, request: Request) -> Response:
+    async def create(self, request: Request) -> Response:
         caller = authorize(self.state, request, Action.USER_WRITE)
         body = await decode_body(request, NewUser)
         check_duration(body.budget_duration, "budget_duration")
         directory = self.state.directory
-        user_id = body.user_id or str(uuid.uuid4())
-        if user_id in directory.users:
-            raise InvalidRequest(f"user {user_id!r} already exists", param="user_id")
+        user_id = self.new_id(body.user_id)
         for team_id in body.teams:
             if team_id not in directory.teams:
                 raise InvalidRequest(f"team {team_id!r} does not exist", param="teams")
@@ -130,7 +121,7 @@ class UserRoutes:
             metadata=dict(body.metadata or {}),
             created_at=now,
         )
-        await directory.put_user(row)
+        await self.put(row)
         for team_id in body.teams:
             team = directory.teams[team_id]
             if not is_member(team.members, user_id):
@@ -153,24 +144,18 @@ class UserRoutes:
         return json_response(result)
 
     async def update(self, request: Request) -> Response:
-        authorize(self.state, request, Action.USER_WRITE)
+        caller = authorize(self.state, request, Action.USER_WRITE)
         body = await decode_body(request, UpdateUser)
-        current = self._find(body.user_id)
-        changes = set_fields(body, skip=("user_id",))
-        row = replace(current, **changes)
-        check_duration(row.budget_duration, "budget_duration")
-        await self.state.directory.put_user(row)
+        current = self.find(body.user_id)
+        row = await self.save(caller, replace(current, **set_fields(body, skip=("user_id",))))
         return json_response({"user_id": row.user_id, "data": user_object(self.state, row)})
 
     async def delete(self, request: Request) -> Response:
         authorize(self.state, request, Action.USER_WRITE)
         body = await decode_body(request, DeleteUsers)
-        if not body.user_ids:
-            raise InvalidRequest("give the users to delete in `user_ids`", param="user_ids")
-        for user_id in body.user_ids:
-            self._find(user_id, "user_ids")
         directory = self.state.directory
-        for user_id in body.user_ids:
+        for user in self.existing(body.user_ids, "user_ids"):
+            user_id = user.user_id
             for key in [k for k in directory.keys.values() if k.user_id == user_id]:
                 await directory.remove_key(key.token_hash)
             for team in [t for t in directory.teams.values() if is_member(t.members, user_id)]:
@@ -184,7 +169,7 @@ class UserRoutes:
         user_id = query_str(request, "user_id")
         if user_id is None:
             raise InvalidRequest("give the user as ?user_id=", param="user_id")
-        row = self._find(user_id)
+        row = self.find(user_id)
         directory = self.state.directory
         keys = [key_object(self.state, k) for k in directory.keys.values() if k.user_id == user_id]
         teams = [

@@ -17,6 +17,7 @@ Frames are what the provider engine's framing layer cut out of the byte stream: 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import msgspec
@@ -82,6 +83,42 @@ class EmbeddingExchange(Protocol):
     body: bytes
 
     def decode_reply(self, body: bytes) -> EmbeddingReply: ...
+
+
+class ChatExchange:
+    """An ``Exchange`` of its parts: the request bytes, the function that decodes a whole
+    reply and the one that makes a stream decoder (both bound to the deployment's model)."""
+
+    __slots__ = ("_decode_reply", "_stream_decoder", "body")
+
+    def __init__(
+        self,
+        body: bytes,
+        decode_reply: Callable[[bytes], ChatReply],
+        stream_decoder: Callable[[], EventDecoder],
+    ) -> None:
+        self.body = body
+        self._decode_reply = decode_reply
+        self._stream_decoder = stream_decoder
+
+    def decode_reply(self, body: bytes) -> ChatReply:
+        return self._decode_reply(body)
+
+    def stream_decoder(self) -> EventDecoder:
+        return self._stream_decoder()
+
+
+class EmbeddingsExchange:
+    """An ``EmbeddingExchange`` of its parts: the request bytes and the reply's decoder."""
+
+    __slots__ = ("_decode_reply", "body")
+
+    def __init__(self, body: bytes, decode_reply: Callable[[bytes], EmbeddingReply]) -> None:
+        self.body = body
+        self._decode_reply = decode_reply
+
+    def decode_reply(self, body: bytes) -> EmbeddingReply:
+        return self._decode_reply(body)
 
 
 class Outbound(Protocol):

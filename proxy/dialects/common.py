@@ -1,5 +1,7 @@
 """Pure helpers several dialects share: data URLs, MIME guesses, turn merging, tool-call
-arguments, finish-reason tables, JSON objects and the "not supported" error."""
+arguments, finish-reason tables, JSON objects, the "not supported" error, and reading an
+upstream's error reply (the OpenAI-style envelope, the contract's type for a 4xx status, and
+the exception a relayed ``Fault`` becomes)."""
 
 from __future__ import annotations
 
@@ -7,12 +9,16 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import msgspec
 import orjson
 
-from ..errors import InvalidRequest
-from ..model import FinishReason, ToolCall
+from ..errors import InvalidRequest, UpstreamStatusError
+from ..model import FinishReason, Message, ToolCall
+from .base import Fault
 
 _DATA_URL = re.compile(r"data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]*)*?);base64,")
+
+_MODEL_LIMIT = 256
 
 _MIME_BY_SUFFIX = {
     "png": "image/png",
@@ -61,15 +67,20 @@ def append_turn(
         turns.append({"role": role, key: blocks})
 
 
-def arguments_object(call: ToolCall, where: str) -> dict[str, Any]:
-    """A tool call's arguments as a JSON object (the form most providers want)."""
-    arguments = call.function.arguments
+def arguments_value(arguments: str | dict[str, Any] | None) -> Any:
+    """Tool-call arguments as a JSON value (``{}`` when there are none); raises
+    ``orjson.JSONDecodeError`` for text that is not JSON."""
     if isinstance(arguments, dict):
         return arguments
     if not arguments:
         return {}
+    return orjson.loads(arguments)
+
+
+def arguments_object(call: ToolCall, where: str) -> dict[str, Any]:
+    """A tool call's arguments as a JSON object (the form most providers want)."""
     try:
-        value = orjson.loads(arguments)
+        value = arguments_value(call.function.arguments)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(
             f"{where}.function.arguments is not valid JSON", param=f"{where}.function.arguments"
@@ -82,11 +93,29 @@ def arguments_object(call: ToolCall, where: str) -> dict[str, Any]:
     return value
 
 
+def system_text_blocks(messages: list[Message]) -> list[dict[str, Any]]:
+    """The system and developer messages' texts as ``{"text": ...}`` blocks (Bedrock's
+    ``system``, Gemini's ``systemInstruction`` parts); empty ones are left out."""
+    return [
+        {"text": text}
+        for message in messages
+        if message.role in ("system", "developer") and (text := message.text())
+    ]
+
+
 def finish_reason(table: Mapping[str, str], reason: str | None, has_calls: bool) -> FinishReason:
     """A provider's stop reason in OpenAI's words; a plain stop that called tools is
     ``tool_calls``."""
     mapped = table.get(reason, "stop") if reason else "stop"
     return "tool_calls" if has_calls and mapped == "stop" else mapped
+
+
+def check_model(model: str) -> None:
+    """Every inbound request names its model: a non-empty string of at most 256 characters."""
+    if not model or len(model) > _MODEL_LIMIT:
+        raise InvalidRequest(
+            "`model` must be a non-empty string of at most 256 characters", param="model"
+        )
 
 
 def unsupported(field: str, value: object, provider: str) -> InvalidRequest:
@@ -105,3 +134,83 @@ def loads_object(raw: bytes) -> dict[str, Any] | None:
 
 def dumps(value: Any) -> bytes:
     return orjson.dumps(value)
+
+
+# -- error replies --------------------------------------------------------------------------
+# The contract's error type for a 4xx the gateway relays (5xx is answered as 502).
+_TYPE_BY_STATUS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+_FIELD_LIMIT = 200
+
+
+def error_type(status: int) -> str:
+    """The contract's error type for an upstream's 4xx ``status``."""
+    return _TYPE_BY_STATUS.get(status, "invalid_request_error")
+
+
+def upstream_failure(
+    status: int, message: str, upstream_status: int | None = None
+) -> UpstreamStatusError:
+    """An upstream's 5xx ``status`` as the contract's retryable 502 that names it."""
+    return UpstreamStatusError(
+        502,
+        f"upstream error ({status}): {message}",
+        type="upstream_error",
+        code=str(status),
+        upstream_status=upstream_status,
+    )
+
+
+def relayed_error(fault: Fault, retry_after: str | None = None) -> UpstreamStatusError:
+    """The contract's exception for a ``Fault`` (its message not scrubbed here): 4xx keeps
+    the status (429 stays retryable for the router); 5xx becomes a retryable 502."""
+    status = fault.status
+    if status >= 500:
+        return upstream_failure(status, fault.message)
+    return UpstreamStatusError(
+        status, fault.message, type=error_type(status), code=fault.code, retry_after=retry_after
+    )
+
+
+class _ErrorEnvelope(msgspec.Struct):
+    error: Any = None
+    message: Any = None
+    detail: Any = None
+
+
+_error_decoder = msgspec.json.Decoder(_ErrorEnvelope)
+
+
+def envelope_fault(status: int, body: bytes) -> Fault:
+    """An OpenAI-style error reply (also Anthropic's, and most compatible servers'):
+    ``{"error": {message, type, param, code}}``, or a bare ``error``/``message``/``detail``."""
+    message, type_, param, code = f"the upstream returned HTTP {status}", None, None, None
+    try:
+        envelope: _ErrorEnvelope | None = _error_decoder.decode(body)
+    except msgspec.DecodeError:
+        envelope = None
+    if envelope is not None:
+        err = envelope.error
+        if isinstance(err, dict):
+            message = str(err.get("message") or message)
+            type_ = _short(err.get("type"))
+            param = _short(err.get("param"))
+            code = _short(err.get("code"))
+        elif isinstance(err, str):
+            message = err
+        elif isinstance(envelope.message, str):
+            message = envelope.message
+        elif isinstance(envelope.detail, str):
+            message = envelope.detail
+    return Fault(status=status, message=message, type=type_, param=param, code=code)
+
+
+def _short(value: Any) -> str | None:
+    return None if value is None else str(value)[:_FIELD_LIMIT]

@@ -12,7 +12,8 @@ import msgspec
 
 from ..dialects import anthropic, openai, responses
 from ..dialects.base import EventEncoder
-from ..errors import InvalidRequest, TollwayError
+from ..dialects.common import check_model
+from ..errors import TollwayError
 from ..model import ChatReply, ChatRequest, EmbeddingReply
 from ..request import Kind, ParsedRequest
 
@@ -66,10 +67,7 @@ class _TranslatedFormat(InboundFormat):
     def _parsed(
         self, chat: ChatRequest, body: bytes, forwarded: dict[str, str] | None
     ) -> ParsedRequest:
-        if not chat.model or len(chat.model) > 256:
-            raise InvalidRequest(
-                "`model` must be a non-empty string of at most 256 characters", param="model"
-            )
+        check_model(chat.model)
         return ParsedRequest(
             kind=Kind.CHAT,
             model=chat.model,

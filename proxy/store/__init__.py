@@ -3,6 +3,7 @@
 from proxy.store.sqlite import (
     GroupBy,
     KeyRow,
+    Records,
     SpendLogRow,
     SpendUpdate,
     Store,
@@ -14,6 +15,7 @@ from proxy.store.sqlite import (
 __all__ = [
     "GroupBy",
     "KeyRow",
+    "Records",
     "SpendLogRow",
     "SpendUpdate",
     "Store",

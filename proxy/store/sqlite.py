@@ -243,6 +243,9 @@ class Store:
         self._db = db
         self.path = path
         self._write_lock = asyncio.Lock()
+        self.keys = Records(self, _KEYS)
+        self.teams = Records(self, _TEAMS)
+        self.users = Records(self, _USERS)
 
     @classmethod
     async def open(cls, path: str, *, busy_timeout_ms: int = 100) -> Store:
@@ -332,9 +335,15 @@ class Store:
 
     # -- helpers --------------------------------------------------------------------------
 
-    async def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+    async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
         async with self._db.execute(sql, params) as cursor:
-            row = await cursor.fetchone()
+            return await cursor.fetchone()
+
+    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> Iterable[sqlite3.Row]:
+        return await self._db.execute_fetchall(sql, params)
+
+    async def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        row = await self._fetchone(sql, params)
         return None if row is None else row[0]
 
     async def _rollback(self) -> None:
@@ -357,97 +366,11 @@ class Store:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.25)
 
-    async def _get(self, table: _Table[_R], pk: str) -> _R | None:
-        async with self._db.execute(f"{table.select} WHERE {table.pk} = ?", (pk,)) as cursor:
-            row = await cursor.fetchone()
-        return None if row is None else table.from_db(row)
-
-    async def _list(
-        self,
-        table: _Table[_R],
-        filters: dict[str, str | None],
-        page: int,
-        size: int,
-    ) -> list[_R]:
-        _check_page(page, size)
-        where, params = _where(filters)
-        params.extend((size, (page - 1) * size))
-        rows = await self._db.execute_fetchall(
-            f"{table.select}{where} ORDER BY created_at, rowid LIMIT ? OFFSET ?", params
-        )
-        return [table.from_db(r) for r in rows]
-
-    async def _count(self, table: _Table[Any], filters: dict[str, str | None]) -> int:
-        where, params = _where(filters)
-        return int(await self._scalar(f"SELECT COUNT(*) FROM {table.name}{where}", params))
-
-    async def _all(self, table: _Table[_R]) -> list[_R]:
-        rows = await self._db.execute_fetchall(table.select)
-        return [table.from_db(r) for r in rows]
-
-    # -- keys -----------------------------------------------------------------------------
-
-    async def upsert_key(self, row: KeyRow) -> None:
-        await self._admin_write(_KEYS.upsert, _KEYS.to_params(row))
-
-    async def get_key(self, token_hash: str) -> KeyRow | None:
-        return await self._get(_KEYS, token_hash)
-
-    async def delete_key(self, token_hash: str) -> bool:
-        return await self._admin_write(_KEYS.delete, (token_hash,)) > 0
-
-    async def list_keys(
-        self,
-        *,
-        team_id: str | None = None,
-        user_id: str | None = None,
-        page: int = 1,
-        size: int = 100,
-    ) -> list[KeyRow]:
-        return await self._list(_KEYS, {"team_id": team_id, "user_id": user_id}, page, size)
-
-    async def count_keys(self, *, team_id: str | None = None, user_id: str | None = None) -> int:
-        return await self._count(_KEYS, {"team_id": team_id, "user_id": user_id})
-
-    # -- teams ----------------------------------------------------------------------------
-
-    async def upsert_team(self, row: TeamRow) -> None:
-        await self._admin_write(_TEAMS.upsert, _TEAMS.to_params(row))
-
-    async def get_team(self, team_id: str) -> TeamRow | None:
-        return await self._get(_TEAMS, team_id)
-
-    async def delete_team(self, team_id: str) -> bool:
-        return await self._admin_write(_TEAMS.delete, (team_id,)) > 0
-
-    async def list_teams(self, *, page: int = 1, size: int = 100) -> list[TeamRow]:
-        return await self._list(_TEAMS, {}, page, size)
-
-    async def count_teams(self) -> int:
-        return await self._count(_TEAMS, {})
-
-    # -- users ----------------------------------------------------------------------------
-
-    async def upsert_user(self, row: UserRow) -> None:
-        await self._admin_write(_USERS.upsert, _USERS.to_params(row))
-
-    async def get_user(self, user_id: str) -> UserRow | None:
-        return await self._get(_USERS, user_id)
-
-    async def delete_user(self, user_id: str) -> bool:
-        return await self._admin_write(_USERS.delete, (user_id,)) > 0
-
-    async def list_users(
-        self, *, user_role: str | None = None, page: int = 1, size: int = 100
-    ) -> list[UserRow]:
-        return await self._list(_USERS, {"user_role": user_role}, page, size)
-
-    async def count_users(self, *, user_role: str | None = None) -> int:
-        return await self._count(_USERS, {"user_role": user_role})
+    # -- records --------------------------------------------------------------------------
 
     async def load_all(self) -> tuple[list[KeyRow], list[TeamRow], list[UserRow]]:
         """Every key, team and user, for rebuilding the in-memory ledger at start-up."""
-        return await self._all(_KEYS), await self._all(_TEAMS), await self._all(_USERS)
+        return await self.keys.all(), await self.teams.all(), await self.users.all()
 
     # -- ledger flush ---------------------------------------------------------------------
 
@@ -552,6 +475,53 @@ class Store:
 
     async def count_spend_logs(self) -> int:
         return int(await self._scalar("SELECT COUNT(*) FROM spend_logs"))
+
+
+class Records(Generic[_R]):
+    """Admin reads and writes of one table of records (``store.keys``, ``.teams``, ``.users``).
+
+    ``list`` and ``count`` filter on equality; a filter given as None is left out.
+    """
+
+    def __init__(self, store: Store, table: _Table[_R]) -> None:
+        self._store = store
+        self._table: _Table[_R] = table
+
+    async def upsert(self, row: _R) -> None:
+        await self._store._admin_write(self._table.upsert, self._table.to_params(row))
+
+    async def get(self, pk: str) -> _R | None:
+        table = self._table
+        row = await self._store._fetchone(f"{table.select} WHERE {table.pk} = ?", (pk,))
+        return None if row is None else table.from_db(row)
+
+    async def delete(self, pk: str) -> bool:
+        return await self._store._admin_write(self._table.delete, (pk,)) > 0
+
+    async def all(self) -> list[_R]:
+        return [self._table.from_db(r) for r in await self._store._fetchall(self._table.select)]
+
+    async def count(self, **filters: str | None) -> int:
+        where, params = _where(self._filters(filters))
+        return int(
+            await self._store._scalar(f"SELECT COUNT(*) FROM {self._table.name}{where}", params)
+        )
+
+    async def list(self, *, page: int = 1, size: int = 100, **filters: str | None) -> list[_R]:
+        _check_page(page, size)
+        where, params = _where(self._filters(filters))
+        params.extend((size, (page - 1) * size))
+        rows = await self._store._fetchall(
+            f"{self._table.select}{where} ORDER BY created_at, rowid LIMIT ? OFFSET ?", params
+        )
+        return [self._table.from_db(r) for r in rows]
+
+    def _filters(self, filters: dict[str, str | None]) -> dict[str, str | None]:
+        # Column names go into the SQL text: only the table's own are accepted.
+        unknown = set(filters) - set(self._table.columns)
+        if unknown:
+            raise ValueError(f"{self._table.name} has no column {sorted(unknown)}")
+        return filters
 
 
 def _where(

@@ -28,8 +28,8 @@ from .framing import EventStreamFramer, Framer, SSEFramer
 from .mock import MockTransport
 from .providers import Provider, build_registry
 from .spec import Operation
-from .sse import SSERelay
-from .stream import ByteRelay, UpstreamStream
+from .sse import ByteRelay, SSERelay
+from .stream import UpstreamStream
 from .transport import Deadlines, Transport, UpstreamResponse
 
 JSON = b"application/json"

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ..dialects.base import Fault
+from ..dialects.common import upstream_failure
 from ..errors import TollwayError, UpstreamStatusError
 
 _MAX_MESSAGE = 2000
@@ -39,13 +40,7 @@ def to_error(
             upstream_status=fault.answer_status,
         )
     if status >= 500:
-        return UpstreamStatusError(
-            502,
-            f"upstream error ({status}): {message}",
-            type="upstream_error",
-            code=str(status),
-            upstream_status=status,
-        )
+        return upstream_failure(status, message, upstream_status=status)
     return UpstreamStatusError(
         status,
         message,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from typing import Protocol
 
 import msgspec
 
@@ -17,6 +18,17 @@ from ..usage import Usage, decode_chunk_usage
 # Where one SSE event ends: a blank line, in any of the three line-ending styles.
 EVENT_BOUNDARY = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 DONE = b"[DONE]"
+
+
+class ByteRelay(Protocol):
+    """Bytes in, the bytes to send on out; records usage as it goes by."""
+
+    @property
+    def usage(self) -> Usage | None: ...
+
+    def feed(self, chunk: bytes) -> bytes: ...
+
+    def finish(self) -> bytes: ...
 
 
 def event_data(event: bytes) -> bytes | None:
@@ -87,7 +99,7 @@ class SSERelay:
         return self.strip_usage_chunk and choices == 0
 
 
-async def relay(chunks: AsyncIterator[bytes], state: SSERelay) -> AsyncIterator[bytes]:
+async def relay(chunks: AsyncIterator[bytes], state: ByteRelay) -> AsyncIterator[bytes]:
     """Yield the bytes to send for each upstream chunk (skipping empty ones)."""
     async for chunk in chunks:
         out = state.feed(chunk)

@@ -28,18 +28,8 @@ from ..errors import TollwayError
 from ..model import StreamEvent, Usage, UsageReport
 from .errors import scrubbed
 from .framing import Framer
+from .sse import ByteRelay, relay
 from .transport import UpstreamResponse
-
-
-class ByteRelay(Protocol):
-    """Bytes in, the bytes to send on out; records usage as it goes by."""
-
-    @property
-    def usage(self) -> Usage | None: ...
-
-    def feed(self, chunk: bytes) -> bytes: ...
-
-    def finish(self) -> bytes: ...
 
 
 class StreamOutcome:
@@ -151,18 +141,13 @@ class UpstreamStream:
     async def raw(self) -> AsyncIterator[bytes]:
         """The upstream's bytes, untouched but for the gateway's own usage chunk."""
         assert self._relay is not None, "this stream has no byte relay"
-        relay = self._relay()
+        state = self._relay()
         try:
-            async for chunk in self._upstream():
-                out = relay.feed(chunk)
-                if out:
-                    yield out
-            tail = relay.finish()
-            if tail:
-                yield tail
+            async for out in relay(self._upstream(), state):
+                yield out
             self.outcome.completed = True
         finally:
-            self.outcome.usage = relay.usage
+            self.outcome.usage = state.usage
 
     async def events(self) -> AsyncIterator[StreamEvent]:
         """The stream as common events, decoded by the provider's dialect and passed through

@@ -15,9 +15,8 @@ from proxy.dialects.anthropic import (
     DIALECT,
     JSON_INSTRUCTION,
     JSON_TOOL,
-    MessagesExchange,
 )
-from proxy.dialects.base import Outbound, Target
+from proxy.dialects.base import ChatExchange, Outbound, Target
 from proxy.errors import UpstreamUnreachable
 from proxy.model import ChatReply, ChatRequest
 
@@ -36,7 +35,7 @@ def translate(body: dict[str, Any], target: Target = TARGET) -> dict[str, Any]:
     return result
 
 
-def exchange(json_tool: bool = False) -> MessagesExchange:
+def exchange(json_tool: bool = False) -> ChatExchange:
     """The exchange of a one-message chat, in JSON-schema mode when ``json_tool``."""
     body: dict[str, Any] = {"model": "claude", "messages": [{"role": "user", "content": "x"}]}
     if json_tool:

@@ -13,9 +13,9 @@ from proxy.dialects.anthropic import (
     DIALECT,
     FORWARDED_HEADERS,
     JSON_TOOL,
+    MessagesDecoder,
     NativeUsage,
     native_body_usage,
-    native_stream_decoder,
     with_model,
 )
 from proxy.dialects.base import EventDecoder, Frame, Target
@@ -259,7 +259,7 @@ def test_native_stream_usage_is_sniffed_from_its_frames() -> None:
 
 
 def test_native_stream_frames_decode_to_events_named_by_the_upstream() -> None:
-    decoder = native_stream_decoder()
+    decoder = MessagesDecoder("", json_tool=False)
     events = [event for item in stream_frames() for event in decoder.feed(item)]
     events += decoder.finish()
     start, report = events[0], events[-1]

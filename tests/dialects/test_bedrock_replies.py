@@ -11,13 +11,13 @@ from proxy.errors import TollwayError, UpstreamError, UpstreamStatusError, Upstr
 from proxy.model import (
     Finish,
     ReasoningDelta,
-    ReplyBuilder,
     Start,
     TextDelta,
     ToolCallDelta,
     UsageReport,
 )
 from proxy.upstream.eventstream import encode_message
+from tests.dialects.replies import ReplyBuilder
 from tests.dialects.test_bedrock import (
     CONVERSE_REPLY,
     MODEL_ID,

@@ -12,14 +12,8 @@ from typing import Any
 import orjson
 import pytest
 
-from proxy.dialects.base import Frame, Target
-from proxy.dialects.gemini import (
-    DIALECT,
-    SIGNATURE_MARK,
-    GeminiExchange,
-    contract_error,
-    estimated_tokens,
-)
+from proxy.dialects.base import ChatExchange, Frame, Target
+from proxy.dialects.gemini import DIALECT, SIGNATURE_MARK, contract_error
 from proxy.errors import InvalidRequest, UpstreamError, UpstreamStatusError, UpstreamUnreachable
 from proxy.model import (
     ChatRequest,
@@ -27,13 +21,13 @@ from proxy.model import (
     Finish,
     Message,
     ReasoningDelta,
-    ReplyBuilder,
     Start,
     StreamEvent,
     TextDelta,
     ToolCallDelta,
     UsageReport,
 )
+from tests.dialects.replies import ReplyBuilder
 
 TARGET = Target(model="gemini-2.5-flash", provider="gemini")
 
@@ -50,7 +44,7 @@ def reply(parts: list[dict[str, Any]], finish: str | None = "STOP", **extra: Any
     }
 
 
-def exchange() -> GeminiExchange:
+def exchange() -> ChatExchange:
     request = ChatRequest(model="gemini-2.5-flash", messages=[Message(role="user", content="hi")])
     return DIALECT.chat(request, TARGET)
 
@@ -373,11 +367,6 @@ def test_embeddings_use_batch_embed_contents_and_are_billed_as_estimated() -> No
     assert result.model == "text-embedding-004"
     assert [(d.index, d.embedding) for d in result.data] == [(0, [0.1, 0.2]), (1, [0.3, 0.4])]
     assert result.usage is None
-
-
-def test_the_client_sees_about_four_bytes_a_token_at_least_one_a_text() -> None:
-    assert estimated_tokens(["a", "b"]) == 2
-    assert estimated_tokens(["x" * 9, ""]) == 3 + 1
 
 
 def test_embedding_inputs_must_be_text() -> None:

@@ -39,8 +39,8 @@ def db_path(tmp_path: Path) -> str:
 @pytest.fixture
 async def store(db_path: str):
     store = await Store.open(db_path)
-    await store.upsert_key(KeyRow(token_hash="h1"))
-    await store.upsert_team(TeamRow(team_id="t1"))
+    await store.keys.upsert(KeyRow(token_hash="h1"))
+    await store.teams.upsert(TeamRow(team_id="t1"))
     try:
         yield store
     finally:
@@ -69,14 +69,14 @@ async def test_flusher_writes_logs_and_spend_in_background(store: Store) -> None
         ledger.set_spend("key:h1", 3.0, 99.0)
 
         async def written() -> bool:
-            key = await store.get_key("h1")
+            key = await store.keys.get("h1")
             return await store.count_spend_logs() == 3 and key is not None and key.spend == 3.0
 
         await wait_until(written)
         stats = flusher.stats()
         assert (stats.queued, stats.flushed, stats.failures, stats.overflow) == (0, 3, 0, 0)
         assert stats.last_flush_ms is not None
-        assert (await store.get_key("h1")).budget_reset_at == 99.0
+        assert (await store.keys.get("h1")).budget_reset_at == 99.0
     finally:
         assert await flusher.stop()
 
@@ -94,7 +94,7 @@ async def test_stop_flushes_the_remainder(store: Store) -> None:
     assert await flusher.stop() is True
 
     assert await store.count_spend_logs() == 2
-    assert (await store.get_team("t1")).spend == 2.0
+    assert (await store.teams.get("t1")).spend == 2.0
     assert flusher.stats().queued == 0
 
 
@@ -117,7 +117,7 @@ async def test_flusher_keeps_and_retries_while_another_connection_holds_the_lock
             await asyncio.sleep(1.0)
             # WAL readers are not blocked by the writer: nothing has been committed.
             assert await store.count_spend_logs() == 0
-            assert (await store.get_key("h1")).spend == 0.0
+            assert (await store.keys.get("h1")).spend == 0.0
             assert flusher.stats().queued == 2
             failures = flusher.stats().failures
             assert failures >= 2
@@ -131,7 +131,7 @@ async def test_flusher_keeps_and_retries_while_another_connection_holds_the_lock
         assert await flusher.stop()
 
     assert await store.sum_spend_logs_by_key() == {"h1": 2.0}  # each row exactly once
-    assert (await store.get_key("h1")).spend == 2.0
+    assert (await store.keys.get("h1")).spend == 2.0
     stats = flusher.stats()
     assert (stats.queued, stats.flushed, stats.overflow) == (0, 2, 0)
     warnings = [r for r in caplog.records if r.name == "tollway.flush" and r.levelno == 30]
@@ -158,7 +158,7 @@ async def test_stop_gives_up_after_its_deadline_and_keeps_the_rows(
 
     assert await flusher.flush() is True
     assert await store.count_spend_logs() == 1
-    assert (await store.get_key("h1")).spend == 5.0
+    assert (await store.keys.get("h1")).spend == 5.0
 
 
 async def test_overflow_is_counted_and_rows_are_kept(store: Store) -> None:
@@ -212,7 +212,7 @@ async def test_a_failing_drain_does_not_kill_the_writer(store: Store) -> None:
     finally:
         assert await flusher.stop()
     assert await store.count_spend_logs() == 1
-    assert (await store.get_key("h1")).spend == 1.0
+    assert (await store.keys.get("h1")).spend == 1.0
 
 
 async def test_invalid_settings_are_rejected(store: Store) -> None:

@@ -85,14 +85,14 @@ async def columns(db_path: str, table: str) -> list[str]:
 
 async def test_migrations_apply_once_and_reopen_is_idempotent(db_path: str) -> None:
     first = await Store.open(db_path)
-    await first.upsert_key(full_key())
+    await first.keys.upsert(full_key())
     await first.close()
     second = await Store.open(db_path)
     try:
         applied = await second.applied_migrations()
         assert applied == [(m.version, m.name) for m in MIGRATIONS]
         assert applied[0] == (1, "initial")
-        assert await second.get_key("h1") == full_key()
+        assert await second.keys.get("h1") == full_key()
     finally:
         await second.close()
 
@@ -131,30 +131,30 @@ async def test_schema_columns_match_record_fields(
 
 async def test_key_upsert_get_list_delete(store: Store) -> None:
     key = full_key()
-    await store.upsert_key(key)
-    await store.upsert_key(KeyRow(token_hash="h2", team_id="t2", created_at=3.0))
-    await store.upsert_key(KeyRow(token_hash="h3", team_id="t1", user_id="u2", created_at=4.0))
+    await store.keys.upsert(key)
+    await store.keys.upsert(KeyRow(token_hash="h2", team_id="t2", created_at=3.0))
+    await store.keys.upsert(KeyRow(token_hash="h3", team_id="t1", user_id="u2", created_at=4.0))
 
-    assert await store.get_key("h1") == key
-    assert await store.get_key("missing") is None
-    minimal = await store.get_key("h2")
+    assert await store.keys.get("h1") == key
+    assert await store.keys.get("missing") is None
+    minimal = await store.keys.get("h2")
     assert minimal is not None
     assert (minimal.models, minimal.metadata, minimal.tags, minimal.blocked) == ([], {}, [], False)
 
-    assert [k.token_hash for k in await store.list_keys()] == ["h1", "h2", "h3"]
-    assert [k.token_hash for k in await store.list_keys(team_id="t1")] == ["h1", "h3"]
-    assert [k.token_hash for k in await store.list_keys(team_id="t1", user_id="u2")] == ["h3"]
-    assert [k.token_hash for k in await store.list_keys(page=2, size=2)] == ["h3"]
-    assert await store.count_keys(team_id="t1") == 2
+    assert [k.token_hash for k in await store.keys.list()] == ["h1", "h2", "h3"]
+    assert [k.token_hash for k in await store.keys.list(team_id="t1")] == ["h1", "h3"]
+    assert [k.token_hash for k in await store.keys.list(team_id="t1", user_id="u2")] == ["h3"]
+    assert [k.token_hash for k in await store.keys.list(page=2, size=2)] == ["h3"]
+    assert await store.keys.count(team_id="t1") == 2
 
     updated = msgspec.structs.replace(key, key_alias="renamed", blocked=False, models=[])
-    await store.upsert_key(updated)
-    assert await store.get_key("h1") == updated
+    await store.keys.upsert(updated)
+    assert await store.keys.get("h1") == updated
 
-    assert await store.delete_key("h1") is True
-    assert await store.delete_key("h1") is False
-    assert await store.get_key("h1") is None
-    assert await store.count_keys() == 2
+    assert await store.keys.delete("h1") is True
+    assert await store.keys.delete("h1") is False
+    assert await store.keys.get("h1") is None
+    assert await store.keys.count() == 2
 
 
 async def test_team_upsert_get_list_delete(store: Store) -> None:
@@ -173,15 +173,15 @@ async def test_team_upsert_get_list_delete(store: Store) -> None:
         created_at=1.0,
         updated_at=1.0,
     )
-    await store.upsert_team(team)
-    await store.upsert_team(TeamRow(team_id="t2", created_at=2.0))
-    assert await store.get_team("t1") == team
-    assert [t.team_id for t in await store.list_teams()] == ["t1", "t2"]
-    assert [t.team_id for t in await store.list_teams(page=2, size=1)] == ["t2"]
-    assert await store.count_teams() == 2
-    assert await store.delete_team("t1") is True
-    assert await store.get_team("t1") is None
-    assert await store.delete_team("t1") is False
+    await store.teams.upsert(team)
+    await store.teams.upsert(TeamRow(team_id="t2", created_at=2.0))
+    assert await store.teams.get("t1") == team
+    assert [t.team_id for t in await store.teams.list()] == ["t1", "t2"]
+    assert [t.team_id for t in await store.teams.list(page=2, size=1)] == ["t2"]
+    assert await store.teams.count() == 2
+    assert await store.teams.delete("t1") is True
+    assert await store.teams.get("t1") is None
+    assert await store.teams.delete("t1") is False
 
 
 async def test_user_upsert_get_list_delete(store: Store) -> None:
@@ -199,30 +199,30 @@ async def test_user_upsert_get_list_delete(store: Store) -> None:
         created_at=1.0,
         updated_at=1.0,
     )
-    await store.upsert_user(user)
-    await store.upsert_user(UserRow(user_id="u2", user_role="proxy_admin", created_at=2.0))
-    assert await store.get_user("u1") == user
-    assert [u.user_id for u in await store.list_users()] == ["u1", "u2"]
-    assert [u.user_id for u in await store.list_users(user_role="proxy_admin")] == ["u2"]
-    assert await store.count_users(user_role="internal_user") == 1
-    assert await store.delete_user("u1") is True
-    assert await store.get_user("u1") is None
+    await store.users.upsert(user)
+    await store.users.upsert(UserRow(user_id="u2", user_role="proxy_admin", created_at=2.0))
+    assert await store.users.get("u1") == user
+    assert [u.user_id for u in await store.users.list()] == ["u1", "u2"]
+    assert [u.user_id for u in await store.users.list(user_role="proxy_admin")] == ["u2"]
+    assert await store.users.count(user_role="internal_user") == 1
+    assert await store.users.delete("u1") is True
+    assert await store.users.get("u1") is None
 
 
 async def test_list_rejects_invalid_pages(store: Store) -> None:
     with pytest.raises(ValueError):
-        await store.list_keys(page=0)
+        await store.keys.list(page=0)
     with pytest.raises(ValueError):
-        await store.list_teams(size=0)
+        await store.teams.list(size=0)
     with pytest.raises(ValueError):
         await store.spend_logs(page_size=0)
 
 
 async def test_load_all_returns_every_entity(store: Store) -> None:
-    await store.upsert_key(full_key("h1"))
-    await store.upsert_key(full_key("h2"))
-    await store.upsert_team(TeamRow(team_id="t1"))
-    await store.upsert_user(UserRow(user_id="u1"))
+    await store.keys.upsert(full_key("h1"))
+    await store.keys.upsert(full_key("h2"))
+    await store.teams.upsert(TeamRow(team_id="t1"))
+    await store.users.upsert(UserRow(user_id="u1"))
     keys, teams, users = await store.load_all()
     assert sorted(k.token_hash for k in keys) == ["h1", "h2"]
     assert [t.team_id for t in teams] == ["t1"]
@@ -230,26 +230,25 @@ async def test_load_all_returns_every_entity(store: Store) -> None:
 
 
 @pytest.mark.parametrize(
-    ("account", "stale", "get"),
+    ("account", "stale", "table"),
     [
-        pytest.param("key:h1", full_key(), "get_key", id="key"),
-        pytest.param("team:t1", TeamRow(team_id="t1", created_at=1.0), "get_team", id="team"),
-        pytest.param("user:u1", UserRow(user_id="u1", created_at=1.0), "get_user", id="user"),
+        pytest.param("key:h1", full_key(), "keys", id="key"),
+        pytest.param("team:t1", TeamRow(team_id="t1", created_at=1.0), "teams", id="team"),
+        pytest.param("user:u1", UserRow(user_id="u1", created_at=1.0), "users", id="user"),
     ],
 )
 async def test_admin_upsert_does_not_clobber_ledger_spend(
-    store: Store, account: str, stale: msgspec.Struct, get: str
+    store: Store, account: str, stale: msgspec.Struct, table: str
 ) -> None:
-    kind = account.split(":")[0]
-    upsert = getattr(store, f"upsert_{kind}")
-    await upsert(stale)
+    records = getattr(store, table)
+    await records.upsert(stale)
     await store.apply_flush([(account, 7.25, 2_000_000_000.0)], [])
 
     # An admin edit made from a copy read before the flush, with a changed created_at too.
     edited = msgspec.structs.replace(stale, max_budget=99.0, created_at=50.0, updated_at=60.0)
-    await upsert(edited)
+    await records.upsert(edited)
 
-    row = await getattr(store, get)(account.split(":")[1])
+    row = await records.get(account.split(":")[1])
     assert row.spend == 7.25
     assert row.budget_reset_at == 2_000_000_000.0
     assert row.max_budget == 99.0
@@ -258,9 +257,9 @@ async def test_admin_upsert_does_not_clobber_ledger_spend(
 
 
 async def test_apply_flush_is_idempotent_and_spend_absolute(store: Store) -> None:
-    await store.upsert_key(KeyRow(token_hash="h1"))
-    await store.upsert_user(UserRow(user_id="u1"))
-    await store.upsert_team(TeamRow(team_id="t1"))
+    await store.keys.upsert(KeyRow(token_hash="h1"))
+    await store.users.upsert(UserRow(user_id="u1"))
+    await store.teams.upsert(TeamRow(team_id="t1"))
     updates = [("key:h1", 1.5, None), ("user:u1", 2.5, 10.0), ("team:t1", 3.5, 20.0)]
     logs = [log("r1"), log("r2", cost=1.0)]
 
@@ -270,9 +269,9 @@ async def test_apply_flush_is_idempotent_and_spend_absolute(store: Store) -> Non
     assert await store.count_spend_logs() == 2
     assert await store.sum_spend_logs_by_key() == {"h1": 1.5}
     key, user, team = (
-        await store.get_key("h1"),
-        await store.get_user("u1"),
-        await store.get_team("t1"),
+        await store.keys.get("h1"),
+        await store.users.get("u1"),
+        await store.teams.get("t1"),
     )
     assert (key.spend, key.budget_reset_at) == (1.5, None)
     assert (user.spend, user.budget_reset_at) == (2.5, 10.0)
@@ -281,24 +280,24 @@ async def test_apply_flush_is_idempotent_and_spend_absolute(store: Store) -> Non
 
 
 async def test_apply_flush_rejects_unknown_account_before_writing(store: Store) -> None:
-    await store.upsert_key(KeyRow(token_hash="h1"))
+    await store.keys.upsert(KeyRow(token_hash="h1"))
     for bad in ("org:o1", "key", "key:", "h1"):
         with pytest.raises(ValueError):
             await store.apply_flush([("key:h1", 1.0, None), (bad, 1.0, None)], [log("r1")])
-    assert (await store.get_key("h1")).spend == 0.0
+    assert (await store.keys.get("h1")).spend == 0.0
     assert await store.count_spend_logs() == 0
 
 
 async def test_apply_flush_is_one_transaction(store: Store) -> None:
-    await store.upsert_key(KeyRow(token_hash="h1"))
+    await store.keys.upsert(KeyRow(token_hash="h1"))
     broken = SpendLogRow(request_id=None)  # type: ignore[arg-type]  # violates NOT NULL
     with pytest.raises(aiosqlite.IntegrityError):
         await store.apply_flush([("key:h1", 4.0, None)], [log("r1"), broken])
-    assert (await store.get_key("h1")).spend == 0.0
+    assert (await store.keys.get("h1")).spend == 0.0
     assert await store.count_spend_logs() == 0
     # The connection is usable (no transaction left open).
     await store.apply_flush([("key:h1", 4.0, None)], [log("r1")])
-    assert (await store.get_key("h1")).spend == 4.0
+    assert (await store.keys.get("h1")).spend == 4.0
 
 
 async def test_spend_logs_filters_and_pagination(store: Store) -> None:
@@ -363,16 +362,16 @@ async def test_spend_report_rejects_unknown_group_by(store: Store, group_by: str
 async def test_sql_injection_looking_values_are_stored_literally(store: Store) -> None:
     evil = "x'); DROP TABLE keys; --"
     always_true = "' OR '1'='1"
-    await store.upsert_key(full_key("h1", key_alias=evil, team_id=evil, metadata={evil: evil}))
-    await store.upsert_key(full_key("h2", team_id="t-other"))
+    await store.keys.upsert(full_key("h1", key_alias=evil, team_id=evil, metadata={evil: evil}))
+    await store.keys.upsert(full_key("h2", team_id="t-other"))
     await store.apply_flush([], [log(evil, key_hash=evil, model=always_true)])
 
-    key = await store.get_key("h1")
+    key = await store.keys.get("h1")
     assert (key.key_alias, key.team_id, key.metadata) == (evil, evil, {evil: evil})
-    assert [k.token_hash for k in await store.list_keys(team_id=evil)] == ["h1"]
-    assert await store.list_keys(team_id=always_true) == []
-    assert await store.get_key(always_true) is None
+    assert [k.token_hash for k in await store.keys.list(team_id=evil)] == ["h1"]
+    assert await store.keys.list(team_id=always_true) == []
+    assert await store.keys.get(always_true) is None
     assert [r.request_id for r in await store.spend_logs(model=always_true)] == [evil]
     assert await store.spend_logs(key_hash=always_true) == []
     assert (await store.spend_report("model"))[0]["group"] == always_true
-    assert await store.count_keys() == 2
+    assert await store.keys.count() == 2

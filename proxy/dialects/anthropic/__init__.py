@@ -5,8 +5,8 @@ Messages request (``request``); its ``Exchange`` decodes a ``message`` body (``r
 the stream's SSE frames (``stream``); ``DIALECT.fault`` reads an error reply (``faults``).
 A ``/v1/messages`` request to an ``anthropic/`` deployment skips all of this: ``with_model``
 rewrites its bytes, ``native_body_usage`` / ``NativeUsage`` read the untouched reply's
-usage (``native``), and ``native_stream_decoder`` decodes its frames for stages that need
-events.
+usage (``native``), and a ``MessagesDecoder`` (no JSON mode to undo) decodes its frames
+for stages that need events.
 
 Inbound (``POST /v1/messages``): ``DIALECT.decode_request`` (``inbound_request``),
 ``encode_reply`` / ``stream_encoder`` / ``encode_error`` (``inbound_reply``).
@@ -14,11 +14,13 @@ Inbound (``POST /v1/messages``): ``DIALECT.decode_request`` (``inbound_request``
 
 from __future__ import annotations
 
+from functools import partial
+
 import orjson
 
 from ...errors import TollwayError
 from ...model import ChatReply, ChatRequest
-from ..base import Fault, Target
+from ..base import ChatExchange, Fault, Target
 from .faults import fault
 from .inbound_reply import STOP_REASONS, MessagesEncoder, encode_error, encode_reply
 from .inbound_request import decode_request
@@ -31,7 +33,7 @@ from .request import (
     json_tool_requested,
     messages_request,
 )
-from .stream import MessagesDecoder, native_stream_decoder
+from .stream import MessagesDecoder
 
 # Client headers an ``anthropic/`` deployment receives as they are (beta features).
 FORWARDED_HEADERS = (b"anthropic-beta",)
@@ -46,30 +48,11 @@ __all__ = [
     "Anthropic",
     "MessagesDecoder",
     "MessagesEncoder",
-    "MessagesExchange",
     "NativeUsage",
     "decode_message",
     "native_body_usage",
-    "native_stream_decoder",
     "with_model",
 ]
-
-
-class MessagesExchange:
-    """One encoded Messages request and the decoders for its reply."""
-
-    __slots__ = ("_json_tool", "_model", "body")
-
-    def __init__(self, body: bytes, model: str, json_tool: bool) -> None:
-        self.body = body
-        self._model = model
-        self._json_tool = json_tool
-
-    def decode_reply(self, body: bytes) -> ChatReply:
-        return decode_message(body, self._model, self._json_tool)
-
-    def stream_decoder(self) -> MessagesDecoder:
-        return MessagesDecoder(self._model, self._json_tool)
 
 
 class Anthropic:
@@ -77,11 +60,16 @@ class Anthropic:
 
     name = "anthropic"
 
-    def chat(self, request: ChatRequest, target: Target) -> MessagesExchange:
+    def chat(self, request: ChatRequest, target: Target) -> ChatExchange:
         """Encode ``request`` for ``target``; nothing is refused (what Messages cannot
         carry, such as audio parts, is left out)."""
         body = orjson.dumps(messages_request(request, target))
-        return MessagesExchange(body, target.model, json_tool_requested(request))
+        model, json_tool = target.model, json_tool_requested(request)
+        return ChatExchange(
+            body,
+            partial(decode_message, model=model, json_tool=json_tool),
+            partial(MessagesDecoder, model, json_tool),
+        )
 
     def fault(self, status: int, body: bytes) -> Fault:
         return fault(status, body)

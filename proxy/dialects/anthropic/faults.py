@@ -13,19 +13,10 @@ import msgspec
 
 from ...errors import TollwayError, UpstreamStatusError
 from ..base import Fault
+from ..common import envelope_fault
 
 OVERLOADED = 529
 _MESSAGE_LIMIT = 2000
-_FIELD_LIMIT = 200
-
-
-class _ErrorEnvelope(msgspec.Struct):
-    error: Any = None
-    message: Any = None
-    detail: Any = None
-
-
-_error_decoder = msgspec.json.Decoder(_ErrorEnvelope)
 
 
 def fault(status: int, body: bytes) -> Fault:
@@ -44,31 +35,8 @@ def fault(status: int, body: bytes) -> Fault:
 
 
 def _parse(status: int, body: bytes) -> Fault:
-    message, type_, param, code = f"the upstream returned HTTP {status}", None, None, None
-    try:
-        envelope: _ErrorEnvelope | None = _error_decoder.decode(body)
-    except msgspec.DecodeError:
-        envelope = None
-    if envelope is not None:
-        err = envelope.error
-        if isinstance(err, dict):
-            message = str(err.get("message") or message)
-            type_ = _short(err.get("type"))
-            param = _short(err.get("param"))
-            code = _short(err.get("code"))
-        elif isinstance(err, str):
-            message = err
-        elif isinstance(envelope.message, str):
-            message = envelope.message
-        elif isinstance(envelope.detail, str):
-            message = envelope.detail
-    return Fault(
-        status=status, message=message[:_MESSAGE_LIMIT], type=type_, param=param, code=code
-    )
-
-
-def _short(value: Any) -> str | None:
-    return None if value is None else str(value)[:_FIELD_LIMIT]
+    found = envelope_fault(status, body)
+    return msgspec.structs.replace(found, message=found.message[:_MESSAGE_LIMIT])
 
 
 def stream_error(error: Any) -> TollwayError:

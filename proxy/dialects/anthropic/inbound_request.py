@@ -31,8 +31,8 @@ from ...model import (
     Tool,
     ToolCall,
 )
+from ..common import check_model
 
-_MODEL_LIMIT = 256
 _CHOICES = {"auto": "auto", "any": "required", "none": "none"}
 
 
@@ -104,10 +104,7 @@ def _model(value: Any) -> str:
         model = msgspec.convert({"model": value}, _ModelField).model
     except msgspec.ValidationError as exc:
         raise InvalidRequest(f"invalid request body: {exc}", param="model") from exc
-    if not model or len(model) > _MODEL_LIMIT:
-        raise InvalidRequest(
-            "`model` must be a non-empty string of at most 256 characters", param="model"
-        )
+    check_model(model)
     return model
 
 

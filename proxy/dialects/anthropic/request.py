@@ -22,7 +22,7 @@ import orjson
 
 from ...model import ChatRequest, ImagePart, Message, Part, TextPart, Tool
 from ..base import Target
-from ..common import append_turn, parse_data_url
+from ..common import append_turn, arguments_value, parse_data_url
 
 DEFAULT_MAX_TOKENS = 4096
 JSON_TOOL = "json_response"
@@ -147,12 +147,8 @@ def _image_block(url: str) -> dict[str, Any]:
 def _arguments(arguments: str | dict[str, Any] | None) -> dict[str, Any]:
     """A tool call's arguments as ``tool_use.input``, which must be an object: text that is
     not JSON, or JSON that is not an object, is wrapped rather than refused."""
-    if isinstance(arguments, dict):
-        return arguments
-    if not arguments:
-        return {}
     try:
-        value = orjson.loads(arguments)
+        value = arguments_value(arguments)
     except orjson.JSONDecodeError:
         return {"arguments": arguments}
     return value if isinstance(value, dict) else {"value": value}

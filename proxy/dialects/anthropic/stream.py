@@ -13,18 +13,9 @@ from typing import Any
 
 import orjson
 
-from ...errors import UpstreamUnreachable
-from ...model import (
-    Finish,
-    FinishReason,
-    ReasoningDelta,
-    Start,
-    StreamEvent,
-    TextDelta,
-    ToolCallDelta,
-    UsageReport,
-)
+from ...model import FinishReason, ReasoningDelta, StreamEvent, TextDelta, ToolCallDelta
 from ..base import Frame
+from ..decoder import BaseStreamDecoder
 from .faults import stream_error
 from .native import NativeUsage
 from .reply import finish_reason
@@ -35,30 +26,20 @@ from .request import JSON_TOOL
 _TEXT, _THINKING, _TOOL, _JSON = "text", "thinking", "tool", "json"
 
 
-class MessagesDecoder:
+class MessagesDecoder(BaseStreamDecoder):
     """Stateful: the frames of one Messages stream in, common events out."""
 
-    __slots__ = (
-        "_blocks",
-        "_counts",
-        "_finish",
-        "_finished",
-        "_json_tool",
-        "_model",
-        "_started",
-        "_tool_calls",
-    )
+    __slots__ = ("_blocks", "_counts", "_finish", "_json_tool", "_tool_calls")
+    cut_short = "the upstream stream ended before message_stop"
 
     def __init__(self, model: str, json_tool: bool) -> None:
-        self._model = model
+        super().__init__(model)
         self._json_tool = json_tool
         self._counts = NativeUsage()
         # content block index → (its kind, its OpenAI tool-call index)
         self._blocks: dict[int, tuple[str, int]] = {}
         self._tool_calls = 0
         self._finish: FinishReason = "stop"
-        self._started = False
-        self._finished = False
 
     def feed(self, frame: Frame) -> list[StreamEvent]:
         if not frame.data or self._finished:
@@ -71,16 +52,12 @@ class MessagesDecoder:
             return []
         kind = data.get("type") or frame.event
         self._counts.absorb(data)
+        events: list[StreamEvent] = []
         if kind == "message_start":
             message = data.get("message")
             message = message if isinstance(message, dict) else {}
-            self._started = True
-            return [
-                Start(
-                    id="chatcmpl-" + str(message.get("id") or ""),
-                    model=str(message.get("model") or self._model),
-                )
-            ]
+            self._start(events, str(message.get("id") or ""), str(message.get("model") or ""))
+            return events
         if kind == "error":
             raise stream_error(data.get("error"))
         if not self._started:
@@ -98,19 +75,10 @@ class MessagesDecoder:
                 self._finish = finish_reason(reason, bool(self._tool_calls))
             return []
         if kind == "message_stop":
-            self._finished = True
-            events: list[StreamEvent] = [Finish(self._finish)]
+            self._end(self._finish, events)
             # Usage is final only once message_delta brought the output count.
-            reported = self._counts.usage
-            if reported is not None:
-                events.append(UsageReport(reported))
-            return events
-        return []
-
-    def finish(self) -> list[StreamEvent]:
-        if not self._finished:
-            raise UpstreamUnreachable("the upstream stream ended before message_stop")
-        return []
+            self._report(self._counts.usage, events)
+        return events
 
     def _block_start(self, index: int, block: dict[str, Any]) -> list[StreamEvent]:
         kind = block.get("type")
@@ -161,9 +129,3 @@ def _index(data: dict[str, Any]) -> int:
         return int(data.get("index") or 0)
     except (TypeError, ValueError):
         return 0
-
-
-def native_stream_decoder() -> MessagesDecoder:
-    """The decoder for the frames of a ``/v1/messages`` pass-through, for stages that need
-    its events: no JSON mode to undo, and the model is the one ``message_start`` names."""
-    return MessagesDecoder("", json_tool=False)

@@ -13,7 +13,7 @@ the ``x-amzn-errortype`` header for ``fault_from``.
 
 from __future__ import annotations
 
-from .dialect import BedrockDialect, ConverseExchange
+from .dialect import BedrockDialect
 from .errors import ERROR_STATUS, error_kind, error_of, fault_from, stream_exception
 from .reply import FINISH_REASONS, from_converse, usage_of
 from .request import JSON_INSTRUCTION, JSON_TOOL, model_id, to_converse
@@ -28,7 +28,6 @@ __all__ = [
     "JSON_INSTRUCTION",
     "JSON_TOOL",
     "BedrockDialect",
-    "ConverseExchange",
     "StreamDecoder",
     "error_kind",
     "error_of",

@@ -12,9 +12,9 @@ from typing import Any
 
 import orjson
 
-from ...errors import TollwayError, UpstreamStatusError, UpstreamTimeout
+from ...errors import TollwayError, UpstreamTimeout
 from ..base import Fault
-from ..common import loads_object
+from ..common import loads_object, relayed_error
 
 # Bedrock's exception names → the status the gateway answers with. 5xx become 502 for the
 # client and, like 429, are retryable for the router.
@@ -37,16 +37,6 @@ ERROR_STATUS = {
 }
 
 MODEL_TIMEOUT = "ModelTimeoutException"
-
-_TYPE_BY_STATUS = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "invalid_request_error",
-    422: "invalid_request_error",
-    429: "rate_limit_error",
-}
 
 
 def error_kind(error_type: str | None, body: dict[str, Any] | None) -> str:
@@ -95,21 +85,7 @@ def error_of(fault: Fault, retry_after: str | None = None) -> TollwayError:
     """
     if fault.code == MODEL_TIMEOUT:
         return UpstreamTimeout(fault.message)
-    status = fault.status
-    if status >= 500:
-        return UpstreamStatusError(
-            502,
-            f"upstream error ({status}): {fault.message}",
-            type="upstream_error",
-            code=str(status),
-        )
-    return UpstreamStatusError(
-        status,
-        fault.message,
-        type=_TYPE_BY_STATUS.get(status, "invalid_request_error"),
-        code=fault.code,
-        retry_after=retry_after,
-    )
+    return relayed_error(fault, retry_after)
 
 
 def stream_exception(kind: str, event: str | None, data: bytes) -> TollwayError:

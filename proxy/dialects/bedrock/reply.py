@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from ...errors import UpstreamError
 from ...model import (
     ChatReply,
     Choice,
@@ -21,6 +22,7 @@ from ...model import (
     new_id,
     usage,
 )
+from ..common import loads_object
 
 FINISH_REASONS = {
     "end_turn": "stop",
@@ -49,6 +51,14 @@ def finish_reason(stop_reason: Any, json_tool: str | None, called: bool) -> Fini
     if finish == "tool_calls" and json_tool is not None and not called:
         return "stop"
     return finish
+
+
+def decode_converse(body: bytes, model: str, json_tool: str | None) -> ChatReply:
+    """A ``Converse`` reply body → ``ChatReply``."""
+    reply = loads_object(body)
+    if reply is None:
+        raise UpstreamError("Bedrock answered with a body that is not a JSON object")
+    return from_converse(reply, json_tool, model)
 
 
 def from_converse(reply: dict[str, Any], json_tool: str | None, model: str) -> ChatReply:

@@ -18,7 +18,7 @@ from typing import Any
 
 from ...errors import InvalidRequest
 from ...model import ChatRequest, ImagePart, Part, TextPart
-from ..common import append_turn, arguments_object, parse_data_url
+from ..common import append_turn, arguments_object, parse_data_url, system_text_blocks
 
 JSON_TOOL = "json_response"
 JSON_INSTRUCTION = (
@@ -37,7 +37,7 @@ def to_converse(chat: ChatRequest) -> tuple[dict[str, Any], str | None]:
     """The Converse request for a chat request, and the JSON tool's name if forced."""
     if chat.n is not None and chat.n > 1:
         raise InvalidRequest("bedrock/ deployments return one choice; `n` must be 1", param="n")
-    system: list[dict[str, Any]] = []
+    system = system_text_blocks(chat.messages)
     turns: list[dict[str, Any]] = []
     used_tools: set[str] = set()
     for i, message in enumerate(chat.messages):
@@ -45,9 +45,6 @@ def to_converse(chat: ChatRequest) -> tuple[dict[str, Any], str | None]:
         role = message.role
         blocks: list[dict[str, Any]]
         if role in ("system", "developer"):
-            text = message.text()
-            if text:
-                system.append({"text": text})
             continue
         if role == "user":
             blocks = _user_blocks(message.content, where)

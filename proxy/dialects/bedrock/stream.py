@@ -12,18 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from ...errors import UpstreamError
-from ...model import (
-    Finish,
-    ReasoningDelta,
-    Start,
-    StreamEvent,
-    TextDelta,
-    ToolCallDelta,
-    UsageReport,
-    new_id,
-)
+from ...model import ReasoningDelta, StreamEvent, TextDelta, ToolCallDelta
 from ..base import Frame
 from ..common import loads_object
+from ..decoder import BaseStreamDecoder
 from .errors import stream_exception
 from .reply import finish_reason, usage_of
 
@@ -31,16 +23,16 @@ from .reply import finish_reason, usage_of
 _JSON_BLOCK = -1
 
 
-class StreamDecoder:
+class StreamDecoder(BaseStreamDecoder):
     """Stateful: one ConverseStream's frames in, ``StreamEvent``\\ s out."""
 
-    __slots__ = ("_called", "_json_tool", "_model", "_started", "_stopped", "_tools")
+    __slots__ = ("_called", "_json_tool", "_tools")
+    cut_short = "the Bedrock stream ended before its messageStop event"
+    cut_short_error = UpstreamError
 
     def __init__(self, model: str, json_tool: str | None) -> None:
-        self._model = model
+        super().__init__(model)
         self._json_tool = json_tool
-        self._started = False
-        self._stopped = False
         self._called = False
         # contentBlockIndex → tool-call index (_JSON_BLOCK: the JSON tool, read as text).
         self._tools: dict[int, int] = {}
@@ -54,9 +46,7 @@ class StreamDecoder:
         if body is None:
             raise UpstreamError(f"Bedrock sent a {kind or 'stream'} event that is not JSON")
         events: list[StreamEvent] = []
-        if not self._started:
-            self._started = True
-            events.append(Start(id=new_id(), model=self._model))
+        self._start(events, None)
         if kind == "contentBlockStart":
             self._block_start(body, events)
         elif kind == "contentBlockDelta":
@@ -64,20 +54,11 @@ class StreamDecoder:
             if isinstance(delta, dict):
                 self._delta(int(body.get("contentBlockIndex", 0)), delta, events)
         elif kind == "messageStop":
-            self._stopped = True
             reason = finish_reason(body.get("stopReason"), self._json_tool, self._called)
-            events.append(Finish(reason))
+            self._end(reason, events)
         elif kind == "metadata":
-            reported = usage_of(body.get("usage"))
-            if reported is not None:
-                events.append(UsageReport(reported))
+            self._report(usage_of(body.get("usage")), events)
         return events
-
-    def finish(self) -> list[StreamEvent]:
-        """Nothing more to emit; raises when ``messageStop`` never came."""
-        if not self._stopped:
-            raise UpstreamError("the Bedrock stream ended before its messageStop event")
-        return []
 
     def _block_start(self, body: dict[str, Any], events: list[StreamEvent]) -> None:
         start = body.get("start")

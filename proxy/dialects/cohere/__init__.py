@@ -11,14 +11,8 @@ wire.py      Cohere's reply shapes, finish reasons and usage (what Cohere bills:
 
 from __future__ import annotations
 
-from .dialect import (
-    CHAT_PATH,
-    DEFAULT_BASE,
-    EMBED_PATH,
-    CohereDialect,
-    CohereExchange,
-)
-from .embed import CohereEmbedExchange, build_embed_request, translate_embeddings
+from .dialect import CohereDialect
+from .embed import build_embed_request, translate_embeddings
 from .errors import cohere_error
 from .reply import translate_response
 from .request import build_request
@@ -27,13 +21,8 @@ from .stream import CohereStream
 DIALECT = CohereDialect()
 
 __all__ = [
-    "CHAT_PATH",
-    "DEFAULT_BASE",
     "DIALECT",
-    "EMBED_PATH",
     "CohereDialect",
-    "CohereEmbedExchange",
-    "CohereExchange",
     "CohereStream",
     "build_embed_request",
     "build_request",

@@ -2,34 +2,16 @@
 
 from __future__ import annotations
 
-from ...model import ChatReply, ChatRequest, EmbeddingRequest
-from ..base import Fault, Target
+from functools import partial
+
+from ...model import ChatRequest, EmbeddingRequest
+from ..base import ChatExchange, EmbeddingsExchange, Fault, Target
 from ..common import dumps
-from .embed import CohereEmbedExchange
+from .embed import build_embed_request, translate_embeddings
 from .errors import cohere_error
 from .reply import translate_response
 from .request import build_request
 from .stream import CohereStream
-
-DEFAULT_BASE = "https://api.cohere.com"
-CHAT_PATH = "/v2/chat"
-EMBED_PATH = "/v2/embed"
-
-
-class CohereExchange:
-    """One encoded chat request and the decoders for its reply."""
-
-    __slots__ = ("_model", "body")
-
-    def __init__(self, request: ChatRequest, model: str) -> None:
-        self._model = model
-        self.body = dumps(build_request(request, model))
-
-    def decode_reply(self, body: bytes) -> ChatReply:
-        return translate_response(body, self._model)
-
-    def stream_decoder(self) -> CohereStream:
-        return CohereStream(self._model)
 
 
 class CohereDialect:
@@ -37,14 +19,21 @@ class CohereDialect:
 
     name = "cohere"
 
-    def chat(self, request: ChatRequest, target: Target) -> CohereExchange:
+    def chat(self, request: ChatRequest, target: Target) -> ChatExchange:
         """Encode ``request`` for ``target.model``; raises ``InvalidRequest`` for what Cohere
         cannot carry."""
-        return CohereExchange(request, target.model)
+        model = target.model
+        return ChatExchange(
+            dumps(build_request(request, model)),
+            partial(translate_response, model=model),
+            partial(CohereStream, model),
+        )
 
-    def embeddings(self, request: EmbeddingRequest, target: Target) -> CohereEmbedExchange:
+    def embeddings(self, request: EmbeddingRequest, target: Target) -> EmbeddingsExchange:
         """Encode an embeddings request; raises ``InvalidRequest`` for non-text inputs."""
-        return CohereEmbedExchange(request, target.model)
+        model = target.model
+        body = dumps(build_embed_request(request, model))
+        return EmbeddingsExchange(body, partial(translate_embeddings, model=model))
 
     def fault(self, status: int, body: bytes) -> Fault:
         return cohere_error(status, body)

@@ -6,7 +6,7 @@ from typing import Any
 
 from ...errors import InvalidRequest
 from ...model import Embedding, EmbeddingReply, EmbeddingRequest, usage
-from ..common import dumps, loads_object
+from ..common import loads_object
 from .request import PROVIDER
 
 
@@ -38,16 +38,3 @@ def translate_embeddings(raw: bytes, model: str) -> EmbeddingReply:
         data=[Embedding(embedding=vector, index=i) for i, vector in enumerate(vectors)],
         usage=usage(int(tokens), 0) if isinstance(tokens, int | float) else None,
     )
-
-
-class CohereEmbedExchange:
-    """One encoded embed request and the decoder for its reply."""
-
-    __slots__ = ("_model", "body")
-
-    def __init__(self, request: EmbeddingRequest, model: str) -> None:
-        self._model = model
-        self.body = dumps(build_embed_request(request, model))
-
-    def decode_reply(self, body: bytes) -> EmbeddingReply:
-        return translate_embeddings(body, self._model)

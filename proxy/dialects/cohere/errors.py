@@ -3,18 +3,8 @@
 from __future__ import annotations
 
 from ..base import Fault
-from ..common import loads_object
+from ..common import error_type, loads_object
 
-# The contract's error type for a 4xx the gateway relays (5xx is answered as 502).
-_TYPE_BY_STATUS = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "invalid_request_error",
-    422: "invalid_request_error",
-    429: "rate_limit_error",
-}
 # Cohere answers an invalid token with 498: the gateway answers it as a bad key.
 _INVALID_TOKEN = 498
 # Cohere answers a cancelled request with 499: a failure of the upstream's, as its 502.
@@ -34,5 +24,5 @@ def cohere_error(status: int, body: bytes) -> Fault:
         # Reported as the 502 it stands for, so the mapper's 5xx path answers it (and the
         # router retries it) exactly like any upstream failure.
         status = 502
-    kind = _TYPE_BY_STATUS.get(status, "invalid_request_error") if status < 500 else None
+    kind = error_type(status) if status < 500 else None
     return Fault(status=status, message=message, type=kind)

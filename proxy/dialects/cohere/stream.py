@@ -10,19 +10,11 @@ from __future__ import annotations
 
 import msgspec
 
-from ...errors import UpstreamError, UpstreamStatusError, UpstreamUnreachable
-from ...model import (
-    Finish,
-    ReasoningDelta,
-    Start,
-    StreamEvent,
-    TextDelta,
-    ToolCallDelta,
-    UsageReport,
-    tool_call_id,
-)
+from ...errors import UpstreamError
+from ...model import ReasoningDelta, StreamEvent, TextDelta, ToolCallDelta, tool_call_id
 from ..base import Frame
-from ..common import finish_reason
+from ..common import finish_reason, upstream_failure
+from ..decoder import BaseStreamDecoder
 from .wire import (
     FINISH,
     Delta,
@@ -31,20 +23,18 @@ from .wire import (
     Function,
     ToolCall,
     event_decoder,
-    reply_id,
     reported_usage,
 )
 
 
-class CohereStream:
+class CohereStream(BaseStreamDecoder):
     """Decodes one Cohere chat stream; ``finish`` raises if ``message-end`` never came."""
 
-    __slots__ = ("_finished", "_model", "_positions", "_started")
+    __slots__ = ("_positions",)
+    cut_short = "the upstream stream ended before its message-end event"
 
     def __init__(self, model: str) -> None:
-        self._model = model
-        self._started = False
-        self._finished = False
+        super().__init__(model)
         # Cohere's tool-call index → the common position, in the order calls started.
         self._positions: dict[int, int] = {}
 
@@ -58,9 +48,7 @@ class CohereStream:
         except msgspec.DecodeError as exc:
             raise UpstreamError("the upstream sent an event that is not Cohere's JSON") from exc
         out: list[StreamEvent] = []
-        if not self._started:
-            self._started = True
-            out.append(Start(id=reply_id(decoded.id), model=self._model))
+        self._start(out, decoded.id)
         delta = decoded.delta or Delta()
         message = delta.message or DeltaMessage()
         kind = decoded.type or frame.event
@@ -94,23 +82,10 @@ class CohereStream:
             if delta.error:
                 # Cohere reports no status for a failed generation: it is the upstream's 500,
                 # relayed as the contract's 502.
-                raise UpstreamStatusError(
-                    502,
-                    f"upstream error (500): {delta.error[:2000]}",
-                    type="upstream_error",
-                    code="500",
-                )
-            self._finished = True
-            out.append(Finish(finish_reason(FINISH, delta.finish_reason, bool(self._positions))))
-            found = reported_usage(delta.usage)
-            if found is not None:
-                out.append(UsageReport(found))
+                raise upstream_failure(500, delta.error[:2000])
+            self._end(finish_reason(FINISH, delta.finish_reason, bool(self._positions)), out)
+            self._report(reported_usage(delta.usage), out)
         return out
-
-    def finish(self) -> list[StreamEvent]:
-        if not self._finished:
-            raise UpstreamUnreachable("the upstream stream ended before its message-end event")
-        return []
 
     def _position(self, index: int) -> int:
         return self._positions.setdefault(index, len(self._positions))

@@ -11,9 +11,8 @@ from it.
 
 from __future__ import annotations
 
-from .dialect import GeminiDialect, GeminiExchange
-from .embeddings import GeminiEmbeddingExchange, estimated_tokens
-from .fault import GeminiFault, contract_error, in_band_error
+from .dialect import GeminiDialect
+from .fault import contract_error, in_band_error
 from .request import SIGNATURE_MARK, model_path
 from .schema import gemini_schema
 from .stream import GeminiStreamDecoder
@@ -24,12 +23,8 @@ __all__ = [
     "DIALECT",
     "SIGNATURE_MARK",
     "GeminiDialect",
-    "GeminiEmbeddingExchange",
-    "GeminiExchange",
-    "GeminiFault",
     "GeminiStreamDecoder",
     "contract_error",
-    "estimated_tokens",
     "gemini_schema",
     "in_band_error",
     "model_path",

@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-from ...model import ChatReply, ChatRequest, EmbeddingRequest
-from ..base import Target
+from functools import partial
+
+from ...model import ChatRequest, EmbeddingRequest
+from ..base import ChatExchange, EmbeddingsExchange, Fault, Target
 from ..common import dumps
-from .embeddings import GeminiEmbeddingExchange
-from .fault import GeminiFault, fault
+from .embeddings import decode_embeddings, embeddings_request
+from .fault import fault
 from .reply import decode_reply
 from .request import build_request
 from .stream import GeminiStreamDecoder
-
-
-class GeminiExchange:
-    """One encoded ``generateContent`` request; the same body serves
-    ``streamGenerateContent?alt=sse`` (the engine picks the method from ``request.stream``)."""
-
-    __slots__ = ("_model", "body")
-
-    def __init__(self, body: bytes, model: str) -> None:
-        self.body = body
-        self._model = model
-
-    def decode_reply(self, body: bytes) -> ChatReply:
-        return decode_reply(body, self._model)
-
-    def stream_decoder(self) -> GeminiStreamDecoder:
-        return GeminiStreamDecoder(self._model)
 
 
 class GeminiDialect:
@@ -34,14 +19,21 @@ class GeminiDialect:
 
     name = "gemini"
 
-    def chat(self, request: ChatRequest, target: Target) -> GeminiExchange:
-        """Encode ``request``; raises ``InvalidRequest`` for what Gemini cannot carry."""
-        return GeminiExchange(dumps(build_request(request)), target.model)
+    def chat(self, request: ChatRequest, target: Target) -> ChatExchange:
+        """Encode ``request``; raises ``InvalidRequest`` for what Gemini cannot carry. The
+        same body serves ``streamGenerateContent?alt=sse`` (the engine picks the method from
+        ``request.stream``)."""
+        return ChatExchange(
+            dumps(build_request(request)),
+            partial(decode_reply, model=target.model),
+            partial(GeminiStreamDecoder, target.model),
+        )
 
-    def embeddings(self, request: EmbeddingRequest, target: Target) -> GeminiEmbeddingExchange:
+    def embeddings(self, request: EmbeddingRequest, target: Target) -> EmbeddingsExchange:
         """Encode a ``batchEmbedContents`` request; inputs must be text."""
-        return GeminiEmbeddingExchange(request, target.model)
+        body = embeddings_request(request, target.model)
+        return EmbeddingsExchange(body, partial(decode_embeddings, model=target.model))
 
-    def fault(self, status: int, body: bytes) -> GeminiFault:
+    def fault(self, status: int, body: bytes) -> Fault:
         """An error reply as a ``Fault`` (see ``fault.fault``)."""
         return fault(status, body)

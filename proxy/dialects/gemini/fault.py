@@ -8,32 +8,13 @@ from typing import Any
 
 from ...errors import UpstreamStatusError
 from ..base import Fault
-from ..common import loads_object
+from ..common import error_type, loads_object, relayed_error
 
 # The longest upstream message relayed to the client.
 _MAX_MESSAGE = 2000
 
 
-# The contract's error type for a 4xx the gateway relays (5xx is answered as 502).
-_TYPE_BY_STATUS = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "invalid_request_error",
-    422: "invalid_request_error",
-    429: "rate_limit_error",
-}
-
-
-class GeminiFault(Fault, kw_only=True):
-    """A ``Fault`` with the delay Gemini asks for in its body (``RetryInfo.retryDelay``),
-    in whole seconds as a ``Retry-After`` value: Gemini sends no such header."""
-
-    retry_after: str | None = None
-
-
-def fault(status: int, body: bytes) -> GeminiFault:
+def fault(status: int, body: bytes) -> Fault:
     """An error reply (HTTP ``status``, ``body``) as a ``Fault``.
 
     ``status`` becomes the body's ``code`` when it has one, and 401 for an invalid key
@@ -49,7 +30,7 @@ def fault(status: int, body: bytes) -> GeminiFault:
     return error_fault(error, status)
 
 
-def error_fault(error: dict[str, Any], status: int) -> GeminiFault:
+def error_fault(error: dict[str, Any], status: int) -> Fault:
     """Gemini's ``error`` object as a ``Fault``; ``status`` is used when it has no code."""
     if isinstance(error.get("code"), int):
         status = error["code"]
@@ -66,33 +47,18 @@ def error_fault(error: dict[str, Any], status: int) -> GeminiFault:
         if isinstance(delay, str) and delay.endswith("s"):
             with contextlib.suppress(ValueError):
                 retry_after = str(max(1, round(float(delay[:-1]))))
-    return GeminiFault(
+    return Fault(
         status=status,
         message=message,
-        type=_TYPE_BY_STATUS.get(status, "invalid_request_error") if status < 500 else None,
+        type=error_type(status) if status < 500 else None,
         code=str(code) if code else None,
         retry_after=retry_after,
     )
 
 
-def contract_error(fault: GeminiFault) -> UpstreamStatusError:
-    """The contract's exception for a Gemini ``Fault`` (its message not scrubbed here):
-    4xx keeps the status (429 stays retryable for the router); 5xx becomes a retryable 502."""
-    status = fault.status
-    if status >= 500:
-        return UpstreamStatusError(
-            502,
-            f"upstream error ({status}): {fault.message}",
-            type="upstream_error",
-            code=str(status),
-        )
-    return UpstreamStatusError(
-        status,
-        fault.message,
-        type=_TYPE_BY_STATUS.get(status, "invalid_request_error"),
-        code=fault.code,
-        retry_after=fault.retry_after,
-    )
+def contract_error(fault: Fault) -> UpstreamStatusError:
+    """The contract's exception for a Gemini ``Fault``, with the delay it asks for."""
+    return relayed_error(fault, fault.retry_after)
 
 
 def in_band_error(error: dict[str, Any]) -> UpstreamStatusError:

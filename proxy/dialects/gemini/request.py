@@ -28,6 +28,7 @@ from ..common import (
     loads_object,
     mime_of_url,
     parse_data_url,
+    system_text_blocks,
     unsupported,
 )
 from .schema import gemini_schema
@@ -47,16 +48,13 @@ def build_request(chat: ChatRequest) -> dict[str, Any]:
     cannot carry (``n`` over 1, an unknown role, tool arguments that are not an object)."""
     if chat.n is not None and chat.n > 1:
         raise InvalidRequest(f"{PROVIDER} models return one choice here: `n` must be 1", param="n")
-    system: list[dict[str, Any]] = []
+    system = system_text_blocks(chat.messages)
     contents: list[dict[str, Any]] = []
     names_by_id: dict[str, str] = {}
     for i, message in enumerate(chat.messages):
         where = f"messages[{i}]"
         role = message.role
         if role in ("system", "developer"):
-            text = message.text()
-            if text:
-                system.append({"text": text})
             continue
         if role == "user":
             append_turn(contents, "user", _user_parts(message), "parts")

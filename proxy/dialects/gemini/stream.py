@@ -9,41 +9,30 @@ from __future__ import annotations
 
 import msgspec
 
-from ...errors import UpstreamError, UpstreamUnreachable
-from ...model import (
-    Finish,
-    ReasoningDelta,
-    Start,
-    StreamEvent,
-    TextDelta,
-    ToolCallDelta,
-    Usage,
-    UsageReport,
-)
+from ...errors import UpstreamError
+from ...model import ReasoningDelta, StreamEvent, TextDelta, ToolCallDelta, Usage
 from ..base import Frame
+from ..decoder import BaseStreamDecoder
 from .fault import in_band_error
 from .reply import (
     RESPONSE_DECODER,
     GenerateContentResponse,
     call_arguments,
     call_id,
-    completion_id,
     finish,
     reply_usage,
 )
 
 
-class GeminiStreamDecoder:
+class GeminiStreamDecoder(BaseStreamDecoder):
     """Frames in, ``Start`` / deltas / ``Finish`` out, and a ``UsageReport`` after an event's
     deltas whenever the usage it repeats has changed (some arrive after the finish), so a
     stream cut before its finish is still billed for what was reported."""
 
-    __slots__ = ("_calls", "_finished", "_model", "_started", "usage")
+    __slots__ = ("_calls", "usage")
 
     def __init__(self, model: str) -> None:
-        self._model = model
-        self._started = False
-        self._finished = False
+        super().__init__(model)
         self._calls = 0
         # The latest usage reported, readable when the stream fails before ``finish``.
         self.usage: Usage | None = None
@@ -58,21 +47,18 @@ class GeminiStreamDecoder:
         if decoded.error is not None:
             raise in_band_error(decoded.error)
         out: list[StreamEvent] = []
-        if not self._started:
-            self._started = True
-            out.append(Start(id=completion_id(decoded.response_id), model=self._model))
+        self._start(out, decoded.response_id)
         if not self._finished:
             self._deltas(decoded, out)
         found = reply_usage(decoded.usage_metadata)
         if found is not None and found != self.usage:
             self.usage = found
-            out.append(UsageReport(found))
+            self._report(found, out)
         return out
 
     def _deltas(self, decoded: GenerateContentResponse, out: list[StreamEvent]) -> None:
         if decoded.blocked:
-            self._finished = True
-            out.append(Finish("content_filter"))
+            self._end("content_filter", out)
         for candidate in decoded.candidates[:1]:
             for part in candidate.part_list():
                 call = part.function_call
@@ -91,10 +77,4 @@ class GeminiStreamDecoder:
                     delta = ReasoningDelta if part.thought else TextDelta
                     out.append(delta(part.text))
             if candidate.finish_reason:
-                self._finished = True
-                out.append(Finish(finish(candidate.finish_reason, self._calls > 0)))
-
-    def finish(self) -> list[StreamEvent]:
-        if not self._finished:
-            raise UpstreamUnreachable("the upstream stream ended before its last event")
-        return []
+                self._end(finish(candidate.finish_reason, self._calls > 0), out)

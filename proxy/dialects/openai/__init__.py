@@ -12,8 +12,8 @@ import msgspec
 
 from ...errors import TollwayError
 from ...model import ChatReply, ChatRequest, EmbeddingReply, EmbeddingRequest
-from ..base import Fault, Target
-from .errors import fault
+from ..base import ChatExchange, EmbeddingsExchange, Fault, Target
+from ..common import envelope_fault
 from .reply import decode_embeddings, decode_reply, encode_embeddings, encode_reply
 from .request import decode_chat, encode_chat, forward_body, parse
 from .stream import ChunkDecoder, ChunkEncoder
@@ -23,42 +23,19 @@ __all__ = ["DIALECT", "ChunkDecoder", "ChunkEncoder", "decode_reply", "forward_b
 _embedding_encoder = msgspec.json.Encoder()
 
 
-class _ChatExchange:
-    __slots__ = ("body",)
-
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-
-    def decode_reply(self, body: bytes) -> ChatReply:
-        return decode_reply(body)
-
-    def stream_decoder(self) -> ChunkDecoder:
-        return ChunkDecoder()
-
-
-class _EmbeddingExchange:
-    __slots__ = ("body",)
-
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-
-    def decode_reply(self, body: bytes) -> EmbeddingReply:
-        return decode_embeddings(body)
-
-
 class OpenAIDialect:
     name = "openai"
 
     # -- outbound --
-    def chat(self, request: ChatRequest, target: Target) -> _ChatExchange:
-        return _ChatExchange(encode_chat(request, target.model))
+    def chat(self, request: ChatRequest, target: Target) -> ChatExchange:
+        return ChatExchange(encode_chat(request, target.model), decode_reply, ChunkDecoder)
 
-    def embeddings(self, request: EmbeddingRequest, target: Target) -> _EmbeddingExchange:
+    def embeddings(self, request: EmbeddingRequest, target: Target) -> EmbeddingsExchange:
         body = msgspec.structs.replace(request, model=target.model)
-        return _EmbeddingExchange(_embedding_encoder.encode(body))
+        return EmbeddingsExchange(_embedding_encoder.encode(body), decode_embeddings)
 
     def fault(self, status: int, body: bytes) -> Fault:
-        return fault(status, body)
+        return envelope_fault(status, body)
 
     # -- inbound --
     def decode_request(self, body: bytes) -> ChatRequest:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import orjson
@@ -10,26 +10,24 @@ import orjson
 from ...errors import UpstreamUnreachable
 from ...model import ChatReply, EmbeddingReply, Usage
 
+_Reply = TypeVar("_Reply", ChatReply, EmbeddingReply)
 _reply_decoder = msgspec.json.Decoder(ChatReply)
 _embedding_decoder = msgspec.json.Decoder(EmbeddingReply)
 
 
 def decode_reply(body: bytes) -> ChatReply:
-    try:
-        return _reply_decoder.decode(body)
-    except msgspec.DecodeError as exc:
-        raise UpstreamUnreachable(
-            f"the upstream sent a reply that is not a chat completion: {exc}"
-        ) from exc
+    return _decode(_reply_decoder, body, "a chat completion")
 
 
 def decode_embeddings(body: bytes) -> EmbeddingReply:
+    return _decode(_embedding_decoder, body, "an embedding list")
+
+
+def _decode(decoder: msgspec.json.Decoder[_Reply], body: bytes, what: str) -> _Reply:
     try:
-        return _embedding_decoder.decode(body)
+        return decoder.decode(body)
     except msgspec.DecodeError as exc:
-        raise UpstreamUnreachable(
-            f"the upstream sent a reply that is not an embedding list: {exc}"
-        ) from exc
+        raise UpstreamUnreachable(f"the upstream sent a reply that is not {what}: {exc}") from exc
 
 
 def usage_json(value: Usage) -> dict[str, Any]:

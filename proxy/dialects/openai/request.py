@@ -16,6 +16,7 @@ import msgspec
 from ...errors import InvalidRequest
 from ...model import ChatRequest, StreamOptions
 from ...request import ChatBody, CompletionBody, EmbeddingBody, Kind, ParsedRequest
+from ..common import check_model
 
 _decoders: dict[Kind, msgspec.json.Decoder[Any]] = {
     Kind.CHAT: msgspec.json.Decoder(ChatBody),
@@ -39,10 +40,7 @@ def parse(kind: Kind, body: bytes) -> ParsedRequest:
         raise InvalidRequest(f"invalid request body: {exc}", param=_param(exc)) from exc
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"the request body is not valid JSON: {exc}") from exc
-    if not typed.model or len(typed.model) > 256:
-        raise InvalidRequest(
-            "`model` must be a non-empty string of at most 256 characters", param="model"
-        )
+    check_model(typed.model)
     stream = kind is not Kind.EMBEDDING and bool(typed.stream)
     wants_usage = False
     max_tokens = None

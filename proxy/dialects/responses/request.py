@@ -32,6 +32,7 @@ from ...model import (
     Tool,
     ToolCall,
 )
+from ..common import check_model
 from .shell import Echo, ResponsesChatRequest
 
 
@@ -135,10 +136,7 @@ def _to_chat(request: ResponsesRequest) -> ResponsesChatRequest:
 
 def _check_chat(chat: ResponsesChatRequest) -> None:
     """The checks every chat request passes (the chat parse stage's, with its messages)."""
-    if not chat.model or len(chat.model) > 256:
-        raise InvalidRequest(
-            "`model` must be a non-empty string of at most 256 characters", param="model"
-        )
+    check_model(chat.model)
     if chat.max_completion_tokens is not None and chat.max_completion_tokens < 1:
         raise InvalidRequest(
             "`max_completion_tokens` must be at least 1", param="max_completion_tokens"

@@ -1,0 +1,224 @@
+"""Replies to a ``generateContent`` client: a ``ChatReply`` as a ``GenerateContentResponse``,
+stream events as ``streamGenerateContent?alt=sse`` events, the contract's errors in Google's
+``google.rpc`` shape.
+
+Usage goes back in Gemini's meaning (the inverse of the outbound ``reply_usage``):
+``candidatesTokenCount`` excludes the thinking tokens, which are ``thoughtsTokenCount``.
+A tool call id carrying a signature (``<id>__thought__<signature>``) is split back into the
+call's ``id`` and the part's ``thoughtSignature``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from ...errors import TollwayError
+from ...model import (
+    ChatReply,
+    Finish,
+    ReasoningDelta,
+    Start,
+    StreamEvent,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+    UsageReport,
+    new_id,
+)
+from .request import SIGNATURE_MARK
+
+FINISH_REASONS = {
+    "stop": "STOP",
+    "length": "MAX_TOKENS",
+    "content_filter": "SAFETY",
+    # Gemini has no finish reason of its own for a call: the call parts say it.
+    "tool_calls": "STOP",
+    "function_call": "STOP",
+}
+# The contract's statuses as google.rpc status words (Google's SDKs pick errors by code).
+ERROR_STATUSES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ABORTED",
+    413: "INVALID_ARGUMENT",
+    422: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+_RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+
+
+def usage_metadata(usage: Usage | None) -> dict[str, int]:
+    """OpenAI-meaning usage as Gemini's ``usageMetadata``."""
+    if usage is None:
+        return {"promptTokenCount": 0, "candidatesTokenCount": 0, "totalTokenCount": 0}
+    thoughts = usage.reasoning_tokens
+    meta = {
+        "promptTokenCount": usage.prompt_tokens,
+        "candidatesTokenCount": usage.completion_tokens - thoughts,
+        "totalTokenCount": usage.total_tokens or usage.prompt_tokens + usage.completion_tokens,
+    }
+    if usage.cached_tokens:
+        meta["cachedContentTokenCount"] = usage.cached_tokens
+    if thoughts:
+        meta["thoughtsTokenCount"] = thoughts
+    return meta
+
+
+def response_id(reply_id: str) -> str:
+    """Gemini's ``responseId`` for a reply id (the outbound face put ``chatcmpl-`` before it)."""
+    return reply_id.removeprefix("chatcmpl-")
+
+
+def call_part(call: ToolCall) -> dict[str, Any]:
+    """A tool call as a ``functionCall`` part, its signature given back beside it."""
+    ident, mark, signature = call.id.partition(SIGNATURE_MARK)
+    function: dict[str, Any] = {"name": call.function.name, "args": _args(call)}
+    if ident:
+        function["id"] = ident
+    part: dict[str, Any] = {"functionCall": function}
+    if mark and signature:
+        part["thoughtSignature"] = signature
+    return part
+
+
+def _args(call: ToolCall) -> dict[str, Any]:
+    """A tool call's arguments as ``functionCall.args``; arguments that are not a JSON
+    object become ``{}`` rather than failing a reply the model already produced."""
+    arguments = call.function.arguments
+    if isinstance(arguments, dict):
+        return arguments
+    try:
+        value = orjson.loads(arguments or "{}")
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _candidate(parts: list[dict[str, Any]], reason: str | None = None) -> dict[str, Any]:
+    candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
+    if reason is not None:
+        candidate["finishReason"] = FINISH_REASONS.get(reason, "STOP")
+    return candidate
+
+
+def encode_reply(reply: ChatReply) -> bytes:
+    """A ``ChatReply`` as a ``GenerateContentResponse`` (``modelVersion`` is ``reply.model``)."""
+    choice = reply.choices[0]
+    message = choice.message
+    parts: list[dict[str, Any]] = []
+    if message.reasoning_content:
+        parts.append({"text": message.reasoning_content, "thought": True})
+    text = message.text()
+    if text:
+        parts.append({"text": text})
+    parts.extend(call_part(call) for call in message.tool_calls or ())
+    return orjson.dumps(
+        {
+            "candidates": [_candidate(parts, choice.finish_reason or "stop")],
+            "usageMetadata": usage_metadata(reply.usage),
+            "modelVersion": reply.model,
+            "responseId": response_id(reply.id),
+        }
+    )
+
+
+def error_body(exc: TollwayError) -> dict[str, Any]:
+    """The ``{"error": {code, message, status}}`` object for ``exc``; a delay to wait
+    (``retry-after``) rides in a ``RetryInfo`` detail, as Google sends it."""
+    status = ERROR_STATUSES.get(
+        exc.status, "INTERNAL" if exc.status >= 500 else "FAILED_PRECONDITION"
+    )
+    error: dict[str, Any] = {"code": exc.status, "message": exc.message, "status": status}
+    retry_after = exc.headers.get("retry-after")
+    if retry_after:
+        error["details"] = [{"@type": _RETRY_INFO, "retryDelay": f"{retry_after}s"}]
+    return {"error": error}
+
+
+def encode_error(exc: TollwayError) -> bytes:
+    return orjson.dumps(error_body(exc))
+
+
+def _event(data: dict[str, Any]) -> bytes:
+    # Google's SSE separates events with CRLF pairs.
+    return b"data: " + orjson.dumps(data) + b"\r\n\r\n"
+
+
+class GeminiStreamEncoder:
+    """Stateful: common stream events in, ``streamGenerateContent?alt=sse`` events out.
+
+    Text and thoughts go out as they come, one event each. Gemini sends a function call
+    whole, so tool call pieces are held (by index) and go out in the last event, with the
+    ``finishReason`` and the ``usageMetadata``: both come after the deltas in the common
+    stream (the usage report after the finish), so the last event is written by ``finish``.
+    """
+
+    __slots__ = ("_calls", "_done", "_id", "_model", "_reason", "_usage")
+
+    def __init__(self, model: str) -> None:
+        self._model = model
+        self._id = ""
+        self._calls: dict[int, ToolCall] = {}
+        self._reason = "stop"
+        self._usage: Usage | None = None
+        self._done = False
+
+    def encode(self, event: StreamEvent) -> bytes:
+        if self._done:
+            return b""
+        if isinstance(event, Start):
+            self._id = response_id(event.id)
+        elif isinstance(event, TextDelta):
+            if event.text:
+                return self._chunk([{"text": event.text}])
+        elif isinstance(event, ReasoningDelta):
+            if event.text:
+                return self._chunk([{"text": event.text, "thought": True}])
+        elif isinstance(event, ToolCallDelta):
+            self._hold(event)
+        elif isinstance(event, Finish):
+            self._reason = event.reason
+        elif isinstance(event, UsageReport):
+            self._usage = event.usage
+        return b""
+
+    def finish(self) -> bytes:
+        if self._done:
+            return b""
+        self._done = True
+        parts = [call_part(self._calls[i]) for i in sorted(self._calls)]
+        data = self._response(_candidate(parts, self._reason))
+        data["usageMetadata"] = usage_metadata(self._usage)
+        return _event(data)
+
+    def error(self, exc: TollwayError) -> bytes:
+        self._done = True
+        return _event(error_body(exc))
+
+    def _hold(self, delta: ToolCallDelta) -> None:
+        call = self._calls.get(delta.index)
+        if call is None:
+            call = self._calls[delta.index] = ToolCall(id=delta.id or "")
+            call.function.arguments = ""
+        elif delta.id and not call.id:
+            call.id = delta.id
+        if delta.name and not call.function.name:
+            call.function.name = delta.name
+        call.function.arguments = str(call.function.arguments or "") + delta.arguments
+
+    def _chunk(self, parts: list[dict[str, Any]]) -> bytes:
+        return _event(self._response(_candidate(parts)))
+
+    def _response(self, candidate: dict[str, Any]) -> dict[str, Any]:
+        if not self._id:
+            self._id = response_id(new_id())
+        return {"candidates": [candidate], "modelVersion": self._model, "responseId": self._id}
