@@ -18,7 +18,7 @@ Frames are what the provider engine's framing layer cut out of the byte stream: 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import msgspec
 
@@ -131,6 +131,7 @@ class Outbound(Protocol):
     def fault(self, status: int, body: bytes) -> Fault: ...
 
 
+@runtime_checkable
 class EmbeddingOutbound(Protocol):
     def embeddings(self, request: EmbeddingRequest, target: Target) -> EmbeddingExchange: ...
 

@@ -110,12 +110,14 @@ def finish_reason(table: Mapping[str, str], reason: str | None, has_calls: bool)
     return "tool_calls" if has_calls and mapped == "stop" else mapped
 
 
-def check_model(model: str) -> None:
-    """Every inbound request names its model: a non-empty string of at most 256 characters."""
-    if not model or len(model) > _MODEL_LIMIT:
+def check_model(model: object, param: str = "model") -> str:
+    """Every inbound request names its model: a non-empty string of at most 256 characters
+    (``param``: the field that names it). Returns the model."""
+    if not isinstance(model, str) or not model or len(model) > _MODEL_LIMIT:
         raise InvalidRequest(
-            "`model` must be a non-empty string of at most 256 characters", param="model"
+            f"`{param}` must be a non-empty string of at most 256 characters", param=param
         )
+    return model
 
 
 def unsupported(field: str, value: object, provider: str) -> InvalidRequest:

@@ -8,26 +8,53 @@ format's shape (``error_body`` before the headers are sent, ``stream_error`` aft
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import msgspec
 
 from ..dialects import anthropic, openai, responses
 from ..dialects.base import EventEncoder
+from ..dialects.bedrock import inbound as bedrock_inbound
+from ..dialects.bedrock.reply import decode_converse
+from ..dialects.cohere import inbound as cohere_inbound
+from ..dialects.cohere.reply import translate_response
 from ..dialects.common import check_model
+from ..dialects.gemini import inbound as gemini_inbound
+from ..dialects.gemini.reply import decode_reply as decode_gemini_reply
+from ..dialects.responses.outbound_reply import decode_reply as decode_responses_reply
 from ..errors import TollwayError
 from ..model import ChatReply, ChatRequest, EmbeddingReply
 from ..request import Kind, ParsedRequest
+
+# What a stream encoder is made from when only its error event is wanted.
+_NO_REQUEST = ChatRequest(model="", messages=[])
+
+
+PathParams = Mapping[str, str]
+Headers = tuple[tuple[bytes, bytes], ...]
+SSE_HEADERS: Headers = (
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+)
 
 
 class InboundFormat:
     """OpenAI's chat, completions and embeddings bodies (the pass-through formats)."""
 
     name = "openai"
+    # Client headers a native upstream receives as they are.
     forwarded_headers: tuple[bytes, ...] = ()
+    # Headers besides ``authorization`` and ``x-api-key`` that carry the caller's key.
+    key_headers: tuple[bytes, ...] = ()
+    stream_headers: Headers = SSE_HEADERS
 
     def __init__(self, kind: Kind) -> None:
         self.kind = kind
 
-    def parse(self, body: bytes, forwarded: dict[str, str] | None) -> ParsedRequest:
+    def parse(
+        self, body: bytes, forwarded: dict[str, str] | None, params: PathParams | None = None
+    ) -> ParsedRequest:
         return openai.parse(self.kind, body)
 
     def encode_reply(self, request: ParsedRequest, reply: ChatReply | EmbeddingReply) -> bytes:
@@ -44,6 +71,10 @@ class InboundFormat:
 
     def error_body(self, exc: TollwayError) -> bytes:
         return exc.body()
+
+    def error_headers(self, exc: TollwayError) -> list[tuple[bytes, bytes]]:
+        """Headers an error answer carries in this format (beside the contract's own)."""
+        return []
 
     def stream_error(self, exc: TollwayError) -> bytes:
         """The in-band event that ends a stream which failed after its headers were sent."""
@@ -90,7 +121,9 @@ class MessagesFormat(_TranslatedFormat):
     def __init__(self) -> None:
         super().__init__(Kind.CHAT)
 
-    def parse(self, body: bytes, forwarded: dict[str, str] | None) -> ParsedRequest:
+    def parse(
+        self, body: bytes, forwarded: dict[str, str] | None, params: PathParams | None = None
+    ) -> ParsedRequest:
         return self._parsed(anthropic.DIALECT.decode_request(body), body, forwarded)
 
     def encode_reply(self, request: ParsedRequest, reply: ChatReply | EmbeddingReply) -> bytes:
@@ -119,7 +152,9 @@ class ResponsesFormat(_TranslatedFormat):
     def __init__(self) -> None:
         super().__init__(Kind.CHAT)
 
-    def parse(self, body: bytes, forwarded: dict[str, str] | None) -> ParsedRequest:
+    def parse(
+        self, body: bytes, forwarded: dict[str, str] | None, params: PathParams | None = None
+    ) -> ParsedRequest:
         return self._parsed(responses.DIALECT.decode_request(body), body, None)
 
     def encode_reply(self, request: ParsedRequest, reply: ChatReply | EmbeddingReply) -> bytes:
@@ -129,5 +164,118 @@ class ResponsesFormat(_TranslatedFormat):
     def stream_encoder(self, request: ParsedRequest) -> EventEncoder:
         return responses.DIALECT.stream_encoder(request.chat())
 
+    def decode_reply(self, request: ParsedRequest, body: bytes) -> ChatReply:
+        return decode_responses_reply(body, request.model)
+
     def error_body(self, exc: TollwayError) -> bytes:
         return responses.DIALECT.encode_error(exc)
+
+    def stream_error(self, exc: TollwayError) -> bytes:
+        return b"event: error\ndata: " + self.error_body(exc) + b"\n\n"
+
+
+class GeminiFormat(_TranslatedFormat):
+    """Google AI Studio clients: ``/v1beta/models/{model}:generateContent`` and
+    ``:streamGenerateContent`` (also under ``/gemini``); the model is in the path."""
+
+    name = "gemini"
+    key_headers = (b"x-goog-api-key",)
+
+    def __init__(self) -> None:
+        super().__init__(Kind.CHAT)
+
+    def parse(
+        self, body: bytes, forwarded: dict[str, str] | None, params: PathParams | None = None
+    ) -> ParsedRequest:
+        params = params or {}
+        stream = params.get("method") == "streamGenerateContent"
+        chat = gemini_inbound.INBOUND.decode_request(body, params.get("model", ""), stream)
+        return self._parsed(chat, body, None)
+
+    def encode_reply(self, request: ParsedRequest, reply: ChatReply | EmbeddingReply) -> bytes:
+        assert isinstance(reply, ChatReply)
+        return gemini_inbound.INBOUND.encode_reply(reply)
+
+    def stream_encoder(self, request: ParsedRequest) -> EventEncoder:
+        return gemini_inbound.INBOUND.stream_encoder(request.chat())
+
+    def decode_reply(self, request: ParsedRequest, body: bytes) -> ChatReply:
+        return decode_gemini_reply(body, request.model)
+
+    def error_body(self, exc: TollwayError) -> bytes:
+        return gemini_inbound.INBOUND.encode_error(exc)
+
+    def stream_error(self, exc: TollwayError) -> bytes:
+        return b"data: " + self.error_body(exc) + b"\r\n\r\n"
+
+
+class CohereFormat(_TranslatedFormat):
+    """Cohere v2 chat clients: ``/v2/chat`` (also under ``/cohere``)."""
+
+    name = "cohere"
+
+    def __init__(self) -> None:
+        super().__init__(Kind.CHAT)
+
+    def parse(
+        self, body: bytes, forwarded: dict[str, str] | None, params: PathParams | None = None
+    ) -> ParsedRequest:
+        return self._parsed(cohere_inbound.INBOUND.decode_request(body), body, None)
+
+    def encode_reply(self, request: ParsedRequest, reply: ChatReply | EmbeddingReply) -> bytes:
+        assert isinstance(reply, ChatReply)
+        return cohere_inbound.INBOUND.encode_reply(reply)
+
+    def stream_encoder(self, request: ParsedRequest) -> EventEncoder:
+        return cohere_inbound.INBOUND.stream_encoder(request.chat())
+
+    def decode_reply(self, request: ParsedRequest, body: bytes) -> ChatReply:
+        return translate_response(body, request.model)
+
+    def error_body(self, exc: TollwayError) -> bytes:
+        return cohere_inbound.INBOUND.encode_error(exc)
+
+    def stream_error(self, exc: TollwayError) -> bytes:
+        # A fresh encoder's error event: Cohere ends a failed stream with message-end.
+        return cohere_inbound.INBOUND.stream_encoder(_NO_REQUEST).error(exc)
+
+
+class BedrockFormat(_TranslatedFormat):
+    """Bedrock Converse clients: ``/model/{modelId}/converse`` and ``/converse-stream`` (also
+    under ``/bedrock``); the model id is in the path, the stream is AWS's event stream."""
+
+    name = "bedrock"
+    stream_headers: Headers = (
+        (b"content-type", bedrock_inbound.STREAM_CONTENT_TYPE.encode()),
+        (b"cache-control", b"no-cache"),
+    )
+
+    def __init__(self) -> None:
+        super().__init__(Kind.CHAT)
+
+    def parse(
+        self, body: bytes, forwarded: dict[str, str] | None, params: PathParams | None = None
+    ) -> ParsedRequest:
+        params = params or {}
+        stream = params.get("method") == "converse-stream"
+        chat = bedrock_inbound.INBOUND.decode_request(body, params.get("model", ""), stream)
+        return self._parsed(chat, body, None)
+
+    def encode_reply(self, request: ParsedRequest, reply: ChatReply | EmbeddingReply) -> bytes:
+        assert isinstance(reply, ChatReply)
+        return bedrock_inbound.INBOUND.encode_reply(reply)
+
+    def stream_encoder(self, request: ParsedRequest) -> EventEncoder:
+        return bedrock_inbound.INBOUND.stream_encoder(request.chat())
+
+    def decode_reply(self, request: ParsedRequest, body: bytes) -> ChatReply:
+        return decode_converse(body, request.model, None)
+
+    def error_body(self, exc: TollwayError) -> bytes:
+        return bedrock_inbound.INBOUND.encode_error(exc)
+
+    def error_headers(self, exc: TollwayError) -> list[tuple[bytes, bytes]]:
+        return [(b"x-amzn-errortype", bedrock_inbound.INBOUND.error_type(exc).encode())]
+
+    def stream_error(self, exc: TollwayError) -> bytes:
+        return bedrock_inbound.INBOUND.stream_encoder(_NO_REQUEST).error(exc)

@@ -29,12 +29,6 @@ Send = Callable[[Message], Awaitable[None]]
 
 log = logging.getLogger("tollway.request")
 
-_STREAM_HEADERS = [
-    (b"content-type", b"text/event-stream; charset=utf-8"),
-    (b"cache-control", b"no-cache"),
-    (b"x-accel-buffering", b"no"),
-]
-
 
 class SpendView(Protocol):
     """What the reply headers read from the ledger."""
@@ -143,7 +137,7 @@ class Responder:
         if not (stream.relays_raw and stream.format == inbound.name):
             encoder = inbound.stream_encoder(call.request)
         try:
-            headers = self.headers(call, _STREAM_HEADERS)
+            headers = self.headers(call, list(inbound.stream_headers))
             call.headers_sent = True
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             try:
@@ -196,7 +190,7 @@ class Responder:
         if call.headers_sent:
             return
         body = inbound.error_body(exc)
-        extra = [(b"content-type", b"application/json")]
+        extra = [(b"content-type", b"application/json"), *inbound.error_headers(exc)]
         extra.extend((k.encode(), v.encode()) for k, v in exc.headers.items())
         headers = self.headers(call, extra)
         headers.append((b"content-length", str(len(body)).encode()))

@@ -107,6 +107,8 @@ class InferenceRoute:
                 request_id = value
             elif name == b"x-tollway-tags":
                 tags = value
+            elif name in inbound.key_headers:
+                api_key = value
             elif name in inbound.forwarded_headers:
                 if forwarded is None:
                     forwarded = {}
@@ -123,7 +125,7 @@ class InferenceRoute:
             if not principal.may_infer:
                 raise PermissionDenied("this key may not call models", code="key_type")
             call.principal = principal
-            call.request = request = inbound.parse(body, forwarded)
+            call.request = request = inbound.parse(body, forwarded, scope.get("path_params"))
             stages.authorize(principal, request.model)
             reply = await stages.dispatch(call, principal, request)
             if reply.stream is not None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Sequence
+from urllib.parse import unquote
 
 import msgspec
 import orjson
@@ -33,7 +35,14 @@ from ..ledger.flush import Flusher
 from ..metrics import Stats
 from ..pipeline.accounting import Accounting, RequestIds
 from ..pipeline.call import Call
-from ..pipeline.formats import InboundFormat, MessagesFormat, ResponsesFormat
+from ..pipeline.formats import (
+    BedrockFormat,
+    CohereFormat,
+    GeminiFormat,
+    InboundFormat,
+    MessagesFormat,
+    ResponsesFormat,
+)
 from ..pipeline.respond import PostCall, Responder
 from ..pipeline.route import InferenceRoute, Receive, Scope, Send, Stages
 from ..pricing import PriceTable
@@ -164,9 +173,47 @@ class GatewayState:
             stats.completion_tokens += usage.completion_tokens
 
 
-def inference_routes(
-    state: GatewayState, post_call: Sequence[PostCall] = ()
-) -> dict[str, InferenceRoute]:
+class InferenceRoutes:
+    """The inference paths: exact ones looked up in a dict (the hot path), and the
+    provider-native paths that carry the model in the URL, matched only when that misses."""
+
+    __slots__ = ("exact", "patterns")
+
+    def __init__(
+        self,
+        exact: dict[str, InferenceRoute],
+        patterns: list[tuple[re.Pattern[str], InferenceRoute]],
+    ) -> None:
+        self.exact = exact
+        self.patterns = patterns
+
+    def match(self, scope: Scope) -> InferenceRoute | None:
+        route = self.exact.get(scope["path"])
+        if route is not None or not scope["path"].startswith(_NATIVE_PREFIXES):
+            return route
+        # The raw path: a Bedrock model ARN's ``%2F`` must not split the path.
+        raw = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+        for pattern, candidate in self.patterns:
+            found = pattern.fullmatch(raw)
+            if found is not None:
+                params = {k: unquote(v) for k, v in found.groupdict().items()}
+                scope["path_params"] = params
+                return candidate
+        return None
+
+
+# Google's, Cohere's and Bedrock's own paths (LiteLLM serves them under a provider prefix).
+_NATIVE_PREFIXES = ("/gemini/", "/v1beta/", "/v1alpha/", "/cohere/", "/bedrock/", "/model/")
+_GEMINI_PATH = re.compile(
+    r"(?:/gemini)?/v1(?:beta|alpha)?/models/(?P<model>[^:]+):"
+    r"(?P<method>generateContent|streamGenerateContent)"
+)
+_BEDROCK_PATH = re.compile(
+    r"(?:/bedrock)?/model/(?P<model>[^/]+)/(?P<method>converse|converse-stream)"
+)
+
+
+def inference_routes(state: GatewayState, post_call: Sequence[PostCall] = ()) -> InferenceRoutes:
     """The composition root of the inference path: the stages, in order, and the routes.
 
     read → authenticate → parse → authorize → route + admit + call → respond → settle.
@@ -203,7 +250,12 @@ def inference_routes(
         ("/responses", responses),
     ):
         routes[path] = routes["/v1" + path] = route
-    return routes
+    routes["/v2/chat"] = routes["/cohere/v2/chat"] = InferenceRoute(stages, CohereFormat())
+    patterns = [
+        (_GEMINI_PATH, InferenceRoute(stages, GeminiFormat())),
+        (_BEDROCK_PATH, InferenceRoute(stages, BedrockFormat())),
+    ]
+    return InferenceRoutes(routes, patterns)
 
 
 class Gateway:
@@ -224,7 +276,7 @@ class Gateway:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            route = self.hot.get(scope["path"])
+            route = self.hot.match(scope)
             if route is not None:
                 if scope["method"] == "POST":
                     await route(scope, receive, send)

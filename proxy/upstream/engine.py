@@ -16,23 +16,24 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 
-from ..dialects import anthropic, bedrock, openai
-from ..dialects.base import EventDecoder, Fault, Target
+from ..dialects import bedrock, openai
+from ..dialects.base import EmbeddingOutbound, EventDecoder, Fault, Target
 from ..errors import InvalidRequest, TollwayError, UpstreamTimeout
 from ..model import ChatReply, EmbeddingReply, Usage
 from ..request import Kind, ParsedRequest
-from ..usage import usage_from_body
 from .deployment import Deployment
 from .errors import scrubbed, to_error
 from .framing import EventStreamFramer, Framer, SSEFramer
 from .mock import MockTransport
+from .native import NativeReader
 from .providers import Provider, build_registry
 from .spec import Operation
-from .sse import ByteRelay, SSERelay
 from .stream import UpstreamStream
 from .transport import Deadlines, Transport, UpstreamResponse
 
 JSON = b"application/json"
+# ``openai/responses/gpt-4.1``: the deployment is called through the Responses API.
+RESPONSES_PREFIX = "responses/"
 EVENT_STREAM = b"text/event-stream"
 
 
@@ -89,6 +90,8 @@ class Engine:
         self, request: ParsedRequest, deployment: Deployment, upstream_model: str
     ) -> Reply:
         provider = self.registry[deployment.provider]
+        if upstream_model.startswith(RESPONSES_PREFIX) and provider.responses is not None:
+            provider, upstream_model = provider.responses, upstream_model[len(RESPONSES_PREFIX) :]
         operation = Operation(request.kind.value)
         if operation not in provider.operations:
             raise InvalidRequest(
@@ -101,16 +104,21 @@ class Engine:
             max_output_tokens=deployment.info.max_output_tokens or deployment.info.max_tokens,
             provider=provider.name,
         )
-        native = provider.native == request.format
+        framer: Callable[[], Framer] = (
+            EventStreamFramer if provider.framing == "aws-eventstream" else SSEFramer
+        )
+        native: NativeReader | None = None
         decode_reply: Callable[[bytes], ChatReply | EmbeddingReply] | None = None
         decoder: Callable[[], EventDecoder]
         headers_extra: dict[str, str] = {}
-        if native:
-            body = _native_body(request, upstream_model)
-            decoder = _native_decoder(request, upstream_model)
-            headers_extra = request.headers
+        if provider.native == request.format and provider.native_reader is not None:
+            # The client speaks this provider's format: its bytes go up, the reply comes back.
+            native = provider.native_reader(request, target, provider.dialect, framer)
+            body, decoder, headers_extra = native.body(), native.decoder, request.headers
         elif request.kind is Kind.EMBEDDING:
-            exchange = provider.dialect.embeddings(request.embedding(), target)  # type: ignore[attr-defined]
+            if not isinstance(provider.dialect, EmbeddingOutbound):
+                raise InvalidRequest(f"{provider.name}/ deployments serve no embeddings")
+            exchange = provider.dialect.embeddings(request.embedding(), target)
             body, decode_reply = exchange.body, exchange.decode_reply
             decoder = openai.ChunkDecoder
         else:
@@ -130,26 +138,22 @@ class Engine:
             raise _error(provider, resp, raw, secrets)
         content_type = (resp.header("content-type") or "").encode("latin-1")
         if stream and _is_stream(content_type, provider):
-            relay = _native_relay(request) if native else None
-            framer: Callable[[], Framer] = (
-                EventStreamFramer if provider.framing == "aws-eventstream" else SSEFramer
-            )
             upstream = UpstreamStream(
                 resp,
-                format=request.format if native else provider.dialect.name,
+                format=request.format if native is not None else provider.dialect.name,
                 framer=framer,
                 decoder=decoder,
-                relay=relay,
+                relay=native.relay if native is not None else None,
                 secrets=secrets,
             )
             return Reply(format=upstream.format, content_type=EVENT_STREAM, stream=upstream)
         raw = await _read_all(resp, deployment.deadlines)
-        if native:
+        if native is not None:
             return Reply(
                 format=request.format,
                 content_type=content_type or JSON,
                 body=raw,
-                usage=_native_usage(request.format, raw),
+                usage=native.usage(raw),
             )
         assert decode_reply is not None
         try:
@@ -180,55 +184,6 @@ def _is_stream(content_type: bytes, provider: Provider) -> bool:
     if provider.framing == "aws-eventstream":
         return True
     return content_type.startswith(EVENT_STREAM)
-
-
-def _native_body(request: ParsedRequest, model: str) -> bytes:
-    if request.format == "anthropic":
-        return anthropic.with_model(request.body, model)
-    return openai.forward_body(request, model)
-
-
-def _native_decoder(request: ParsedRequest, model: str) -> Callable[[], EventDecoder]:
-    if request.format == "anthropic":
-        return lambda: anthropic.MessagesDecoder(model, False)
-    return openai.ChunkDecoder
-
-
-def _native_relay(request: ParsedRequest) -> Callable[[], ByteRelay]:
-    if request.format == "anthropic":
-        return AnthropicRelay
-    strip = not request.wants_usage_chunk
-    return lambda: SSERelay(strip_usage_chunk=strip)
-
-
-class AnthropicRelay:
-    """A native Messages stream's bytes, untouched; its usage read from the events."""
-
-    __slots__ = ("_counts", "_framer")
-
-    def __init__(self) -> None:
-        self._framer = SSEFramer()
-        self._counts = anthropic.NativeUsage()
-
-    @property
-    def usage(self) -> Usage | None:
-        return self._counts.usage
-
-    def feed(self, chunk: bytes) -> bytes:
-        for frame in self._framer.feed(chunk):
-            self._counts.feed(frame)
-        return chunk
-
-    def finish(self) -> bytes:
-        for frame in self._framer.finish():
-            self._counts.feed(frame)
-        return b""
-
-
-def _native_usage(format: str, raw: bytes) -> Usage | None:
-    if format == "anthropic":
-        return anthropic.native_body_usage(raw)
-    return usage_from_body(raw)
 
 
 async def _read_all(resp: UpstreamResponse, deadlines: Deadlines) -> bytes:

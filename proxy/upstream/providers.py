@@ -16,10 +16,12 @@ from urllib.parse import quote
 from ..config import OPENAI_COMPATIBLE, ConfigError, ModelEntry, RouterSettings
 from ..dialects import anthropic, bedrock, cohere, gemini, openai
 from ..dialects.base import Outbound
+from ..dialects.responses.outbound import OUTBOUND as RESPONSES_OUTBOUND
 from ..errors import UpstreamStatusError
 from ..server.settings import Settings
 from .deployment import AUTO_ROUTER, Deployment
 from .mock import MOCK_BASE, RESPONSE_HEADER
+from .native import AnthropicNative, DecodedNative, ModelInURLNative, NativeFactory, OpenAINative
 from .sigv4 import Signer, make_signer
 from .spec import Framing, Operation
 from .transport import Deadlines
@@ -47,10 +49,27 @@ def json_headers(
     return out
 
 
+def openai_headers(deployment: Deployment, stream: bool) -> dict[str, str]:
+    """OpenAI's style: a bearer key, the organization, the deployment's extras last."""
+    out = json_headers(deployment, stream, None)
+    if deployment.api_key:
+        out["authorization"] = f"Bearer {deployment.api_key}"
+    if deployment.params.organization:
+        out["openai-organization"] = deployment.params.organization
+    if deployment.params.extra_headers:
+        out.update(deployment.params.extra_headers)
+    return out
+
+
 class Provider:
     """A registry entry; subclasses override ``url`` and ``headers`` where they differ."""
 
+    # The client format this provider takes as the client's own bytes, and how such an
+    # exchange is sent and read (``native``); None: always translated.
     native: str | None = None
+    native_reader: NativeFactory | None = None
+    # The same upstream reached through OpenAI's Responses API (``openai/responses/<model>``).
+    responses: Provider | None = None
     framing: Framing = "sse"
     operations: frozenset[Operation] = CHAT
     key_header: str | None = "authorization"
@@ -78,19 +97,17 @@ class Provider:
 
 class OpenAICompatible(Provider):
     native = "openai"
+    native_reader = OpenAINative
     operations = EVERYTHING
+
+    def __init__(self, name: str, dialect: Outbound, default_base: str | None = None) -> None:
+        super().__init__(name, dialect, default_base)
+        self.responses = OpenAIResponses(name, RESPONSES_OUTBOUND, default_base)
 
     def headers(
         self, deployment: Deployment, url: str, body: bytes, stream: bool
     ) -> dict[str, str]:
-        out = json_headers(deployment, stream, None)
-        if deployment.api_key:
-            out["authorization"] = f"Bearer {deployment.api_key}"
-        if deployment.params.organization:
-            out["openai-organization"] = deployment.params.organization
-        if deployment.params.extra_headers:
-            out.update(deployment.params.extra_headers)
-        return out
+        return openai_headers(deployment, stream)
 
 
 class Azure(OpenAICompatible):
@@ -116,6 +133,22 @@ class Azure(OpenAICompatible):
         return json_headers(deployment, stream, self.key_header, self.key_prefix)
 
 
+class OpenAIResponses(Provider):
+    """OpenAI's Responses API (``POST {base}/responses``), for ``<provider>/responses/<model>``
+    deployments; a ``/v1/responses`` client's bytes pass through to it."""
+
+    native = "responses"
+    native_reader = DecodedNative
+
+    def url(self, deployment: Deployment, model: str, operation: Operation, stream: bool) -> str:
+        return f"{self.base(deployment)}/responses"
+
+    def headers(
+        self, deployment: Deployment, url: str, body: bytes, stream: bool
+    ) -> dict[str, str]:
+        return openai_headers(deployment, stream)
+
+
 class Mock(OpenAICompatible):
     def url(self, deployment: Deployment, model: str, operation: Operation, stream: bool) -> str:
         return f"{MOCK_BASE}/{operation.value}"
@@ -129,6 +162,7 @@ class Mock(OpenAICompatible):
 
 class Anthropic(Provider):
     native = "anthropic"
+    native_reader = AnthropicNative
     key_header = "x-api-key"
     key_prefix = ""
 
@@ -150,6 +184,8 @@ class Gemini(Provider):
     """Google AI Studio; the key only in ``x-goog-api-key``, never in the URL."""
 
     operations = CHAT_AND_EMBEDDINGS
+    native = "gemini"
+    native_reader = ModelInURLNative
     key_header = "x-goog-api-key"
     key_prefix = ""
 
@@ -169,6 +205,8 @@ class Gemini(Provider):
 
 class Cohere(Provider):
     operations = CHAT_AND_EMBEDDINGS
+    native = "cohere"
+    native_reader = DecodedNative
 
     def url(self, deployment: Deployment, model: str, operation: Operation, stream: bool) -> str:
         method = "embed" if operation is Operation.EMBEDDING else "chat"
@@ -184,6 +222,8 @@ class Bedrock(Provider):
     """Converse / ConverseStream, signed with SigV4 (see ``sigv4``)."""
 
     framing: Framing = "aws-eventstream"
+    native = "bedrock"
+    native_reader = ModelInURLNative
 
     def __init__(self, name: str, dialect: Outbound, environ: Mapping[str, str]) -> None:
         super().__init__(name, dialect)

@@ -12,26 +12,12 @@ from typing import Any
 import orjson
 
 from ...errors import TollwayError
-from ...model import (
-    ChatReply,
-    Finish,
-    ReasoningDelta,
-    Start,
-    StreamEvent,
-    TextDelta,
-    ToolCall,
-    ToolCallDelta,
-    Usage,
-    UsageReport,
-)
+from ...model import ChatReply, FinishReason, Start, StreamEvent, ToolCallDelta, Usage
+from ..inbound import NumberedBlocks, finish_word, finish_words, reply_arguments, sse_event
 
-STOP_REASONS = {
-    "stop": "end_turn",
-    "length": "max_tokens",
-    "tool_calls": "tool_use",
-    "function_call": "tool_use",
-    "content_filter": "refusal",
-}
+STOP_REASONS = finish_words(
+    stop="end_turn", length="max_tokens", tool_calls="tool_use", content_filter="refusal"
+)
 # The contract's statuses as Anthropic's error types (the SDKs pick their exception by the
 # status, some clients by the type).
 ERROR_TYPES = {
@@ -73,7 +59,7 @@ def encode_reply(reply: ChatReply) -> bytes:
                 "type": "tool_use",
                 "id": call.id,
                 "name": call.function.name,
-                "input": _input(call),
+                "input": reply_arguments(call),
             }
         )
     return orjson.dumps(
@@ -83,24 +69,11 @@ def encode_reply(reply: ChatReply) -> bytes:
             "role": "assistant",
             "model": reply.model,
             "content": content,
-            "stop_reason": STOP_REASONS.get(choice.finish_reason or "stop", "end_turn"),
+            "stop_reason": finish_word(STOP_REASONS, choice.finish_reason),
             "stop_sequence": None,
             "usage": anthropic_usage(reply.usage),
         }
     )
-
-
-def _input(call: ToolCall) -> dict[str, Any]:
-    """A tool call's arguments as ``tool_use.input``; arguments that are not a JSON object
-    become ``{}`` rather than failing a reply the model already produced."""
-    arguments = call.function.arguments
-    if isinstance(arguments, dict):
-        return arguments
-    try:
-        value = orjson.loads(arguments or "{}")
-    except orjson.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def encode_error(exc: TollwayError) -> bytes:
@@ -109,11 +82,7 @@ def encode_error(exc: TollwayError) -> bytes:
     return orjson.dumps({"type": "error", "error": {"type": kind, "message": exc.message}})
 
 
-def _event(name: str, data: dict[str, Any]) -> bytes:
-    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
-
-
-class MessagesEncoder:
+class MessagesEncoder(NumberedBlocks):
     """Stateful: common stream events in, Anthropic stream events out.
 
     Content blocks open and close as the kind of delta changes (text, thinking, each tool
@@ -121,61 +90,40 @@ class MessagesEncoder:
     ``finish``.
     """
 
-    __slots__ = (
-        "_finished",
-        "_index",
-        "_model",
-        "_open",
-        "_started",
-        "_stop_reason",
-        "_tools",
-        "_usage",
-    )
+    __slots__ = ("_model", "_started", "_stop_reason")
 
     def __init__(self, model: str) -> None:
+        super().__init__()
         self._model = model
         self._started = False
-        self._finished = False
-        self._index = -1
-        # The open content block: "text", "thinking", or a tool call's index.
-        self._open: str | int | None = None
-        # tool call index → its content block index
-        self._tools: dict[int, int] = {}
         self._stop_reason = "end_turn"
-        self._usage: Usage | None = None
 
-    def encode(self, event: StreamEvent) -> bytes:
-        if self._finished:
-            return b""
-        out = [self._start(event.id if isinstance(event, Start) else "")]
-        if isinstance(event, UsageReport):
-            self._usage = event.usage
-        elif isinstance(event, ReasoningDelta):
-            if event.text:
-                out.append(self._open_block("thinking", {"type": "thinking", "thinking": ""}))
-                out.append(self._delta({"type": "thinking_delta", "thinking": event.text}))
-        elif isinstance(event, TextDelta):
-            if event.text:
-                out.append(self._open_block("text", {"type": "text", "text": ""}))
-                out.append(self._delta({"type": "text_delta", "text": event.text}))
-        elif isinstance(event, ToolCallDelta):
-            out.append(self._tool_delta(event))
-        elif isinstance(event, Finish) and event.reason:
-            self._stop_reason = STOP_REASONS.get(event.reason, "end_turn")
-        return b"".join(out)
+    def _opening(self, event: StreamEvent) -> bytes:
+        return self._start(event.id if isinstance(event, Start) else "")
 
-    def finish(self) -> bytes:
-        if self._finished:
-            return b""
-        self._finished = True
+    def _reasoning(self, text: str) -> bytes:
+        opened = self._open_block("thinking")
+        return opened + self._delta({"type": "thinking_delta", "thinking": text})
+
+    def _text(self, text: str) -> bytes:
+        return self._open_block("text") + self._delta({"type": "text_delta", "text": text})
+
+    def _finish(self, reason: FinishReason) -> bytes:
+        if reason:
+            self._stop_reason = finish_word(STOP_REASONS, reason)
+        return b""
+
+    def _trailer(self) -> bytes:
         delta = {"stop_reason": self._stop_reason, "stop_sequence": None}
         usage = anthropic_usage(self._usage)
         return b"".join(
             (
                 self._start(""),
                 self._close(),
-                _event("message_delta", {"type": "message_delta", "delta": delta, "usage": usage}),
-                _event("message_stop", {"type": "message_stop"}),
+                sse_event(
+                    "message_delta", {"type": "message_delta", "delta": delta, "usage": usage}
+                ),
+                sse_event("message_stop", {"type": "message_stop"}),
             )
         )
 
@@ -196,22 +144,26 @@ class MessagesEncoder:
             "stop_sequence": None,
             "usage": {"input_tokens": 0, "output_tokens": 0},
         }
-        return _event("message_start", {"type": "message_start", "message": message})
+        return sse_event("message_start", {"type": "message_start", "message": message})
 
-    def _open_block(self, kind: str | int, block: dict[str, Any]) -> bytes:
-        if self._open == kind:
-            return b""
-        closed = self._close()
-        self._index += 1
-        self._open = kind
+    def _block_start(self, kind: str, call: ToolCallDelta | None) -> bytes:
+        block: dict[str, Any]
+        if call is not None:
+            block = {
+                "type": "tool_use",
+                "id": call.id or f"toolu_{call.index}",
+                "name": call.name or "",
+                "input": {},
+            }
+        elif kind == "thinking":
+            block = {"type": "thinking", "thinking": ""}
+        else:
+            block = {"type": "text", "text": ""}
         start = {"type": "content_block_start", "index": self._index, "content_block": block}
-        return closed + _event("content_block_start", start)
+        return sse_event("content_block_start", start)
 
-    def _close(self) -> bytes:
-        if self._open is None:
-            return b""
-        self._open = None
-        return _event("content_block_stop", {"type": "content_block_stop", "index": self._index})
+    def _block_stop(self) -> bytes:
+        return sse_event("content_block_stop", {"type": "content_block_stop", "index": self._index})
 
     def _delta(self, delta: dict[str, Any], index: int | None = None) -> bytes:
         event = {
@@ -219,21 +171,11 @@ class MessagesEncoder:
             "index": self._index if index is None else index,
             "delta": delta,
         }
-        return _event("content_block_delta", event)
+        return sse_event("content_block_delta", event)
 
-    def _tool_delta(self, call: ToolCallDelta) -> bytes:
-        position = call.index
-        out = b""
-        if position not in self._tools:
-            block: dict[str, Any] = {
-                "type": "tool_use",
-                "id": call.id or f"toolu_{position}",
-                "name": call.name or "",
-                "input": {},
-            }
-            out = self._open_block(position, block)
-            self._tools[position] = self._index
+    def _tool_call(self, call: ToolCallDelta) -> bytes:
+        out, index = self._open_tool(call)
         if call.arguments:
             delta = {"type": "input_json_delta", "partial_json": call.arguments}
-            out += self._delta(delta, self._tools[position])
+            out += self._delta(delta, index)
         return out

@@ -26,12 +26,12 @@ from ...model import (
     ImageURL,
     Message,
     Part,
-    StreamOptions,
     TextPart,
     Tool,
     ToolCall,
 )
 from ..common import check_model
+from ..inbound import json_body, optional_number, positive_integer, stream_with_usage, string_list
 
 _CHOICES = {"auto": "auto", "any": "required", "none": "none"}
 
@@ -42,21 +42,10 @@ class _ModelField(msgspec.Struct):
 
 def decode_request(body: bytes) -> ChatRequest:
     """Validate a Messages body and decode it; raises ``InvalidRequest`` naming the field."""
-    if not body:
-        raise InvalidRequest("the request body is empty; expected a JSON object")
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"the request body is not valid JSON: {exc}") from exc
-    if not isinstance(payload, dict):
-        raise InvalidRequest("the request body must be a JSON object")
+    payload = json_body(body)
     if not isinstance(payload.get("messages"), list):
         raise InvalidRequest("`messages` must be a list of messages", param="messages")
-    max_tokens = payload.get("max_tokens")
-    if max_tokens is not None and (
-        not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1
-    ):
-        raise InvalidRequest("`max_tokens` must be a positive integer", param="max_tokens")
+    max_tokens = positive_integer(payload.get("max_tokens"), "max_tokens")
     messages = _messages(payload)
     model = _model(payload.get("model"))
     if not messages:
@@ -65,16 +54,12 @@ def decode_request(body: bytes) -> ChatRequest:
         model=model,
         messages=messages,
         max_tokens=max_tokens,
-        temperature=_number(payload, "temperature"),
-        top_p=_number(payload, "top_p"),
+        temperature=optional_number(payload.get("temperature"), "temperature"),
+        top_p=optional_number(payload.get("top_p"), "top_p"),
     )
     stop = payload.get("stop_sequences")
     if stop:
-        if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
-            raise InvalidRequest(
-                "`stop_sequences` must be a list of strings", param="stop_sequences"
-            )
-        request.stop = list(stop)
+        request.stop = string_list(stop, "stop_sequences")
     metadata = payload.get("metadata")
     user = metadata.get("user_id") if isinstance(metadata, dict) else None
     if user:
@@ -93,9 +78,8 @@ def decode_request(body: bytes) -> ChatRequest:
         if choice.get("disable_parallel_tool_use") and request.tools:
             request.parallel_tool_calls = False
     if payload.get("stream"):
-        request.stream = True
-        # Always: the usage report becomes message_delta's usage, and the ledger's.
-        request.stream_options = StreamOptions(include_usage=True)
+        # The usage report becomes message_delta's usage.
+        stream_with_usage(request)
     return request
 
 
@@ -106,15 +90,6 @@ def _model(value: Any) -> str:
         raise InvalidRequest(f"invalid request body: {exc}", param="model") from exc
     check_model(model)
     return model
-
-
-def _number(payload: dict[str, Any], name: str) -> float | None:
-    value = payload.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidRequest(f"`{name}` must be a number", param=name)
-    return float(value)
 
 
 def _messages(payload: dict[str, Any]) -> list[Message]:

@@ -17,24 +17,19 @@ from ...errors import TollwayError
 from ...model import (
     ChatReply,
     Finish,
+    FinishReason,
     ReasoningDelta,
-    Start,
     StreamEvent,
     TextDelta,
-    ToolCall,
     ToolCallDelta,
     Usage,
-    UsageReport,
 )
 from ...upstream.eventstream import encode_message
+from ..inbound import NumberedBlocks, finish_word, finish_words, message_error, reply_arguments
 
-STOP_REASONS = {
-    "stop": "end_turn",
-    "length": "max_tokens",
-    "tool_calls": "tool_use",
-    "function_call": "tool_use",
-    "content_filter": "content_filtered",
-}
+STOP_REASONS = finish_words(
+    stop="end_turn", length="max_tokens", tool_calls="tool_use", content_filter="content_filtered"
+)
 # The contract's statuses as Bedrock's exception names (the inverse of the outbound
 # ``errors.ERROR_STATUS``): the AWS SDKs pick their exception class, and whether to retry,
 # by this name.
@@ -65,7 +60,7 @@ def error_type(status: int, kind: str | None = None) -> str:
 def encode_error(exc: TollwayError) -> bytes:
     """``{"message": ...}``; the pipeline names the error in ``x-amzn-errortype``
     (``error_type(exc.status, exc.type)``)."""
-    return orjson.dumps({"message": exc.message})
+    return message_error(exc)
 
 
 def converse_usage(usage: Usage | None) -> dict[str, int]:
@@ -95,7 +90,13 @@ def encode_reply(reply: ChatReply) -> bytes:
         content.append({"text": text})
     for call in message.tool_calls or ():
         content.append(
-            {"toolUse": {"toolUseId": call.id, "name": call.function.name, "input": _input(call)}}
+            {
+                "toolUse": {
+                    "toolUseId": call.id,
+                    "name": call.function.name,
+                    "input": reply_arguments(call),
+                }
+            }
         )
     if not content:
         # SDK users read ``content[0]["text"]``: an empty answer is one empty text block.
@@ -103,24 +104,11 @@ def encode_reply(reply: ChatReply) -> bytes:
     return orjson.dumps(
         {
             "output": {"message": {"role": "assistant", "content": content}},
-            "stopReason": STOP_REASONS.get(choice.finish_reason or "stop", "end_turn"),
+            "stopReason": finish_word(STOP_REASONS, choice.finish_reason),
             "usage": converse_usage(reply.usage),
             "metrics": {"latencyMs": 0},
         }
     )
-
-
-def _input(call: ToolCall) -> dict[str, Any]:
-    """A tool call's arguments as ``toolUse.input``; arguments that are not a JSON object
-    become ``{}`` rather than failing a reply the model already produced."""
-    arguments = call.function.arguments
-    if isinstance(arguments, dict):
-        return arguments
-    try:
-        value = orjson.loads(arguments or "{}")
-    except orjson.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _event(name: str, payload: dict[str, Any]) -> bytes:
@@ -132,7 +120,7 @@ def _event(name: str, payload: dict[str, Any]) -> bytes:
     return encode_message(headers, orjson.dumps(payload))
 
 
-class ConverseStreamEncoder:
+class ConverseStreamEncoder(NumberedBlocks):
     """Stateful: common stream events in, ConverseStream event-stream messages out.
 
     ``messageStart`` opens the stream; text and reasoning deltas go in content blocks that
@@ -142,61 +130,37 @@ class ConverseStreamEncoder:
     Only choice 0 is relayed: a Converse reply has one message.
     """
 
-    __slots__ = (
-        "_finished",
-        "_index",
-        "_open",
-        "_started",
-        "_stop_reason",
-        "_stopped",
-        "_tools",
-        "_usage",
-    )
+    __slots__ = ("_started", "_stop_reason", "_stopped")
 
     def __init__(self) -> None:
+        super().__init__()
         self._started = False
         self._stopped = False
-        self._finished = False
-        self._index = -1
-        # The open content block: "text", "reasoning", or a tool call's index.
-        self._open: str | int | None = None
-        # tool call index → its content block index
-        self._tools: dict[int, int] = {}
         self._stop_reason = "end_turn"
-        self._usage: Usage | None = None
 
-    def encode(self, event: StreamEvent) -> bytes:
-        if self._finished:
-            return b""
-        out = self._start()
-        if isinstance(event, UsageReport):
-            self._usage = event.usage
-        elif isinstance(event, Start) or event.choice != 0 or self._stopped:
-            pass
-        elif isinstance(event, TextDelta):
-            if event.text:
-                out += self._open_block("text") + self._delta({"text": event.text})
-        elif isinstance(event, ReasoningDelta):
-            if event.text:
-                out += self._open_block("reasoning")
-                out += self._delta({"reasoningContent": {"text": event.text}})
-        elif isinstance(event, ToolCallDelta):
-            out += self._tool_delta(event)
-        elif isinstance(event, Finish):
-            self._stop_reason = STOP_REASONS.get(event.reason, "end_turn")
-            out += self._stop()
-        return out
+    def _opening(self, event: StreamEvent) -> bytes:
+        return self._start()
 
-    def finish(self) -> bytes:
-        if self._finished:
-            return b""
-        self._finished = True
+    def _relays(self, event: TextDelta | ReasoningDelta | ToolCallDelta | Finish) -> bool:
+        return event.choice == 0 and not self._stopped
+
+    def _text(self, text: str) -> bytes:
+        return self._open_block("text") + self._delta({"text": text})
+
+    def _reasoning(self, text: str) -> bytes:
+        return self._open_block("reasoning") + self._delta({"reasoningContent": {"text": text}})
+
+    def _finish(self, reason: FinishReason) -> bytes:
+        self._stop_reason = finish_word(STOP_REASONS, reason)
+        return self._stop()
+
+    def _trailer(self) -> bytes:
         metadata = {"usage": converse_usage(self._usage), "metrics": {"latencyMs": 0}}
         return self._start() + self._stop() + _event("metadata", metadata)
 
     def error(self, exc: TollwayError) -> bytes:
         """An ``exception`` message named by the status's Bedrock exception type."""
-        self._finished = True
+        self._done = True
         headers = {
             ":exception-type": error_type(exc.status, exc.type),
             ":content-type": "application/json",
@@ -216,33 +180,23 @@ class ConverseStreamEncoder:
         self._stopped = True
         return self._close() + _event("messageStop", {"stopReason": self._stop_reason})
 
-    def _open_block(self, kind: str | int) -> bytes:
-        if self._open == kind:
+    def _block_start(self, kind: str, call: ToolCallDelta | None) -> bytes:
+        # Bedrock starts only a tool call's block; text and reasoning blocks just begin.
+        if call is None:
             return b""
-        closed = self._close()
-        self._index += 1
-        self._open = kind
-        return closed
+        tool = {"toolUseId": call.id or f"tooluse_{call.index}", "name": call.name or ""}
+        start = {"contentBlockIndex": self._index, "start": {"toolUse": tool}}
+        return _event("contentBlockStart", start)
 
-    def _close(self) -> bytes:
-        if self._open is None:
-            return b""
-        self._open = None
+    def _block_stop(self) -> bytes:
         return _event("contentBlockStop", {"contentBlockIndex": self._index})
 
     def _delta(self, delta: dict[str, Any], index: int | None = None) -> bytes:
         block = self._index if index is None else index
         return _event("contentBlockDelta", {"contentBlockIndex": block, "delta": delta})
 
-    def _tool_delta(self, call: ToolCallDelta) -> bytes:
-        position = call.index
-        out = b""
-        if position not in self._tools:
-            out = self._open_block(position)
-            self._tools[position] = self._index
-            tool = {"toolUseId": call.id or f"tooluse_{position}", "name": call.name or ""}
-            start = {"contentBlockIndex": self._index, "start": {"toolUse": tool}}
-            out += _event("contentBlockStart", start)
+    def _tool_call(self, call: ToolCallDelta) -> bytes:
+        out, index = self._open_tool(call)
         if call.arguments:
-            out += self._delta({"toolUse": {"input": call.arguments}}, self._tools[position])
+            out += self._delta({"toolUse": {"input": call.arguments}}, index)
         return out

@@ -30,13 +30,20 @@ from ...model import (
     ImageURL,
     Message,
     Part,
-    StreamOptions,
     TextPart,
     Tool,
     ToolCall,
 )
+from ..common import check_model
+from ..inbound import (
+    json_body,
+    optional_number,
+    optional_object,
+    positive_integer,
+    stream_with_usage,
+    string_list,
+)
 
-_MODEL_LIMIT = 256
 _IMAGE_FORMATS = frozenset({"png", "jpeg", "gif", "webp"})
 _DOCUMENT_MIME = {
     "pdf": "application/pdf",
@@ -57,18 +64,8 @@ _EPHEMERAL = {"type": "ephemeral"}
 
 def decode_request(body: bytes, model: str, stream: bool = False) -> ChatRequest:
     """Validate a Converse body and decode it; raises ``InvalidRequest`` naming the field."""
-    if not body:
-        raise InvalidRequest("the request body is empty; expected a JSON object")
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"the request body is not valid JSON: {exc}") from exc
-    if not isinstance(payload, dict):
-        raise InvalidRequest("the request body must be a JSON object")
-    if not model or len(model) > _MODEL_LIMIT:
-        raise InvalidRequest(
-            "`modelId` must be a non-empty string of at most 256 characters", param="modelId"
-        )
+    payload = json_body(body)
+    check_model(model, param="modelId")
     for name in _REFUSED:
         if payload.get(name) is not None:
             raise InvalidRequest(f"`{name}` is not supported by the gateway", param=name)
@@ -88,19 +85,13 @@ def decode_request(body: bytes, model: str, stream: bool = False) -> ChatRequest
     if isinstance(user, str) and user:
         request.user = user
     if stream:
-        request.stream = True
-        # Always: the usage report becomes the metadata event, and the ledger's.
-        request.stream_options = StreamOptions(include_usage=True)
+        # The usage report becomes the metadata event.
+        stream_with_usage(request)
     return request
 
 
 def _object(payload: dict[str, Any], name: str) -> dict[str, Any]:
-    value = payload.get(name)
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InvalidRequest(f"`{name}` must be an object", param=name)
-    return value
+    return optional_object(payload.get(name), name)
 
 
 def _system(system: Any) -> list[Message]:
@@ -272,35 +263,18 @@ def _texts(blocks: list[Any]) -> str:
 
 
 def _inference(request: ChatRequest, config: dict[str, Any]) -> None:
-    max_tokens = config.get("maxTokens")
+    max_tokens = positive_integer(config.get("maxTokens"), "inferenceConfig.maxTokens")
     if max_tokens is not None:
-        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
-            raise InvalidRequest(
-                "`inferenceConfig.maxTokens` must be a positive integer",
-                param="inferenceConfig.maxTokens",
-            )
         request.max_tokens = max_tokens
     request.temperature = _number(config, "temperature")
     request.top_p = _number(config, "topP")
     stop = config.get("stopSequences")
     if stop:
-        if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
-            raise InvalidRequest(
-                "`inferenceConfig.stopSequences` must be a list of strings",
-                param="inferenceConfig.stopSequences",
-            )
-        request.stop = list(stop)
+        request.stop = string_list(stop, "inferenceConfig.stopSequences")
 
 
 def _number(config: dict[str, Any], name: str) -> float | None:
-    value = config.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidRequest(
-            f"`inferenceConfig.{name}` must be a number", param=f"inferenceConfig.{name}"
-        )
-    return float(value)
+    return optional_number(config.get(name), f"inferenceConfig.{name}")
 
 
 def _tool_config(request: ChatRequest, config: dict[str, Any]) -> None:

@@ -26,15 +26,12 @@ from ...model import (
     new_id,
     tool_call_id,
 )
+from ..inbound import bare_id, finish_word, finish_words, message_error, sse_event
 
-FINISH_REASONS = {
-    "stop": "COMPLETE",
-    "length": "MAX_TOKENS",
-    "tool_calls": "TOOL_CALL",
-    "function_call": "TOOL_CALL",
-    # v2 has no reason of its own for a filtered reply.
-    "content_filter": "ERROR",
-}
+# v2 has no reason of its own for a filtered reply.
+FINISH_REASONS = finish_words(
+    stop="COMPLETE", length="MAX_TOKENS", tool_calls="TOOL_CALL", content_filter="ERROR"
+)
 
 
 def cohere_usage(usage: Usage | None) -> dict[str, Any]:
@@ -49,13 +46,8 @@ def cohere_usage(usage: Usage | None) -> dict[str, Any]:
     return out
 
 
-def message_id(reply_id: str) -> str:
-    """Cohere's ``id`` for a reply id (the outbound face put ``chatcmpl-`` before it)."""
-    return reply_id.removeprefix("chatcmpl-")
-
-
 def finish_reason(reason: str | None) -> str:
-    return FINISH_REASONS.get(reason or "stop", "COMPLETE")
+    return finish_word(FINISH_REASONS, reason)
 
 
 def encode_reply(reply: ChatReply) -> bytes:
@@ -85,7 +77,7 @@ def encode_reply(reply: ChatReply) -> bytes:
         out["content"] = content
     return orjson.dumps(
         {
-            "id": message_id(reply.id),
+            "id": bare_id(reply.id),
             "finish_reason": finish_reason(choice.finish_reason),
             "message": out,
             "usage": cohere_usage(reply.usage),
@@ -95,11 +87,7 @@ def encode_reply(reply: ChatReply) -> bytes:
 
 def encode_error(exc: TollwayError) -> bytes:
     """Cohere's error body: ``{"message": ...}`` (the status says the rest)."""
-    return orjson.dumps({"message": exc.message})
-
-
-def _event(name: str, data: dict[str, Any]) -> bytes:
-    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+    return message_error(exc)
 
 
 class CohereStreamEncoder:
@@ -128,7 +116,7 @@ class CohereStreamEncoder:
         if self._done:
             return b""
         if isinstance(event, Start):
-            self._id = message_id(event.id)
+            self._id = bare_id(event.id)
             return self._start()
         out = self._start()
         if isinstance(event, TextDelta) and event.text:
@@ -148,25 +136,25 @@ class CohereStreamEncoder:
             return b""
         self._done = True
         delta = {"finish_reason": finish_reason(self._reason), "usage": cohere_usage(self._usage)}
-        end = _event("message-end", {"type": "message-end", "delta": delta})
+        end = sse_event("message-end", {"type": "message-end", "delta": delta})
         return self._start() + self._close() + end
 
     def error(self, exc: TollwayError) -> bytes:
         """A failed generation, as Cohere reports one: ``message-end`` with an ``error``."""
         self._done = True
         delta = {"finish_reason": "ERROR", "error": exc.message}
-        return self._close() + _event("message-end", {"type": "message-end", "delta": delta})
+        return self._close() + sse_event("message-end", {"type": "message-end", "delta": delta})
 
     def _start(self) -> bytes:
         if self._started:
             return b""
         self._started = True
         if not self._id:
-            self._id = message_id(new_id())
+            self._id = bare_id(new_id())
         message = {"role": "assistant", "content": [], "tool_plan": "", "tool_calls": [],
                    "citations": []}  # fmt: skip
         data = {"id": self._id, "type": "message-start", "delta": {"message": message}}
-        return _event("message-start", data)
+        return sse_event("message-start", data)
 
     def _content_delta(self, kind: str, text: str) -> bytes:
         out = b""
@@ -177,10 +165,10 @@ class CohereStreamEncoder:
             block = {"type": kind, kind: ""}
             start = {"type": "content-start", "index": self._content,
                      "delta": {"message": {"content": block}}}  # fmt: skip
-            out += _event("content-start", start)
+            out += sse_event("content-start", start)
         delta = {"type": "content-delta", "index": self._content,
                  "delta": {"message": {"content": {kind: text}}}}  # fmt: skip
-        return out + _event("content-delta", delta)
+        return out + sse_event("content-delta", delta)
 
     def _tool_delta(self, call: ToolCallDelta) -> bytes:
         if call.index in self._calls:
@@ -190,7 +178,7 @@ class CohereStreamEncoder:
             function = {"arguments": call.arguments}
             delta = {"type": "tool-call-delta", "index": call.index,
                      "delta": {"message": {"tool_calls": {"function": function}}}}  # fmt: skip
-            return _event("tool-call-delta", delta)
+            return sse_event("tool-call-delta", delta)
         out = self._close()
         self._open = call.index
         self._calls.add(call.index)
@@ -201,12 +189,12 @@ class CohereStreamEncoder:
         }
         start = {"type": "tool-call-start", "index": call.index,
                  "delta": {"message": {"tool_calls": opened}}}  # fmt: skip
-        return out + _event("tool-call-start", start)
+        return out + sse_event("tool-call-start", start)
 
     def _close(self) -> bytes:
         opened, self._open = self._open, None
         if opened is None:
             return b""
         if isinstance(opened, int):
-            return _event("tool-call-end", {"type": "tool-call-end", "index": opened})
-        return _event("content-end", {"type": "content-end", "index": self._content})
+            return sse_event("tool-call-end", {"type": "tool-call-end", "index": opened})
+        return sse_event("content-end", {"type": "content-end", "index": self._content})

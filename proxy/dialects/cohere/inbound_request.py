@@ -26,14 +26,23 @@ from ...model import (
     Message,
     Part,
     ResponseFormat,
-    StreamOptions,
     TextPart,
     Tool,
     ToolCall,
     tool_call_id,
 )
+from ..common import check_model
+from ..inbound import (
+    json_body,
+    json_mode,
+    non_empty_string,
+    object_at,
+    optional_integer,
+    optional_number,
+    stream_with_usage,
+    string_list,
+)
 
-_MODEL_LIMIT = 256
 _CHOICES = {"REQUIRED": "required", "NONE": "none"}
 _NUMBERS = (
     ("temperature", "temperature"),
@@ -47,12 +56,8 @@ _INTEGERS = (("k", "top_k", 0), ("max_tokens", "max_tokens", 1), ("seed", "seed"
 def decode_request(body: bytes) -> ChatRequest:
     """Validate a v2 chat body and decode it; raises ``InvalidRequest`` naming the field
     (``messages[1].content[0].type`` …)."""
-    payload = _payload(body)
-    model = payload.get("model")
-    if not isinstance(model, str) or not model or len(model) > _MODEL_LIMIT:
-        raise InvalidRequest(
-            "`model` must be a non-empty string of at most 256 characters", param="model"
-        )
+    payload = json_body(body)
+    model = check_model(payload.get("model"))
     messages = payload.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("`messages` must be a non-empty list of messages", param="messages")
@@ -60,16 +65,12 @@ def decode_request(body: bytes) -> ChatRequest:
         model=model, messages=[_message(m, f"messages[{i}]") for i, m in enumerate(messages)]
     )
     for name, target in _NUMBERS:
-        setattr(request, target, _number(payload, name))
+        setattr(request, target, optional_number(payload.get(name), name))
     for name, target, minimum in _INTEGERS:
-        setattr(request, target, _integer(payload, name, minimum))
+        setattr(request, target, optional_integer(payload.get(name), name, minimum))
     stops = payload.get("stop_sequences")
     if stops is not None:
-        if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
-            raise InvalidRequest(
-                "`stop_sequences` must be a list of strings", param="stop_sequences"
-            )
-        request.stop = list(stops) or None
+        request.stop = string_list(stops, "stop_sequences") or None
     request.tools = _tools(payload.get("tools"), payload.get("strict_tools") is True) or None
     choice = payload.get("tool_choice")
     if choice is not None:
@@ -82,32 +83,13 @@ def decode_request(body: bytes) -> ChatRequest:
     if payload.get("logprobs") is True:
         request.logprobs = True
     if payload.get("stream") is True:
-        request.stream = True
-        # Always: the usage report becomes message-end's usage, and the ledger's.
-        request.stream_options = StreamOptions(include_usage=True)
+        # The usage report becomes message-end's usage.
+        stream_with_usage(request)
     return request
 
 
-def _payload(body: bytes) -> dict[str, Any]:
-    if not body:
-        raise InvalidRequest("the request body is empty; expected a JSON object")
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"the request body is not valid JSON: {exc}") from exc
-    if not isinstance(payload, dict):
-        raise InvalidRequest("the request body must be a JSON object")
-    return payload
-
-
-def _object(value: Any, where: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise InvalidRequest(f"`{where}` must be an object", param=where)
-    return value
-
-
 def _message(value: Any, where: str) -> Message:
-    message = _object(value, where)
+    message = object_at(value, where)
     role = message.get("role")
     content = message.get("content")
     if role == "system":
@@ -117,12 +99,7 @@ def _message(value: Any, where: str) -> Message:
     if role == "assistant":
         return _assistant(message, where)
     if role == "tool":
-        call_id = message.get("tool_call_id")
-        if not isinstance(call_id, str) or not call_id:
-            raise InvalidRequest(
-                f"`{where}.tool_call_id` must be a non-empty string",
-                param=f"{where}.tool_call_id",
-            )
+        call_id = non_empty_string(message.get("tool_call_id"), f"{where}.tool_call_id")
         return Message(
             role="tool", tool_call_id=call_id, content=_text(content, f"{where}.content")
         )
@@ -167,7 +144,7 @@ def _block_text(block: dict[str, Any], where: str) -> str:
 def _document(block: dict[str, Any], where: str) -> str:
     """A document block as text: its ``data`` string, or its fields as JSON (Cohere's
     documents are objects such as ``{"title", "snippet"}``)."""
-    document = _object(block.get("document"), f"{where}.document")
+    document = object_at(block.get("document"), f"{where}.document")
     data = document.get("data")
     if isinstance(data, str):
         return data
@@ -190,12 +167,8 @@ def _user_content(content: Any, where: str) -> str | list[Part]:
         elif kind == "document":
             parts.append(TextPart(text=_document(block, at)))
         elif kind == "image_url":
-            image = _object(block.get("image_url"), f"{at}.image_url")
-            url = image.get("url")
-            if not isinstance(url, str) or not url:
-                raise InvalidRequest(
-                    f"`{at}.image_url.url` must be a non-empty string", param=f"{at}.image_url.url"
-                )
+            image = object_at(block.get("image_url"), f"{at}.image_url")
+            url = non_empty_string(image.get("url"), f"{at}.image_url.url")
             detail = image.get("detail")
             parts.append(
                 ImagePart(
@@ -243,14 +216,9 @@ def _calls(value: Any, where: str) -> list[ToolCall]:
         raise InvalidRequest(f"`{where}` must be a list of tool calls", param=where)
     calls: list[ToolCall] = []
     for j, item in enumerate(value):
-        call = _object(item, f"{where}[{j}]")
-        function = _object(call.get("function"), f"{where}[{j}].function")
-        name = function.get("name")
-        if not isinstance(name, str) or not name:
-            raise InvalidRequest(
-                f"`{where}[{j}].function.name` must be a non-empty string",
-                param=f"{where}[{j}].function.name",
-            )
+        call = object_at(item, f"{where}[{j}]")
+        function = object_at(call.get("function"), f"{where}[{j}].function")
+        name = non_empty_string(function.get("name"), f"{where}[{j}].function.name")
         arguments = function.get("arguments")
         if isinstance(arguments, dict):
             arguments = orjson.dumps(arguments).decode()
@@ -273,13 +241,8 @@ def _tools(value: Any, strict: bool) -> list[Tool]:
         raise InvalidRequest("`tools` must be a list of tools", param="tools")
     tools: list[Tool] = []
     for i, item in enumerate(value):
-        function = _object(_object(item, f"tools[{i}]").get("function"), f"tools[{i}].function")
-        name = function.get("name")
-        if not isinstance(name, str) or not name:
-            raise InvalidRequest(
-                f"`tools[{i}].function.name` must be a non-empty string",
-                param=f"tools[{i}].function.name",
-            )
+        function = object_at(object_at(item, f"tools[{i}]").get("function"), f"tools[{i}].function")
+        name = non_empty_string(function.get("name"), f"tools[{i}].function.name")
         description = function.get("description")
         parameters = function.get("parameters")
         spec = FunctionSpec(
@@ -295,7 +258,7 @@ def _tools(value: Any, strict: bool) -> list[Tool]:
 def _response_format(value: Any) -> ResponseFormat | None:
     if value is None:
         return None
-    fmt = _object(value, "response_format")
+    fmt = object_at(value, "response_format")
     kind = fmt.get("type")
     if kind == "text":
         return None
@@ -304,32 +267,4 @@ def _response_format(value: Any) -> ResponseFormat | None:
             f"`response_format.type` must be 'text' or 'json_object', not {kind!r}",
             param="response_format.type",
         )
-    schema = fmt.get("json_schema")
-    if isinstance(schema, dict):
-        return ResponseFormat(
-            type="json_schema", json_schema={"name": "response", "schema": schema}
-        )
-    return ResponseFormat(type="json_object")
-
-
-def _number(payload: dict[str, Any], name: str) -> float | None:
-    value = payload.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidRequest(f"`{name}` must be a number", param=name)
-    return float(value)
-
-
-def _integer(payload: dict[str, Any], name: str, minimum: int | None) -> int | None:
-    value = payload.get(name)
-    if value is None:
-        return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or (minimum is not None and value < minimum)
-    ):
-        bound = f" of at least {minimum}" if minimum is not None else ""
-        raise InvalidRequest(f"`{name}` must be an integer{bound}", param=name)
-    return value
+    return json_mode(fmt.get("json_schema"))

@@ -9,6 +9,14 @@ from typing import Any
 
 from ...errors import InvalidRequest
 from ...model import ChatRequest, FunctionSpec, ResponseFormat, Tool
+from ..inbound import (
+    json_mode,
+    non_empty_string,
+    object_at,
+    optional_integer,
+    optional_number,
+    string_list,
+)
 from .inbound_schema import json_schema
 
 _MODES = {"AUTO": "auto", "VALIDATED": "auto", "ANY": "required", "NONE": "none"}
@@ -21,12 +29,6 @@ def field(obj: dict[str, Any], *names: str) -> Any:
             return obj[name]
     snake = "".join("_" + c.lower() if c.isupper() else c for c in names[0])
     return obj.get(snake)
-
-
-def object_at(value: Any, where: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise InvalidRequest(f"`{where}` must be an object", param=where)
-    return value
 
 
 def tools_of(tools: Any) -> list[Tool]:
@@ -52,9 +54,7 @@ def tools_of(tools: Any) -> list[Tool]:
 
 def _declaration(value: Any, where: str) -> Tool:
     declaration = object_at(value, where)
-    name = declaration.get("name")
-    if not isinstance(name, str) or not name:
-        raise InvalidRequest(f"`{where}.name` must be a non-empty string", param=f"{where}.name")
+    name = non_empty_string(declaration.get("name"), f"{where}.name")
     description = declaration.get("description")
     parameters = field(declaration, "parametersJsonSchema", "parameters_json_schema")
     if parameters is None:
@@ -114,12 +114,7 @@ def apply_generation_config(request: ChatRequest, value: Any) -> None:
         request.top_logprobs = _integer(config, "logprobs", minimum=0)
     stops = field(config, "stopSequences")
     if stops is not None:
-        if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
-            raise InvalidRequest(
-                "`generationConfig.stopSequences` must be a list of strings",
-                param="generationConfig.stopSequences",
-            )
-        request.stop = list(stops) or None
+        request.stop = string_list(stops, "generationConfig.stopSequences") or None
     request.response_format = _response_format(config)
 
 
@@ -130,39 +125,16 @@ def _response_format(config: dict[str, Any]) -> ResponseFormat | None:
     if schema is None:
         gemini = field(config, "responseSchema")
         schema = json_schema(gemini) if isinstance(gemini, dict) else None
-    if isinstance(schema, dict):
-        return ResponseFormat(
-            type="json_schema", json_schema={"name": "response", "schema": schema}
-        )
-    return ResponseFormat(type="json_object")
+    return json_mode(schema)
 
 
 def _number(config: dict[str, Any], name: str) -> float | None:
-    value = field(config, name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidRequest(
-            f"`generationConfig.{name}` must be a number", param=f"generationConfig.{name}"
-        )
-    return float(value)
+    return optional_number(field(config, name), f"generationConfig.{name}")
 
 
 def _integer(config: dict[str, Any], name: str, minimum: int | None = None) -> int | None:
     value = field(config, name)
-    if value is None:
-        return None
     # Google's JSON allows an integral float (and int64 as a string, which no client sends).
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or (minimum is not None and value < minimum)
-    ):
-        bound = f" of at least {minimum}" if minimum is not None else ""
-        raise InvalidRequest(
-            f"`generationConfig.{name}` must be an integer{bound}",
-            param=f"generationConfig.{name}",
-        )
-    return value
+    return optional_integer(value, f"generationConfig.{name}", minimum)

@@ -28,16 +28,13 @@ from ...model import (
     UsageReport,
     new_id,
 )
+from ..inbound import bare_id, finish_word, finish_words, reply_arguments
 from .request import SIGNATURE_MARK
 
-FINISH_REASONS = {
-    "stop": "STOP",
-    "length": "MAX_TOKENS",
-    "content_filter": "SAFETY",
-    # Gemini has no finish reason of its own for a call: the call parts say it.
-    "tool_calls": "STOP",
-    "function_call": "STOP",
-}
+# Gemini has no finish reason of its own for a call: the call parts say it.
+FINISH_REASONS = finish_words(
+    stop="STOP", length="MAX_TOKENS", tool_calls="STOP", content_filter="SAFETY"
+)
 # The contract's statuses as google.rpc status words (Google's SDKs pick errors by code).
 ERROR_STATUSES = {
     400: "INVALID_ARGUMENT",
@@ -73,15 +70,10 @@ def usage_metadata(usage: Usage | None) -> dict[str, int]:
     return meta
 
 
-def response_id(reply_id: str) -> str:
-    """Gemini's ``responseId`` for a reply id (the outbound face put ``chatcmpl-`` before it)."""
-    return reply_id.removeprefix("chatcmpl-")
-
-
 def call_part(call: ToolCall) -> dict[str, Any]:
     """A tool call as a ``functionCall`` part, its signature given back beside it."""
     ident, mark, signature = call.id.partition(SIGNATURE_MARK)
-    function: dict[str, Any] = {"name": call.function.name, "args": _args(call)}
+    function: dict[str, Any] = {"name": call.function.name, "args": reply_arguments(call)}
     if ident:
         function["id"] = ident
     part: dict[str, Any] = {"functionCall": function}
@@ -90,23 +82,10 @@ def call_part(call: ToolCall) -> dict[str, Any]:
     return part
 
 
-def _args(call: ToolCall) -> dict[str, Any]:
-    """A tool call's arguments as ``functionCall.args``; arguments that are not a JSON
-    object become ``{}`` rather than failing a reply the model already produced."""
-    arguments = call.function.arguments
-    if isinstance(arguments, dict):
-        return arguments
-    try:
-        value = orjson.loads(arguments or "{}")
-    except orjson.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def _candidate(parts: list[dict[str, Any]], reason: str | None = None) -> dict[str, Any]:
     candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
     if reason is not None:
-        candidate["finishReason"] = FINISH_REASONS.get(reason, "STOP")
+        candidate["finishReason"] = finish_word(FINISH_REASONS, reason)
     return candidate
 
 
@@ -126,7 +105,7 @@ def encode_reply(reply: ChatReply) -> bytes:
             "candidates": [_candidate(parts, choice.finish_reason or "stop")],
             "usageMetadata": usage_metadata(reply.usage),
             "modelVersion": reply.model,
-            "responseId": response_id(reply.id),
+            "responseId": bare_id(reply.id),
         }
     )
 
@@ -176,7 +155,7 @@ class GeminiStreamEncoder:
         if self._done:
             return b""
         if isinstance(event, Start):
-            self._id = response_id(event.id)
+            self._id = bare_id(event.id)
         elif isinstance(event, TextDelta):
             if event.text:
                 return self._chunk([{"text": event.text}])
@@ -220,5 +199,5 @@ class GeminiStreamEncoder:
 
     def _response(self, candidate: dict[str, Any]) -> dict[str, Any]:
         if not self._id:
-            self._id = response_id(new_id())
+            self._id = bare_id(new_id())
         return {"candidates": [candidate], "modelVersion": self._model, "responseId": self._id}

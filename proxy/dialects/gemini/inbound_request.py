@@ -30,12 +30,12 @@ from ...model import (
     InputAudio,
     Message,
     Part,
-    StreamOptions,
     TextPart,
     ToolCall,
     tool_call_id,
 )
-from .inbound_config import apply_generation_config, apply_tool_config, field, object_at, tools_of
+from ..inbound import json_body, non_empty_string, object_at, optional_object, stream_with_usage
+from .inbound_config import apply_generation_config, apply_tool_config, field, tools_of
 from .request import SIGNATURE_MARK
 
 _MODEL_LIMIT = 256
@@ -45,7 +45,7 @@ def decode_request(body: bytes, model: str = "", stream: bool = False) -> ChatRe
     """Validate a ``generateContent`` body and decode it for ``model`` (from the URL, with
     or without its ``models/`` prefix); ``stream`` is true for ``streamGenerateContent``.
     Raises ``InvalidRequest`` naming the bad field (``contents[0].parts[1]`` …)."""
-    payload = _payload(body)
+    payload = json_body(body)
     model = _model(model)
     contents = field(payload, "contents")
     if not isinstance(contents, list) or not contents:
@@ -58,22 +58,9 @@ def decode_request(body: bytes, model: str = "", stream: bool = False) -> ChatRe
     apply_tool_config(request, field(payload, "toolConfig", "tool_config"))
     apply_generation_config(request, field(payload, "generationConfig", "generation_config"))
     if stream:
-        request.stream = True
-        # Always: the last chunk's usageMetadata comes from the usage report, as the ledger's.
-        request.stream_options = StreamOptions(include_usage=True)
+        # The last chunk's usageMetadata comes from the usage report.
+        stream_with_usage(request)
     return request
-
-
-def _payload(body: bytes) -> dict[str, Any]:
-    if not body:
-        raise InvalidRequest("the request body is empty; expected a JSON object")
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"the request body is not valid JSON: {exc}") from exc
-    if not isinstance(payload, dict):
-        raise InvalidRequest("the request body must be a JSON object")
-    return payload
 
 
 def _model(model: str) -> str:
@@ -179,20 +166,8 @@ class _Turns:
         return results
 
     def _result(self, response: dict[str, Any], where: str) -> Message:
-        name = response.get("name")
-        if not isinstance(name, str) or not name:
-            raise InvalidRequest(
-                f"`{where}.functionResponse.name` must be a non-empty string",
-                param=f"{where}.functionResponse.name",
-            )
-        value = response.get("response")
-        if value is None:
-            value = {}
-        if not isinstance(value, dict):
-            raise InvalidRequest(
-                f"`{where}.functionResponse.response` must be an object",
-                param=f"{where}.functionResponse.response",
-            )
+        name = non_empty_string(response.get("name"), f"{where}.functionResponse.name")
+        value = optional_object(response.get("response"), f"{where}.functionResponse.response")
         ident = response.get("id")
         call = self._answer(name, ident if isinstance(ident, str) else None)
         message = Message(role="tool", content=_result_text(value))
@@ -217,19 +192,8 @@ class _Turns:
 
 def _call(part: dict[str, Any], where: str) -> ToolCall:
     call = object_at(field(part, "functionCall", "function_call"), f"{where}.functionCall")
-    name = call.get("name")
-    if not isinstance(name, str) or not name:
-        raise InvalidRequest(
-            f"`{where}.functionCall.name` must be a non-empty string",
-            param=f"{where}.functionCall.name",
-        )
-    args = call.get("args")
-    if args is None:
-        args = {}
-    if not isinstance(args, dict):
-        raise InvalidRequest(
-            f"`{where}.functionCall.args` must be an object", param=f"{where}.functionCall.args"
-        )
+    name = non_empty_string(call.get("name"), f"{where}.functionCall.name")
+    args = optional_object(call.get("args"), f"{where}.functionCall.args")
     ident = call.get("id")
     ident = ident if isinstance(ident, str) and ident else tool_call_id()
     signature = field(part, "thoughtSignature", "thought_signature")
@@ -279,9 +243,4 @@ def _user_part(part: dict[str, Any], where: str) -> Part:
 
 
 def _string(obj: dict[str, Any], name: str, where: str) -> str:
-    value = field(obj, name)
-    if not isinstance(value, str) or not value:
-        raise InvalidRequest(
-            f"`{where}.{name}` must be a non-empty string", param=f"{where}.{name}"
-        )
-    return value
+    return non_empty_string(field(obj, name), f"{where}.{name}")

@@ -27,12 +27,12 @@ from ...model import (
     Message,
     Part,
     ResponseFormat,
-    StreamOptions,
     TextPart,
     Tool,
     ToolCall,
 )
 from ..common import check_model
+from ..inbound import check_body, stream_with_usage
 from .shell import Echo, ResponsesChatRequest
 
 
@@ -78,8 +78,7 @@ _decoder = msgspec.json.Decoder(ResponsesRequest)
 def decode_request(body: bytes) -> ResponsesChatRequest:
     """Validate a ``POST /v1/responses`` body and map it onto a ``ChatRequest`` (which also
     carries what the response echoes); raises ``InvalidRequest`` naming the bad field."""
-    if not body:
-        raise InvalidRequest("the request body is empty; expected a JSON object")
+    check_body(body)
     try:
         request = _decoder.decode(body)
     except msgspec.ValidationError as exc:
@@ -127,9 +126,8 @@ def _to_chat(request: ResponsesRequest) -> ResponsesChatRequest:
         chat.reasoning_effort = request.reasoning.effort
     chat.response_format = _response_format(request.text)
     if request.stream:
-        # Usage is always asked for: response.completed carries it.
-        chat.stream = True
-        chat.stream_options = StreamOptions(include_usage=True)
+        # response.completed carries the usage.
+        stream_with_usage(chat)
     _check_chat(chat)
     return chat
 
