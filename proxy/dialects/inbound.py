@@ -1,11 +1,10 @@
-"""Pure helpers the inbound faces share (a client talks to the gateway in a dialect's format).
+"""What the inbound faces share (a client talks to the gateway in a dialect's format).
 
 Requests in: the body as a JSON object, the field checks that name the bad field in the
 client's own words (``where``: ``messages[1].content[0]`` …), JSON mode, and the usage a
 stream always asks for. Replies out: tool-call arguments as an object, the reply id without
 the ``chatcmpl-`` the outbound faces put before it, finish-reason tables, the
-``{"message": ...}`` error body, SSE events, and the block bookkeeping of stream formats that
-number their content blocks.
+``{"message": ...}`` error body, SSE events, and the bases of the stream encoders:
 
     StreamEncoder           done flag, usage, dispatch of common events by kind
     └── NumberedBlocks      + the open block and each tool call's block (Messages, Converse)
@@ -168,6 +167,10 @@ def sse_event(name: str, data: dict[str, Any]) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
+# The events that belong to one choice of the reply.
+ChoiceEvent = TextDelta | ReasoningDelta | ToolCallDelta | Finish
+
+
 class StreamEncoder(ABC):
     """What every inbound stream encoder (an ``EventEncoder``) does alike: common events
     dispatched by kind (empty text and reasoning deltas dropped), the latest usage kept for
@@ -214,7 +217,7 @@ class StreamEncoder(ABC):
         has no other use."""
         return b""
 
-    def _relays(self, event: TextDelta | ReasoningDelta | ToolCallDelta | Finish) -> bool:
+    def _relays(self, event: ChoiceEvent) -> bool:
         """Whether ``event`` has a place in the client's stream."""
         return True
 
@@ -251,6 +254,7 @@ class NumberedBlocks(StreamEncoder):
         self._open: str | int | None = None
         # tool call index → its block's index
         self._tools: dict[int, int] = {}
+
     @abstractmethod
     def _block_start(self, kind: str, call: ToolCallDelta | None) -> bytes:
         """The event that starts block ``self._index``: a tool call's when ``call`` is

@@ -14,18 +14,16 @@ from typing import Any
 import orjson
 
 from ...errors import TollwayError
-from ...model import (
-    ChatReply,
-    Finish,
-    FinishReason,
-    ReasoningDelta,
-    StreamEvent,
-    TextDelta,
-    ToolCallDelta,
-    Usage,
-)
+from ...model import ChatReply, FinishReason, StreamEvent, ToolCallDelta, Usage
 from ...upstream.eventstream import encode_message
-from ..inbound import NumberedBlocks, finish_word, finish_words, message_error, reply_arguments
+from ..inbound import (
+    ChoiceEvent,
+    NumberedBlocks,
+    finish_word,
+    finish_words,
+    message_error,
+    reply_arguments,
+)
 
 STOP_REASONS = finish_words(
     stop="end_turn", length="max_tokens", tool_calls="tool_use", content_filter="content_filtered"
@@ -141,7 +139,7 @@ class ConverseStreamEncoder(NumberedBlocks):
     def _opening(self, event: StreamEvent) -> bytes:
         return self._start()
 
-    def _relays(self, event: TextDelta | ReasoningDelta | ToolCallDelta | Finish) -> bool:
+    def _relays(self, event: ChoiceEvent) -> bool:
         return event.choice == 0 and not self._stopped
 
     def _text(self, text: str) -> bytes:

@@ -15,7 +15,8 @@ from .stream import CohereStream
 
 
 class CohereDialect:
-    """Cohere's v2 Chat and Embed APIs, outbound only (no client speaks Cohere to us)."""
+    """Cohere's v2 Chat and Embed APIs, outbound (clients that speak Cohere to the gateway
+    are served by the inbound face, ``inbound.INBOUND``)."""
 
     name = "cohere"
 

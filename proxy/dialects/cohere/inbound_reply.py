@@ -15,18 +15,22 @@ import orjson
 from ...errors import TollwayError
 from ...model import (
     ChatReply,
-    Finish,
-    ReasoningDelta,
+    FinishReason,
     Start,
     StreamEvent,
-    TextDelta,
     ToolCallDelta,
     Usage,
-    UsageReport,
     new_id,
     tool_call_id,
 )
-from ..inbound import bare_id, finish_word, finish_words, message_error, sse_event
+from ..inbound import (
+    StreamEncoder,
+    bare_id,
+    finish_word,
+    finish_words,
+    message_error,
+    sse_event,
+)
 
 # v2 has no reason of its own for a filtered reply.
 FINISH_REASONS = finish_words(
@@ -90,7 +94,7 @@ def encode_error(exc: TollwayError) -> bytes:
     return message_error(exc)
 
 
-class CohereStreamEncoder:
+class CohereStreamEncoder(StreamEncoder):
     """Stateful: common stream events in, Cohere v2 stream events out.
 
     ``message-start`` opens the stream; a content block (text or thinking) opens and closes
@@ -99,42 +103,34 @@ class CohereStreamEncoder:
     ``finish`` (the usage report follows the finish in the common stream).
     """
 
-    __slots__ = ("_calls", "_content", "_done", "_id", "_open", "_reason", "_started", "_usage")
+    __slots__ = ("_calls", "_content", "_id", "_open", "_reason", "_started")
 
     def __init__(self) -> None:
+        super().__init__()
         self._id = ""
         self._started = False
-        self._done = False
         self._content = -1
         self._calls: set[int] = set()
         # The open block: "text", "thinking", or a tool call's index.
         self._open: str | int | None = None
         self._reason = "stop"
-        self._usage: Usage | None = None
 
-    def encode(self, event: StreamEvent) -> bytes:
-        if self._done:
-            return b""
+    def _opening(self, event: StreamEvent) -> bytes:
         if isinstance(event, Start):
             self._id = bare_id(event.id)
-            return self._start()
-        out = self._start()
-        if isinstance(event, TextDelta) and event.text:
-            out += self._content_delta("text", event.text)
-        elif isinstance(event, ReasoningDelta) and event.text:
-            out += self._content_delta("thinking", event.text)
-        elif isinstance(event, ToolCallDelta):
-            out += self._tool_delta(event)
-        elif isinstance(event, Finish):
-            self._reason = event.reason
-        elif isinstance(event, UsageReport):
-            self._usage = event.usage
-        return out
+        return self._start()
 
-    def finish(self) -> bytes:
-        if self._done:
-            return b""
-        self._done = True
+    def _text(self, text: str) -> bytes:
+        return self._content_delta("text", text)
+
+    def _reasoning(self, text: str) -> bytes:
+        return self._content_delta("thinking", text)
+
+    def _finish(self, reason: FinishReason) -> bytes:
+        self._reason = reason
+        return b""
+
+    def _trailer(self) -> bytes:
         delta = {"finish_reason": finish_reason(self._reason), "usage": cohere_usage(self._usage)}
         end = sse_event("message-end", {"type": "message-end", "delta": delta})
         return self._start() + self._close() + end
@@ -170,7 +166,7 @@ class CohereStreamEncoder:
                  "delta": {"message": {"content": {kind: text}}}}  # fmt: skip
         return out + sse_event("content-delta", delta)
 
-    def _tool_delta(self, call: ToolCallDelta) -> bytes:
+    def _tool_call(self, call: ToolCallDelta) -> bytes:
         if call.index in self._calls:
             # More arguments of a call already started (even if another block opened since).
             if not call.arguments:

@@ -17,18 +17,21 @@ import orjson
 from ...errors import TollwayError
 from ...model import (
     ChatReply,
-    Finish,
-    ReasoningDelta,
+    FinishReason,
     Start,
     StreamEvent,
-    TextDelta,
     ToolCall,
     ToolCallDelta,
     Usage,
-    UsageReport,
     new_id,
 )
-from ..inbound import bare_id, finish_word, finish_words, reply_arguments
+from ..inbound import (
+    StreamEncoder,
+    bare_id,
+    finish_word,
+    finish_words,
+    reply_arguments,
+)
 from .request import SIGNATURE_MARK
 
 # Gemini has no finish reason of its own for a call: the call parts say it.
@@ -132,7 +135,7 @@ def _event(data: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(data) + b"\r\n\r\n"
 
 
-class GeminiStreamEncoder:
+class GeminiStreamEncoder(StreamEncoder):
     """Stateful: common stream events in, ``streamGenerateContent?alt=sse`` events out.
 
     Text and thoughts go out as they come, one event each. Gemini sends a function call
@@ -141,39 +144,31 @@ class GeminiStreamEncoder:
     stream (the usage report after the finish), so the last event is written by ``finish``.
     """
 
-    __slots__ = ("_calls", "_done", "_id", "_model", "_reason", "_usage")
+    __slots__ = ("_calls", "_id", "_model", "_reason")
 
     def __init__(self, model: str) -> None:
+        super().__init__()
         self._model = model
         self._id = ""
         self._calls: dict[int, ToolCall] = {}
         self._reason = "stop"
-        self._usage: Usage | None = None
-        self._done = False
 
-    def encode(self, event: StreamEvent) -> bytes:
-        if self._done:
-            return b""
+    def _opening(self, event: StreamEvent) -> bytes:
         if isinstance(event, Start):
             self._id = bare_id(event.id)
-        elif isinstance(event, TextDelta):
-            if event.text:
-                return self._chunk([{"text": event.text}])
-        elif isinstance(event, ReasoningDelta):
-            if event.text:
-                return self._chunk([{"text": event.text, "thought": True}])
-        elif isinstance(event, ToolCallDelta):
-            self._hold(event)
-        elif isinstance(event, Finish):
-            self._reason = event.reason
-        elif isinstance(event, UsageReport):
-            self._usage = event.usage
         return b""
 
-    def finish(self) -> bytes:
-        if self._done:
-            return b""
-        self._done = True
+    def _text(self, text: str) -> bytes:
+        return self._chunk([{"text": text}])
+
+    def _reasoning(self, text: str) -> bytes:
+        return self._chunk([{"text": text, "thought": True}])
+
+    def _finish(self, reason: FinishReason) -> bytes:
+        self._reason = reason
+        return b""
+
+    def _trailer(self) -> bytes:
         parts = [call_part(self._calls[i]) for i in sorted(self._calls)]
         data = self._response(_candidate(parts, self._reason))
         data["usageMetadata"] = usage_metadata(self._usage)
@@ -183,7 +178,8 @@ class GeminiStreamEncoder:
         self._done = True
         return _event(error_body(exc))
 
-    def _hold(self, delta: ToolCallDelta) -> None:
+    def _tool_call(self, delta: ToolCallDelta) -> bytes:
+        # Held whole: Gemini sends a function call in one part.
         call = self._calls.get(delta.index)
         if call is None:
             call = self._calls[delta.index] = ToolCall(id=delta.id or "")
@@ -193,6 +189,7 @@ class GeminiStreamEncoder:
         if delta.name and not call.function.name:
             call.function.name = delta.name
         call.function.arguments = str(call.function.arguments or "") + delta.arguments
+        return b""
 
     def _chunk(self, parts: list[dict[str, Any]]) -> bytes:
         return _event(self._response(_candidate(parts)))

@@ -1,16 +1,20 @@
-"""The OpenAI Responses format (``POST /v1/responses``), inbound only.
+"""The OpenAI Responses format (``POST /v1/responses``), both ways.
 
 A Responses request is mapped onto a ``ChatRequest`` (``request``), served like any chat
 call by any provider, and the reply mapped back to a ``response`` object (``reply``) or, when
 streaming, to the Responses SSE events (``stream``). A ``response`` echoes its request's
 fields (``shell``): use ``encode_reply_for(request, reply)`` and ``stream_encoder(request)``
 with the request ``decode_request`` returned.
+
+Outbound (``openai/responses/<model>`` deployments): ``OUTBOUND`` (``outbound``) encodes a
+``ChatRequest`` as a Responses request and decodes the ``response`` or its stream.
 """
 
 from __future__ import annotations
 
 from ...errors import TollwayError
 from ...model import ChatReply, ChatRequest
+from .outbound import OUTBOUND, ResponsesOutbound
 from .reply import encode_reply, encode_reply_for
 from .request import decode_request
 from .shell import ResponsesChatRequest, ResponseShell, shell_for
@@ -18,10 +22,12 @@ from .stream import ResponseEvents
 
 __all__ = [
     "DIALECT",
+    "OUTBOUND",
     "ResponseEvents",
     "ResponseShell",
     "ResponsesChatRequest",
     "ResponsesDialect",
+    "ResponsesOutbound",
     "shell_for",
 ]
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from ...errors import TollwayError
 from ...model import (
     Finish,
@@ -21,6 +19,7 @@ from ...model import (
     Usage,
     UsageReport,
 )
+from ..inbound import sse_event
 from .shell import INCOMPLETE, ResponseShell, call_item, item_id, message_item, output_text
 
 
@@ -91,7 +90,7 @@ class ResponseEvents:
     def _event(self, kind: str, fields: dict[str, Any]) -> bytes:
         payload = {"type": kind, "sequence_number": self.sequence, **fields}
         self.sequence += 1
-        return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+        return sse_event(kind, payload)
 
     def _start(self) -> bytes:
         if self._started:
