@@ -28,7 +28,7 @@ from ..errors import TollwayError
 from ..model import StreamEvent, Usage, UsageReport
 from .errors import scrubbed
 from .framing import Framer
-from .sse import ByteRelay, relay
+from .sse import ByteRelay
 from .transport import UpstreamResponse
 
 
@@ -124,30 +124,42 @@ class UpstreamStream:
             await self.aclose()
             raise
 
-    async def _upstream(self) -> AsyncIterator[bytes]:
+    def _take(self) -> bytes | None:
+        """The primed first chunk; the stream is read once, through one view."""
         if self._taken:
             raise RuntimeError("an upstream stream is read once")
         self._taken = True
-        try:
-            if self._first:
-                yield self._first
-            self._first = None
-            async for chunk in self._chunks:
-                yield chunk
-        except TollwayError as exc:
-            self.outcome.error = scrubbed(exc, self._secrets)
-            raise
+        first, self._first = self._first, None
+        return first
 
     async def raw(self) -> AsyncIterator[bytes]:
-        """The upstream's bytes, untouched but for the gateway's own usage chunk."""
+        """The upstream's bytes, untouched but for the gateway's own usage chunk.
+
+        One generator over the socket's chunks (no nested generators): this is the hot path
+        of every pass-through stream.
+        """
         assert self._relay is not None, "this stream has no byte relay"
-        state = self._relay()
+        relay = self._relay()
+        outcome = self.outcome
         try:
-            async for out in relay(self._upstream(), state):
-                yield out
-            self.outcome.completed = True
+            first = self._take()
+            if first:
+                out = relay.feed(first)
+                if out:
+                    yield out
+            async for chunk in self._chunks:
+                out = relay.feed(chunk)
+                if out:
+                    yield out
+            tail = relay.finish()
+            if tail:
+                yield tail
+            outcome.completed = True
+        except TollwayError as exc:
+            outcome.error = scrubbed(exc, self._secrets)
+            raise
         finally:
-            self.outcome.usage = state.usage
+            outcome.usage = relay.usage
 
     async def events(self) -> AsyncIterator[StreamEvent]:
         """The stream as common events, decoded by the provider's dialect and passed through
@@ -156,7 +168,13 @@ class UpstreamStream:
         decoder = self._decoder()
         outcome = self.outcome
         try:
-            async for chunk in self._upstream():
+            first = self._take()
+            chunks = self._chunks
+            if first:
+                for frame in framer.feed(first):
+                    for event in self._staged(self._billed(decoder.feed(frame))):
+                        yield event
+            async for chunk in chunks:
                 for frame in framer.feed(chunk):
                     for event in self._staged(self._billed(decoder.feed(frame))):
                         yield event
