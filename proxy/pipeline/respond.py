@@ -42,7 +42,7 @@ class PostCall(Protocol):
     """A stage after the upstream answered and before the client sees anything (post-call
     guardrails): it may change or refuse a whole reply, and watch every event of a stream."""
 
-    def reply(self, call: Call, reply: ChatReply) -> ChatReply:
+    async def reply(self, call: Call, reply: ChatReply) -> ChatReply:
         """The reply to send (raise a ``TollwayError`` to refuse it)."""
         ...
 
@@ -98,7 +98,7 @@ class Responder:
                 assert reply.body is not None
                 typed = inbound.decode_reply(request, reply.body)
             for stage in self.post_call:
-                typed = stage.reply(call, typed)
+                typed = await stage.reply(call, typed)
             reply.typed, reply.body = typed, None
         body = reply.body
         if body is None:

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any, Protocol
 
 from ..auth import Principal
 from ..errors import PermissionDenied, TollwayError
 from ..request import ParsedRequest
+from ..routing.dispatch import Plan
 from ..upstream.engine import Reply
 from .call import Call
 from .formats import InboundFormat
@@ -42,8 +43,26 @@ class Authorize(Protocol):
     def __call__(self, principal: Principal, model: str) -> None: ...
 
 
-class Dispatch(Protocol):
-    async def __call__(self, call: Call, principal: Principal, request: ParsedRequest) -> Reply: ...
+class Admit(Protocol):
+    """Route and reserve (the dispatcher's ``admit``); returns the plan ``run`` follows."""
+
+    def __call__(self, call: Call, principal: Principal, request: ParsedRequest) -> Plan: ...
+
+
+class Run(Protocol):
+    """The upstream call with its retries and fallbacks (the dispatcher's ``run``)."""
+
+    async def __call__(self, call: Call, request: ParsedRequest, plan: Plan) -> Reply: ...
+
+
+Proceed = Callable[[], Awaitable[Reply]]
+
+
+class AroundCall(Protocol):
+    """A stage between admission and the upstream call (pre-call and during-call guardrails,
+    a cache lookup): it may refuse, change the request, answer itself, or ``proceed``."""
+
+    async def __call__(self, call: Call, request: ParsedRequest, proceed: Proceed) -> Reply: ...
 
 
 class NextId(Protocol):
@@ -54,10 +73,12 @@ class Stages:
     """The collaborators the inference path uses, handed over by the composition root."""
 
     __slots__ = (
+        "admit",
+        "around",
         "authenticate",
         "authorize",
-        "dispatch",
         "max_body_bytes",
+        "run",
         "next_id",
         "respond",
         "settle",
@@ -68,15 +89,19 @@ class Stages:
         *,
         authenticate: Authenticate,
         authorize: Authorize,
-        dispatch: Dispatch,
+        admit: Admit,
+        run: Run,
         respond: Responder,
         settle: Callable[[Call], None],
         next_id: NextId,
         max_body_bytes: int,
+        around: Sequence[AroundCall] = (),
     ) -> None:
         self.authenticate = authenticate
         self.authorize = authorize
-        self.dispatch = dispatch
+        self.admit = admit
+        self.run = run
+        self.around = tuple(around)
         self.respond = respond
         self.settle = settle
         self.next_id = next_id
@@ -90,6 +115,15 @@ class InferenceRoute:
     def __init__(self, stages: Stages, inbound: InboundFormat) -> None:
         self.stages = stages
         self.inbound = inbound
+
+    async def _call(self, call: Call, request: ParsedRequest, plan: Plan, index: int) -> Reply:
+        """The around-call stages in order, each wrapping the rest; the upstream call last."""
+        around = self.stages.around
+        if index == len(around):
+            return await self.stages.run(call, request, plan)
+        return await around[index](
+            call, request, lambda: self._call(call, request, plan, index + 1)
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         stages = self.stages
@@ -127,7 +161,8 @@ class InferenceRoute:
             call.principal = principal
             call.request = request = inbound.parse(body, forwarded, scope.get("path_params"))
             stages.authorize(principal, request.model)
-            reply = await stages.dispatch(call, principal, request)
+            plan = stages.admit(call, principal, request)
+            reply = await self._call(call, request, plan, 0)
             if reply.stream is not None:
                 await respond.stream(call, inbound, reply, receive, send)
             else:

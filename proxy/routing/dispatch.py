@@ -50,6 +50,17 @@ class ContentRefused(UpstreamStatusError):
         )
 
 
+class Plan:
+    """What admission decided: the model group to try and the request's routing tags."""
+
+    __slots__ = ("group", "model", "tags")
+
+    def __init__(self, model: str, group: Sequence[Deployment], tags: tuple[str, ...]) -> None:
+        self.model = model
+        self.group = group
+        self.tags = tags
+
+
 class Dispatcher:
     def __init__(self, router: Router, engine: Engine, accounting: Accounting) -> None:
         self.router = router
@@ -62,6 +73,13 @@ class Dispatcher:
         self.fallbacks: dict[str, int] = {}
 
     async def __call__(self, call: Call, principal: Principal, request: ParsedRequest) -> Reply:
+        """Route, admit and call: the two stages below, back to back."""
+        return await self.run(call, request, self.admit(call, principal, request))
+
+    def admit(self, call: Call, principal: Principal, request: ParsedRequest) -> Plan:
+        """Resolve the model group and reserve the call's worst case on every budget; no I/O,
+        so stages that must run before the upstream (pre-call guardrails) sit between this and
+        ``run`` with the reservation already held."""
         router = self.router
         model, group = router.resolve(request.model)
         if group[0].provider == AUTO_ROUTER:
@@ -72,7 +90,11 @@ class Dispatcher:
             model, group = router.resolve(tiers.model_for(tier))
         tags = _request_tags(call, request)
         self.accounting.admit_chain(call, principal, self._reachable(model, group))
-        return await self._run(call, request, model, group, tags)
+        return Plan(model, group, tags)
+
+    async def run(self, call: Call, request: ParsedRequest, plan: Plan) -> Reply:
+        """The attempts: retries in the group, then fallbacks, until one serves."""
+        return await self._run(call, request, plan.model, plan.group, plan.tags)
 
     def _reachable(self, model: str, group: Sequence[Deployment]) -> list[tuple[Deployment, str]]:
         out = [(d, d.resolve_model(model)) for d in group]

@@ -227,8 +227,10 @@ def inference_routes(state: GatewayState, post_call: Sequence[PostCall] = ()) ->
         # The model allowlist runs on the requested name, before any routing work.
         authorize=accounting.check_models,
         # Routing resolves the group first so admission can reserve the worst case of every
-        # deployment a retry or fallback may reach; the call follows admission.
-        dispatch=state.dispatch,
+        # deployment a retry or fallback may reach; stages that must precede the upstream
+        # (``around``: guardrails, cache) run with the reservation held; the call comes last.
+        admit=state.dispatch.admit,
+        run=state.dispatch.run,
         respond=responder,
         # Settle runs in ``finally`` after respond, so a stream's final usage is known.
         settle=state.settle,

@@ -47,12 +47,12 @@ CloseListener = Callable[[StreamOutcome], None]
 class StreamStage(Protocol):
     """A stage that sees every event of a stream before the client does."""
 
-    def on_event(self, event: StreamEvent) -> Sequence[StreamEvent]:
+    async def on_event(self, event: StreamEvent) -> Sequence[StreamEvent]:
         """What to pass on for ``event``: itself, a changed event, nothing (held back) or
         several (released). Raise a ``TollwayError`` to end the stream in band."""
         ...
 
-    def on_end(self) -> Sequence[StreamEvent]:
+    async def on_end(self) -> Sequence[StreamEvent]:
         """Whatever is still held back, released when the upstream's events end."""
         ...
 
@@ -167,23 +167,27 @@ class UpstreamStream:
         framer = self._framer()
         decoder = self._decoder()
         outcome = self.outcome
+        staged = bool(self._stages)
         try:
             first = self._take()
-            chunks = self._chunks
-            if first:
-                for frame in framer.feed(first):
-                    for event in self._staged(self._billed(decoder.feed(frame))):
-                        yield event
-            async for chunk in chunks:
-                for frame in framer.feed(chunk):
-                    for event in self._staged(self._billed(decoder.feed(frame))):
-                        yield event
+            chunks = [first] if first else []
+            while True:
+                for chunk in chunks:
+                    for frame in framer.feed(chunk):
+                        events = self._billed(decoder.feed(frame))
+                        for event in await self._staged(events) if staged else events:
+                            yield event
+                try:
+                    chunks = [await anext(self._chunks)]
+                except StopAsyncIteration:
+                    break
             tail = [e for frame in framer.finish() for e in decoder.feed(frame)]
             tail.extend(decoder.finish())
-            for event in self._staged(self._billed(tail)):
+            tail = self._billed(tail)
+            for event in await self._staged(tail) if staged else tail:
                 yield event
             for index, stage in enumerate(self._stages):
-                for event in self._staged(stage.on_end(), start=index + 1):
+                for event in await self._staged(await stage.on_end(), start=index + 1):
                     yield event
             outcome.completed = True
         except TollwayError as exc:
@@ -198,11 +202,14 @@ class UpstreamStream:
                 self.outcome.usage = event.usage
         return events
 
-    def _staged(self, events: Iterable[StreamEvent], start: int = 0) -> list[StreamEvent]:
+    async def _staged(self, events: Iterable[StreamEvent], start: int = 0) -> Sequence[StreamEvent]:
         """``events`` through the stages from ``start`` on."""
-        out = list(events)
+        out = events if isinstance(events, list) else list(events)
         for stage in self._stages[start:]:
-            out = [passed for event in out for passed in stage.on_event(event)]
+            passed: list[StreamEvent] = []
+            for event in out:
+                passed.extend(await stage.on_event(event))
+            out = passed
         return out
 
     async def aclose(self) -> None:

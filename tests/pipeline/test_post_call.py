@@ -24,7 +24,7 @@ from tests.providers.scripted import Canned, ScriptedTransport
 class Shout:
     """Upper-cases the reply's text; on streams, every text delta as it passes."""
 
-    def reply(self, call: Call, reply: ChatReply) -> ChatReply:
+    async def reply(self, call: Call, reply: ChatReply) -> ChatReply:
         choice = reply.choices[0]
         message = msgspec.structs.replace(choice.message, content=choice.message.text().upper())
         return msgspec.structs.replace(
@@ -36,12 +36,12 @@ class Shout:
 
 
 class _ShoutStream:
-    def on_event(self, event: StreamEvent) -> Sequence[StreamEvent]:
+    async def on_event(self, event: StreamEvent) -> Sequence[StreamEvent]:
         if isinstance(event, TextDelta):
             return [TextDelta(event.text.upper())]
         return [event]
 
-    def on_end(self) -> Sequence[StreamEvent]:
+    async def on_end(self) -> Sequence[StreamEvent]:
         return []
 
 
@@ -51,7 +51,7 @@ class HoldText:
     def __init__(self) -> None:
         self.seen: list[str] = []
 
-    def reply(self, call: Call, reply: ChatReply) -> ChatReply:
+    async def reply(self, call: Call, reply: ChatReply) -> ChatReply:
         return reply
 
     def stream_stage(self, call: Call) -> StreamStage | None:
@@ -63,21 +63,21 @@ class _Hold:
         self.held: list[str] = []
         self.seen = seen
 
-    def on_event(self, event: StreamEvent) -> Sequence[StreamEvent]:
+    async def on_event(self, event: StreamEvent) -> Sequence[StreamEvent]:
         if isinstance(event, TextDelta):
             self.held.append(event.text)
             self.seen.append(event.text)
             return []
         return [event]
 
-    def on_end(self) -> Sequence[StreamEvent]:
+    async def on_end(self) -> Sequence[StreamEvent]:
         return [TextDelta("".join(self.held))]
 
 
 class Block:
     """Refuses a reply, and ends a stream at its first text delta."""
 
-    def reply(self, call: Call, reply: ChatReply) -> ChatReply:
+    async def reply(self, call: Call, reply: ChatReply) -> ChatReply:
         raise GuardrailBlocked("blocked by policy")
 
     def stream_stage(self, call: Call) -> StreamStage | None:
@@ -85,12 +85,12 @@ class Block:
 
 
 class _BlockStream:
-    def on_event(self, event: StreamEvent) -> Sequence[StreamEvent]:
+    async def on_event(self, event: StreamEvent) -> Sequence[StreamEvent]:
         if isinstance(event, TextDelta):
             raise GuardrailBlocked("blocked by policy")
         return [event]
 
-    def on_end(self) -> Sequence[StreamEvent]:
+    async def on_end(self) -> Sequence[StreamEvent]:
         return []
 
 
