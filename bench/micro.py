@@ -249,7 +249,43 @@ def stages() -> list[tuple[str, str, Callable[[], object], int]]:
             1,
         ),
     ]
+    out += guardrail_stages(body)
     return out
+
+
+def guardrail_stages(body: bytes) -> list[tuple[str, str, Callable[[], object], int]]:
+    """The built-in guardrails on the texts of the 1 KB chat body."""
+    from proxy.guardrails.base import CheckContext
+    from proxy.guardrails.builtin.content_filter import ContentFilter
+    from proxy.guardrails.builtin.injection import PromptInjection
+    from proxy.guardrails.builtin.patterns import PREBUILTS
+
+    texts = [m["content"] for m in orjson.loads(body)["messages"]]
+    patterns = [
+        {"pattern_type": "prebuilt", "pattern_name": name, "action": "MASK"} for name in PREBUILTS
+    ]
+    content = ContentFilter.from_params("bench", {"patterns": patterns}, Path("."))
+    injection = PromptInjection.from_params("bench", {}, Path("."))
+    size = sum(len(t) for t in texts)
+    reply = " ".join(texts)
+    chunks = [reply[i : i + 20] for i in range(0, len(reply), 20)]
+
+    def stream() -> None:
+        checker = content.stream_checker(CheckContext())
+        for chunk in chunks:
+            checker.feed(chunk)
+        checker.finish()
+
+    return [
+        (
+            "guardrail",
+            f"content_filter {size} B all prebuilts",
+            lambda: content.check(texts),
+            1,
+        ),
+        ("guardrail", f"injection {size} B", lambda: [injection.score(t) for t in texts], 1),
+        ("guardrail", "stream checker per 20-char chunk", stream, len(chunks)),
+    ]
 
 
 def main() -> int:

@@ -11,6 +11,7 @@ import logging
 import os
 import re
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
 import msgspec
@@ -200,6 +201,24 @@ def load_config(path: str | None, environ: Mapping[str, str] | None = None) -> C
     if path is None:
         config = with_env_providers(config, env)
     return config
+
+
+def config_folder(path: str | None) -> Path:
+    """The folder relative paths in a config file are read from (custom guardrail modules,
+    word lists): the file's own folder, or the working directory for the embedded default."""
+    return Path(path).resolve().parent if path else Path.cwd()
+
+
+def line_of(path: str | None, where: str) -> str:
+    """`` (line N)`` for a ``$.a.b[0]`` path in the config file, or "" when unknown."""
+    if not path:
+        return ""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            root = yaml.compose(fh.read(), Loader=yaml.SafeLoader)
+    except (OSError, yaml.YAMLError):
+        return ""
+    return _line(root, where)
 
 
 def parse_config(text: str, source: str, environ: Mapping[str, str]) -> Config:

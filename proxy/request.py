@@ -44,6 +44,7 @@ class ChatBody(msgspec.Struct):
     n: int | None = None
     user: str | None = None
     metadata: dict[str, Any] | None = None
+    guardrails: list[str] | None = None
 
 
 class CompletionBody(msgspec.Struct):
@@ -54,12 +55,16 @@ class CompletionBody(msgspec.Struct):
     max_tokens: int | None = None
     n: int | None = None
     user: str | None = None
+    metadata: dict[str, Any] | None = None
+    guardrails: list[str] | None = None
 
 
 class EmbeddingBody(msgspec.Struct):
     model: str
     input: str | list[Any]
     user: str | None = None
+    metadata: dict[str, Any] | None = None
+    guardrails: list[str] | None = None
 
 
 Light = ChatBody | CompletionBody | EmbeddingBody
@@ -79,6 +84,7 @@ class ParsedRequest:
         "max_tokens",
         "model",
         "prompt_bytes",
+        "rewritten",
         "stream",
         "typed",
         "wants_usage_chunk",
@@ -115,6 +121,17 @@ class ParsedRequest:
         self.headers = headers or {}
         # The top-level keys as raw JSON, decoded once when the body must be rewritten.
         self.fields: dict[str, msgspec.Raw] | None = None
+        # A stage changed the request (a masking guardrail): ``body`` no longer says what
+        # must be sent, so no upstream gets the client's bytes; it is encoded from the model.
+        self.rewritten = False
+
+    def rewrite(self, *, chat: ChatRequest | None = None, typed: Light | None = None) -> None:
+        """Replace the request's content (the common model, or the light typed view)."""
+        if chat is not None:
+            self._chat = chat
+        if typed is not None:
+            self.typed = typed
+        self.rewritten = True
 
     def chat(self) -> ChatRequest:
         """The whole request in the common model, decoded on first use and kept."""
@@ -133,11 +150,26 @@ class ParsedRequest:
 
     # -- views the stages read, whichever form is at hand ---------------------------------
     def metadata(self) -> dict[str, Any] | None:
-        if isinstance(self.typed, ChatBody):
+        if self.typed is not None:
             return self.typed.metadata
         if self._chat is not None:
             return self._chat.metadata
         return None
+
+    def guardrails(self) -> list[str] | None:
+        """The guardrails the request names: ``guardrails``, or ``metadata.guardrails``."""
+        named = self.typed.guardrails if self.typed is not None else None
+        if named is None:
+            metadata = self.metadata()
+            if metadata is not None:
+                found = metadata.get("guardrails")
+                return found if isinstance(found, list) else None
+        return named
+
+    def end_user(self) -> str | None:
+        if self.typed is not None:
+            return self.typed.user
+        return self._chat.user if self._chat is not None else None
 
     def image_parts(self) -> int:
         typed = self.typed

@@ -57,6 +57,7 @@ def log_object(row: SpendLogRow) -> dict[str, Any]:
         "status_code": row.status_code,
         "request_tags": row.tags,
         "estimated": row.estimated,
+        "guardrails": row.guardrails,
     }
 
 

@@ -50,6 +50,7 @@ class NewTeam(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     members: list[Member] | None = None
     members_with_roles: list[Member] | None = None
     metadata: dict[str, Any] | None = None
+    guardrails: list[str] | None = None
     blocked: bool = False
 
 
@@ -65,6 +66,7 @@ class UpdateTeam(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     members: list[Member] | UnsetType | None = UNSET
     members_with_roles: list[Member] | UnsetType | None = UNSET
     metadata: dict[str, Any] | UnsetType | None = UNSET
+    guardrails: list[str] | UnsetType | None = UNSET
     blocked: bool | UnsetType | None = UNSET
 
 
@@ -76,6 +78,17 @@ def team_object(state: AdminState, row: TeamRow) -> dict[str, Any]:
     data = state.directory.with_live_spend(row)
     data["members_with_roles"] = data.pop("members")
     return with_iso_times(data)
+
+
+def _with_guardrails(
+    metadata: dict[str, Any], guardrails: list[str] | None, *, replace_list: bool = False
+) -> dict[str, Any]:
+    """A team's guardrails live in its metadata, as a key's do (``metadata.guardrails``)."""
+    if guardrails is not None:
+        metadata["guardrails"] = guardrails
+    elif replace_list:
+        metadata.pop("guardrails", None)
+    return metadata
 
 
 def _members(members: list[Member] | None, param: str) -> list[Any]:
@@ -115,7 +128,7 @@ class TeamRoutes(RecordRoutes[TeamRow]):
             tpm_limit=body.tpm_limit,
             max_parallel_requests=body.max_parallel_requests,
             members=members,
-            metadata=dict(body.metadata or {}),
+            metadata=_with_guardrails(dict(body.metadata or {}), body.guardrails),
             blocked=body.blocked,
             created_at=self.state.clock.time(),
         )
@@ -126,7 +139,10 @@ class TeamRoutes(RecordRoutes[TeamRow]):
         caller = authorize(self.state, request, Action.TEAM_WRITE)
         body = await decode_body(request, UpdateTeam)
         current = self.find(body.team_id)
-        changes = set_fields(body, skip=("team_id", "members", "members_with_roles"))
+        changes = set_fields(body, skip=("team_id", "members", "members_with_roles", "guardrails"))
+        if not isinstance(body.guardrails, UnsetType):
+            metadata = dict(changes.get("metadata") or current.metadata)
+            changes["metadata"] = _with_guardrails(metadata, body.guardrails, replace_list=True)
         if not (
             isinstance(body.members, UnsetType) and isinstance(body.members_with_roles, UnsetType)
         ):

@@ -264,6 +264,7 @@ class Accounting:
                 estimated=estimated,
                 start_time=now - elapsed,
                 end_time=now,
+                guardrails=call.guardrails,
             )
         )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import time
+from typing import Any
 
 from ..auth import Principal
 from ..ledger.memory import Reservation
@@ -33,6 +34,8 @@ class Call:
         "disconnected",
         "echo_request_id",
         "failed_attempts",
+        "guardrails",
+        "guardrails_selected",
         "headers_sent",
         "price",
         "principal",
@@ -74,6 +77,9 @@ class Call:
         self.attempted_fallbacks = 0
         self.failed_attempts = 0
         self.complexity_tier: str | None = None
+        # Guardrails: what ran (name, direction, action, reason, ms), and which were chosen.
+        self.guardrails: list[dict[str, Any]] = []
+        self.guardrails_selected: tuple[Any, ...] | None = None
         self.tags_header: str | None = None
 
     @classmethod

@@ -80,6 +80,10 @@ class Responder:
             headers.append((b"x-tollway-model", call.deployment.label.encode()))
         if call.cost is not None:
             headers.append((b"x-tollway-response-cost", _money(call.cost)))
+        if call.guardrails:
+            applied = ",".join(dict.fromkeys(g["name"] for g in call.guardrails)).encode()
+            headers.append((b"x-tollway-applied-guardrails", applied))
+            headers.append((b"x-litellm-applied-guardrails", applied))
         principal = call.principal
         if principal is not None and principal.key is not None:
             spend = self.spend.key_spend(principal)

@@ -78,9 +78,9 @@ class Stages:
         "authenticate",
         "authorize",
         "max_body_bytes",
-        "run",
         "next_id",
         "respond",
+        "run",
         "settle",
     )
 

@@ -24,11 +24,15 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..admin import admin_routes
+from ..admin.common import decode_body
 from ..auth import Authenticator, Role
 from ..clock import Clock, SystemClock
-from ..config import Config, load_config
+from ..config import Config, config_folder, load_config
 from ..directory import Directory
 from ..errors import NotFound, PermissionDenied, TollwayError
+from ..guardrails.registry import build_guardrails
+from ..guardrails.routes import guardrail_routes
+from ..guardrails.stage import Guardrails
 from ..health import health_routes
 from ..ledger import Ledger
 from ..ledger.flush import Flusher
@@ -110,6 +114,14 @@ class GatewayState:
         self.transport: Transport = transport
         self.engine = Engine(transport)
         self.dispatch = Dispatcher(self.router, self.engine, self.accounting)
+        self.guardrails = Guardrails(
+            build_guardrails(
+                config.guardrails,
+                transport=transport,
+                environ=os.environ,
+                config_dir=config_folder(settings.config),
+            )
+        )
         self.stats = Stats()
         self.started_at = int(time.time())
         self.ready = False
@@ -219,8 +231,12 @@ def inference_routes(state: GatewayState, post_call: Sequence[PostCall] = ()) ->
     read → authenticate → parse → authorize → route + admit + call → respond → settle.
     """
     accounting = state.accounting
-    # Post-call stages see a reply (and every stream event) before the client does.
-    responder = Responder(accounting, state.settle, post_call)
+    guardrails = state.guardrails
+    # Post-call stages see a reply (and every stream event) before the client does; the
+    # guardrails' run after any given here. With no guardrail configured, neither stage
+    # exists and a reply is never decoded for them.
+    post = [*post_call, guardrails] if guardrails.configured else list(post_call)
+    responder = Responder(accounting, state.settle, post)
     stages = Stages(
         # Authenticate before parsing: nothing of an unauthenticated body is decoded.
         authenticate=state.auth.authenticate,
@@ -236,6 +252,9 @@ def inference_routes(state: GatewayState, post_call: Sequence[PostCall] = ()) ->
         settle=state.settle,
         next_id=state.request_ids.next,
         max_body_bytes=state.settings.max_body_bytes,
+        # Pre-call and during-call guardrails: after admission (the reservation is held, so
+        # a blocked call releases it), before the upstream (a block reaches no upstream).
+        around=[guardrails] if guardrails.configured else [],
     )
     chat = InferenceRoute(stages, InboundFormat(Kind.CHAT))
     completions = InferenceRoute(stages, InboundFormat(Kind.COMPLETION))
@@ -348,6 +367,7 @@ def _web_routes(state: GatewayState) -> list[Route]:
 
     return [
         *admin_routes(state),
+        *guardrail_routes(state.guardrails, state.auth.authenticate_headers, decode_body),
         Route("/ledger/status", ledger_status, methods=["GET"]),
         Route("/health/liveliness", liveliness, methods=["GET"]),
         Route("/health/liveness", liveliness, methods=["GET"]),

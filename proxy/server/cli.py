@@ -17,7 +17,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import __version__
-from ..config import ConfigError, load_config
+from ..config import Config, ConfigError, config_folder, line_of, load_config
+from ..guardrails.base import Mode
+from ..guardrails.registry import GuardrailSetupError, build_guardrails
+from ..upstream.transport import AiohttpTransport
 from .logs import configure, environment_secrets
 from .settings import OPTIONS, SettingsError, environ_for_workers, resolve
 
@@ -55,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(config_path)
         settings = resolve(args, os.environ, config)
+        check_guardrails(config, config_path)
     except (ConfigError, SettingsError) as exc:
         print(f"tollway: {exc}", file=sys.stderr)
         return 2
@@ -63,6 +67,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     secrets.extend(environment_secrets(os.environ))
     configure(settings.log_level, secrets)
     return serve(settings, config)
+
+
+def check_guardrails(config: Config, config_path: str | None) -> None:
+    """Build every configured guardrail once before the socket is bound, so a bad pattern,
+    an unknown kind or a custom class that does not import stops start-up (exit 2) with its
+    field and line. Building does no I/O (engines only keep the transport they are given)."""
+    try:
+        built = build_guardrails(
+            config.guardrails,
+            transport=AiohttpTransport(),
+            environ=os.environ,
+            config_dir=config_folder(config_path),
+        )
+    except GuardrailSetupError as exc:
+        source = config_path or "<default config>"
+        field = exc.path.removeprefix("$.")
+        raise ConfigError(
+            f"{source}: invalid {field}: {exc.message}{line_of(config_path, exc.path)}"
+        ) from None
+    for name, configured in built.items():
+        if configured.runs(Mode.LOGGING_ONLY) and len(configured.entry.modes) == 1:
+            log.warning(
+                "guardrail %s: mode logging_only is not supported (Tollway logs no message "
+                "content, so it has nothing to act on); it never runs",
+                name,
+            )
 
 
 def serve(settings: Any, config: Any) -> int:

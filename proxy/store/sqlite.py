@@ -113,6 +113,8 @@ class SpendLogRow(msgspec.Struct, kw_only=True, gc=False):
     estimated: bool = False
     start_time: float | None = None
     end_time: float | None = None
+    # The guardrails that ran: name, direction, action, reason (never the matched text), ms.
+    guardrails: list[dict[str, Any]] = msgspec.field(default_factory=list)
 
 
 SpendUpdate = tuple[str, float, float | None]
@@ -124,7 +126,7 @@ _R = TypeVar("_R", KeyRow, TeamRow, UserRow, SpendLogRow)
 
 _LEDGER_COLUMNS: Final = frozenset({"spend", "budget_reset_at"})
 _KEEP_ON_UPDATE: Final = _LEDGER_COLUMNS | {"created_at"}
-_JSON_COLUMNS: Final = frozenset({"models", "metadata", "tags", "members"})
+_JSON_COLUMNS: Final = frozenset({"models", "metadata", "tags", "members", "guardrails"})
 
 _ADMIN_WRITE_RETRY_S: Final = 2.0
 _OPEN_BUSY_TIMEOUT_MS: Final = 5000

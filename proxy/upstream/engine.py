@@ -111,7 +111,11 @@ class Engine:
         decode_reply: Callable[[bytes], ChatReply | EmbeddingReply] | None = None
         decoder: Callable[[], EventDecoder]
         headers_extra: dict[str, str] = {}
-        if provider.native == request.format and provider.native_reader is not None:
+        if (
+            provider.native == request.format
+            and provider.native_reader is not None
+            and not request.rewritten
+        ):
             # The client speaks this provider's format: its bytes go up, the reply comes back.
             native = provider.native_reader(request, target, provider.dialect, framer)
             body, decoder, headers_extra = native.body(), native.decoder, request.headers
