@@ -155,16 +155,20 @@ class RSSSampler:
         self._thread.join()
 
 
-def start_gateway(work: Path, config_text: str, env: dict[str, str], **extra_env: str) -> Child:
+def start_gateway(
+    work: Path, config_text: str, env: dict[str, str], name: str = "tollway", **extra_env: str
+) -> Child:
     """Tollway on port 0 with ``config_text`` and a throw-away SQLite file in ``work``;
-    returns once it is ready (its URL is ``.url``)."""
-    config_path = work / "tollway.yaml"
+    returns once it is ready (its URL is ``.url``). ``name`` names its config, database and
+    log (``<name>.yaml``, ``<name>.db``, ``<name>.log``), so several gateways can share
+    ``work``."""
+    config_path = work / f"{name}.yaml"
     config_path.write_text(config_text)
     gateway_env = dict(
-        env, TOLLWAY_DB=str(work / "tollway.db"), TOLLWAY_LOG_LEVEL="warning", **extra_env
+        env, TOLLWAY_DB=str(work / f"{name}.db"), TOLLWAY_LOG_LEVEL="warning", **extra_env
     )
     gateway = Child(
-        "tollway",
+        name,
         [sys.executable, "-m", "proxy", "--config", str(config_path), "--port", "0"],
         work,
         gateway_env,

@@ -45,8 +45,16 @@ class Flusher(Protocol):
     async def flush(self) -> bool: ...
 
 
+class GuardrailNames(Protocol):
+    @property
+    def configured(self) -> Mapping[str, object]: ...
+
+
 class AdminState(Protocol):
     """The parts of the gateway's state the admin API uses."""
+
+    @property
+    def guardrails(self) -> GuardrailNames: ...
 
     @property
     def settings(self) -> Settings: ...
@@ -62,6 +70,17 @@ class AdminState(Protocol):
     def router(self) -> Router: ...
     @property
     def flusher(self) -> Flusher: ...
+
+
+def check_guardrails(state: AdminState, names: list[str] | None) -> None:
+    """A key or team may only impose guardrails that exist (400 naming the first that does
+    not), so no call of theirs fails later for a typo made here."""
+    for name in names or ():
+        if name not in state.guardrails.configured:
+            configured = ", ".join(sorted(state.guardrails.configured)) or "none"
+            raise InvalidRequest(
+                f"guardrail {name!r} does not exist; configured: {configured}", param="guardrails"
+            )
 
 
 class AdminRoutes:

@@ -30,6 +30,7 @@ from .common import (
     Identifier,
     Money,
     authorize,
+    check_guardrails,
     decode_body,
     duration_seconds,
     expiry,
@@ -190,6 +191,7 @@ class KeyRoutes(RecordRoutes[KeyRow]):
             team_id = caller.team_scope
         metadata = dict(body.metadata or {})
         if body.guardrails is not None:
+            check_guardrails(self.state, body.guardrails)
             metadata["guardrails"] = body.guardrails
         row = KeyRow(
             token_hash=token_hash,
@@ -238,6 +240,7 @@ class KeyRoutes(RecordRoutes[KeyRow]):
         changes = set_fields(body, skip=("key", "duration", "guardrails"))
         if not isinstance(body.guardrails, UnsetType):
             metadata = dict(changes.get("metadata", current.metadata))
+            check_guardrails(self.state, body.guardrails)
             if body.guardrails is None:
                 metadata.pop("guardrails", None)
             else:

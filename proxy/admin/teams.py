@@ -21,6 +21,7 @@ from .common import (
     Money,
     authorize,
     check_duration,
+    check_guardrails,
     decode_body,
     is_member,
     json_response,
@@ -114,6 +115,7 @@ class TeamRoutes(RecordRoutes[TeamRow]):
         authorize(self.state, request, Action.TEAM_WRITE)
         body = await decode_body(request, NewTeam)
         check_duration(body.budget_duration, "budget_duration")
+        check_guardrails(self.state, body.guardrails)
         team_id = self.new_id(body.team_id)
         members = _members(body.members, "members") + _members(
             body.members_with_roles, "members_with_roles"
@@ -141,6 +143,7 @@ class TeamRoutes(RecordRoutes[TeamRow]):
         current = self.find(body.team_id)
         changes = set_fields(body, skip=("team_id", "members", "members_with_roles", "guardrails"))
         if not isinstance(body.guardrails, UnsetType):
+            check_guardrails(self.state, body.guardrails)
             metadata = dict(changes.get("metadata") or current.metadata)
             changes["metadata"] = _with_guardrails(metadata, body.guardrails, replace_list=True)
         if not (

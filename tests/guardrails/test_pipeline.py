@@ -324,3 +324,63 @@ guardrails:
             assert len(upstream.sent) == 1
         else:
             assert upstream.sent[-1].url == "http://upstream.test/v1/chat/completions"
+
+
+async def test_a_key_or_team_may_only_impose_guardrails_that_exist(tmp_path: Path) -> None:
+    gateway = await InProcessGateway.build(tmp_path, config(), transport=ScriptedTransport())
+    async with gateway.running() as client:
+        key = await client.post("/key/generate", json={"guardrails": ["nope"]}, headers=bearer())
+        team = await client.post("/team/new", json={"guardrails": ["nope"]}, headers=bearer())
+        good = await client.post("/team/new", json={"guardrails": ["words"]}, headers=bearer())
+    for response in (key, team):
+        assert response.status_code == 400
+        assert response.json()["error"]["param"] == "guardrails"
+    assert good.status_code == 200
+    assert good.json()["metadata"]["guardrails"] == ["words"]
+
+
+EMBEDDING_REPLY = {
+    "object": "list",
+    "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}],
+    "model": "gpt-x-upstream",
+    "usage": {"prompt_tokens": 3, "total_tokens": 3},
+}
+
+
+async def test_embeddings_and_completions_inputs_are_checked(tmp_path: Path) -> None:
+    upstream = ScriptedTransport(Canned.json(EMBEDDING_REPLY), Canned.json(COMPLETION))
+    gateway = await InProcessGateway.build(tmp_path, config(), transport=upstream)
+    async with gateway.running() as client:
+        embedded = await client.post(
+            "/v1/embeddings", json={"model": "gpt-x", "input": [f"mail {EMAIL}"]}, headers=bearer()
+        )
+        completed = await client.post(
+            "/v1/completions", json={"model": "gpt-x", "prompt": f"to {EMAIL}"}, headers=bearer()
+        )
+        blocked = await client.post(
+            "/v1/embeddings", json={"model": "gpt-x", "input": f"ssn {SSN}"}, headers=bearer()
+        )
+    assert embedded.status_code == 200
+    assert upstream.sent[0].json["input"] == ["mail [EMAIL_REDACTED]"]
+    assert completed.status_code == 200
+    assert upstream.sent[1].json["prompt"] == "to [EMAIL_REDACTED]"
+    assert blocked.status_code == 400
+    assert len(upstream.sent) == 2
+
+
+async def test_a_messages_client_gets_the_block_in_anthropics_shape(tmp_path: Path) -> None:
+    upstream = ScriptedTransport()
+    gateway = await InProcessGateway.build(tmp_path, config(), transport=upstream)
+    request = {
+        "model": "gpt-x",
+        "max_tokens": 10,
+        "messages": [{"role": "user", "content": f"ssn {SSN}"}],
+    }
+    async with gateway.running() as client:
+        response = await client.post("/v1/messages", json=request, headers=bearer())
+    assert response.status_code == 400
+    body = response.json()
+    assert body["type"] == "error"
+    assert body["error"]["type"] == "invalid_request_error"
+    assert "no-ssn" in body["error"]["message"] and SSN not in response.text
+    assert upstream.sent == []
