@@ -13,6 +13,7 @@ start-up; nothing is ever executed from config text or from the API.
 from __future__ import annotations
 
 import importlib
+import logging
 import inspect
 import sys
 from collections.abc import Mapping, Sequence
@@ -25,6 +26,9 @@ from .builtin import BUILTINS
 from .config import GuardrailEntry, read_entry
 from .errors import GuardrailConfigError
 from .external import EXTERNAL
+
+
+log = logging.getLogger("tollway.guardrails")
 
 
 class GuardrailSetupError(Exception):
@@ -71,25 +75,44 @@ def build_guardrails(
             entry = read_entry(item)
             if entry.name in built:
                 raise GuardrailConfigError("guardrail_name", f"{entry.name!r} is defined twice")
+        except GuardrailConfigError as exc:
+            raise GuardrailSetupError(_at(where, exc.field), exc.message) from None
+        try:
             guardrail = _build(entry, transport, environ, config_dir)
         except GuardrailConfigError as exc:
+            # A kind names its fields inside ``litellm_params``.
             field = exc.field
-            if field and not field.startswith(("guardrail_name", "guardrail_info", "litellm_")):
+            if field and not field.startswith("litellm_params"):
                 field = f"litellm_params.{field}"
-            path = f"{where}.{field}" if field else where
-            raise GuardrailSetupError(path, exc.message) from None
+            raise GuardrailSetupError(_at(where, field), exc.message) from None
         built[entry.name] = Configured(entry, guardrail)
     return built
+
+
+def _at(where: str, field: str) -> str:
+    return f"{where}.{field}" if field else where
 
 
 def _build(
     entry: GuardrailEntry, transport: Transport, environ: Mapping[str, str], config_dir: Path
 ) -> Guardrail:
     kind = entry.kind
-    if kind in BUILTINS:
-        return BUILTINS[kind](entry.name, entry.params, config_dir)
-    if kind in EXTERNAL:
-        return EXTERNAL[kind](entry.name, entry.params, transport, environ)
+    if kind in BUILTINS or kind in EXTERNAL:
+        params = _Reads(entry.params)
+        if kind in BUILTINS:
+            guardrail = BUILTINS[kind](entry.name, params, config_dir)
+        else:
+            guardrail = EXTERNAL[kind](entry.name, params, transport, environ)
+        for unused in sorted(set(entry.params) - params.read):
+            # Nothing configured is silently ignored: a parameter this kind does not read
+            # (a typo, or a LiteLLM option Tollway lacks) is named at start-up.
+            log.warning(
+                "guardrail %s: parameter %r is not supported by %s and is ignored",
+                entry.name,
+                unused,
+                kind,
+            )
+        return guardrail
     if "." in kind:
         return _custom(entry, config_dir)
     known = ", ".join(sorted([*BUILTINS, *EXTERNAL]))
@@ -97,6 +120,27 @@ def _build(
         "litellm_params.guardrail",
         f"{kind!r} is not a guardrail kind (one of {known}, or a class as module.Class)",
     )
+
+
+class _Reads(dict[str, Any]):
+    """A params mapping that remembers which keys its guardrail looked at."""
+
+    def __init__(self, params: Mapping[str, Any]) -> None:
+        super().__init__(params)
+        self.read: set[str] = set()
+
+    def __getitem__(self, key: str) -> Any:
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, str):
+            self.read.add(key)
+        return super().__contains__(key)
 
 
 def _custom(entry: GuardrailEntry, config_dir: Path) -> Guardrail:
