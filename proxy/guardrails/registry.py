@@ -13,8 +13,8 @@ start-up; nothing is ever executed from config text or from the API.
 from __future__ import annotations
 
 import importlib
-import logging
 import inspect
+import logging
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,7 +26,6 @@ from .builtin import BUILTINS
 from .config import GuardrailEntry, read_entry
 from .errors import GuardrailConfigError
 from .external import EXTERNAL
-
 
 log = logging.getLogger("tollway.guardrails")
 
