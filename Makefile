@@ -22,14 +22,15 @@ install: $(STAMP)
 run: install
 	$(VENV)/bin/tollway
 
-# For the Redis-backed ledger (multi-replica limits): install redis-server if missing.
+# For the Redis-backed ledger and cache (multi-replica): install redis-server if missing.
+# `make test` needs it: tests/cache start a real one (and fail, not skip, without it).
 redis-server:
 	@command -v redis-server >/dev/null 2>&1 || { \
 	  echo "installing redis-server"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; }
 
-test: install
+test: install redis-server
 	$(PY) -m pytest
 
 lint: install

@@ -250,7 +250,36 @@ def stages() -> list[tuple[str, str, Callable[[], object], int]]:
         ),
     ]
     out += guardrail_stages(body)
+    out += semantic_stages()
     return out
+
+
+def semantic_stages() -> list[tuple[str, str, Callable[[], object], int]]:
+    """The semantic cache: WordLlama on one sentence, a lookup among 10k entries of one
+    context (brute force + agree() on the best candidate), and agree() on a paraphrase."""
+    import numpy as np
+
+    from proxy.cache.semantic import LocalEmbedder, SemanticIndex, agree, normalise
+
+    embedder = LocalEmbedder.load()
+    sentence = "How do I reverse a list in Python?"
+    index = SemanticIndex(embedder.dimensions, max_entries=10_000)
+    rows = normalise(np.random.default_rng(1).standard_normal((10_000, embedder.dimensions)))
+    for i, row in enumerate(rows):
+        index.add(row, "ctx", f"k{i}", f"prompt number {i}")
+    query = rows[1234]
+    a = "Summarize the Q3 financial report in 3 bullet points"
+    b = "Give me a summary of the third-quarter financial report in three bullet points"
+    return [
+        ("semantic", "embed 1 sentence", lambda: embedder.embed_sync([sentence]), 1),
+        (
+            "semantic",
+            "lookup 10k entries",
+            lambda: index.lookup(query, "prompt number 1234", "ctx", 0.87),
+            1,
+        ),
+        ("semantic", "agree() pair", lambda: agree(a, b), 1),
+    ]
 
 
 def guardrail_stages(body: bytes) -> list[tuple[str, str, Callable[[], object], int]]:

@@ -1,6 +1,6 @@
 """Profile the gateway under load: py-spy records a flame graph while a client drives it.
 
-    python -m bench.profile [--seconds 10] [--concurrency 32] [--stream]
+    python -m bench.profile [--seconds 10] [--concurrency 32] [--stream] [--features guardrail]
 
 Starts the fast fake upstream and the gateway (bench config, a virtual key with limits and a
 budget), drives it with an aiohttp client for the given time, and writes
@@ -22,7 +22,7 @@ import aiohttp
 
 from bench.payloads import chat_body
 from bench.procs import Child, start_gateway
-from bench.run import bench_config
+from bench.run import bench_config, parse_features
 from bench.setup_keys import create_bench_key
 
 RESULTS = Path(__file__).parent / "results"
@@ -53,8 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--stream", action="store_true")
+    parser.add_argument(
+        "--features",
+        default=os.environ.get("BENCH_FEATURES", ""),
+        help="comma-separated BENCH_FEATURES to turn on in the profiled gateway",
+    )
     parser.add_argument("--raw", action="store_true", help="collapsed stacks (.txt), not SVG")
     args = parser.parse_args(argv)
+    features = parse_features(args.features)
     py_spy = Path(sys.executable).parent / "py-spy"
     if not py_spy.exists():
         print("py-spy is not installed: .venv/bin/pip install py-spy", file=sys.stderr)
@@ -72,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         gateway: Child | None = None
         try:
             upstream_url = upstream.wait_listening(15)
-            gateway = start_gateway(tmp_path, bench_config(upstream_url), env)
+            gateway = start_gateway(tmp_path, bench_config(upstream_url, features), env)
             url = gateway.url
             key = create_bench_key(url, MASTER)
             target = f"{url}/v1/chat/completions"

@@ -47,6 +47,46 @@ def added_latency(runs: Sequence[Mapping[str, Any]], baseline: str) -> list[dict
     return out
 
 
+# The metrics a feature's cost is shown on: JSON latency and time to first byte of a stream.
+FEATURE_METRICS = (("non-stream", "chat", "json"), ("stream", "stream-ttfb", "ttfb"))
+
+
+def feature_cost(
+    runs: Sequence[Mapping[str, Any]],
+    probe: Mapping[str, Mapping[str, Mapping[str, float]]] | None,
+    targets: Sequence[str],
+    baseline: str,
+) -> list[dict[str, Any]]:
+    """Per feature target and user count: Δp50 / Δp99 (ms) of JSON latency and stream TTFB
+    and the req/s ratio, against ``baseline`` under the same load; then one row from the
+    precise probe (``users`` = "probe"; there the stream is timed to its end, not its TTFB)."""
+    index = {(r["scenario"], r["users"], r["metric"], r["target"]): r for r in runs}
+    users = sorted({r["users"] for r in runs})
+    out: list[dict[str, Any]] = []
+    for target in targets:
+        for count in users:
+            row: dict[str, Any] = {"target": target, "users": count}
+            for scenario, metric, label in FEATURE_METRICS:
+                run = index.get((scenario, count, metric, target))
+                base = index.get((scenario, count, metric, baseline))
+                if run is None or base is None:
+                    continue
+                row[f"{label}_p50"] = run["p50"] - base["p50"]
+                row[f"{label}_p99"] = run["p99"] - base["p99"]
+                row[f"{label}_rps_ratio"] = run["rps"] / base["rps"] if base["rps"] else math.nan
+            out.append(row)
+        if probe:
+            row = {"target": target, "users": "probe"}
+            for scenario, _, label in FEATURE_METRICS:
+                per_target = probe.get(scenario, {})
+                if target in per_target and baseline in per_target:
+                    for q in ("p50", "p99"):
+                        delta_us = per_target[target][q] - per_target[baseline][q]
+                        row[f"{label}_{q}"] = delta_us / 1000
+            out.append(row)
+    return out
+
+
 def _table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines.extend("| " + " | ".join(str(cell) for cell in row) + " |" for row in rows)
@@ -59,6 +99,14 @@ def _ms(value: float) -> str:
 
 def _signed_ms(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:+.2f}"
+
+
+def _delta_ms(value: float | None) -> str:
+    return "" if value is None else ("n/a" if math.isnan(value) else f"{value:+.3f}")
+
+
+def _ratio(value: float | None) -> str:
+    return "" if value is None else ("n/a" if math.isnan(value) else f"{value:.2f}x")
 
 
 def _mb(value: float | None) -> str:
@@ -139,6 +187,43 @@ def markdown(result: Mapping[str, Any]) -> str:
             ),
         )
     )
+    cost = result.get("feature_cost") or []
+    if cost:
+        parts += [
+            "",
+            "## Cost of each feature vs plain tollway (Δ ms, same load; req/s as a ratio)",
+            "",
+            'Rows "probe" come from the precise probe (sequential, interleaved); there the '
+            "stream column is the whole stream, not its first byte.",
+            "",
+        ]
+        parts.append(
+            _table(
+                [
+                    "target",
+                    "users",
+                    "JSON Δp50",
+                    "JSON Δp99",
+                    "JSON req/s",
+                    "stream TTFB Δp50",
+                    "stream TTFB Δp99",
+                    "stream req/s",
+                ],
+                (
+                    [
+                        c["target"],
+                        c["users"],
+                        _delta_ms(c.get("json_p50")),
+                        _delta_ms(c.get("json_p99")),
+                        _ratio(c.get("json_rps_ratio")),
+                        _delta_ms(c.get("ttfb_p50")),
+                        _delta_ms(c.get("ttfb_p99")),
+                        _ratio(c.get("ttfb_rps_ratio")),
+                    ]
+                    for c in cost
+                ),
+            )
+        )
     probe = result.get("probe")
     if probe:
         parts += [

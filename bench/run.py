@@ -1,14 +1,18 @@
 """``make bench``: direct-to-upstream vs through-the-gateway latency under the same load.
 
-    fake upstream → (direct | Tollway | LiteLLM when BENCH_COMPARE=litellm) ← locust
+    fake upstream → (direct | Tollway | Tollway+feature per BENCH_FEATURES
+                     | LiteLLM when BENCH_COMPARE=litellm) ← locust
 
-Order of a run: start the upstream and the gateway, make the bench key, warm up and run the
-precise probe (on a quiet machine), then for each scenario and user count run locust once per
-target, back to back. Every child process is stopped in ``finally``.
+Order of a run: start the upstream and the gateway (plus one more gateway per feature in
+BENCH_FEATURES: the same config with that feature's fragment merged in), make the bench key
+on each, warm up and run the precise probe (on a quiet machine), then for each scenario and
+user count run locust once per target, back to back. Every child process is stopped in
+``finally``.
 
 Environment: BENCH_SECONDS (10), BENCH_QUICK=1 (3 s runs, users 1 and 32), BENCH_USERS
 ("1,32,128"), BENCH_KEY (skip /key/generate and send this key), BENCH_PROBE_REQUESTS (2000),
-BENCH_PIN=0 (no CPU pinning), BENCH_COMPARE=litellm.
+BENCH_PIN=0 (no CPU pinning), BENCH_COMPARE=litellm, BENCH_FEATURES (comma-separated names
+from ``FEATURES``, e.g. "guardrail").
 """
 
 from __future__ import annotations
@@ -28,10 +32,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import yaml
 
 from bench.probe import run_probe
 from bench.procs import Child, RSSSampler, free_port, pin, start_gateway, tree_rss_bytes
-from bench.report import METRICS, added_latency, markdown, summarise
+from bench.report import METRICS, added_latency, feature_cost, markdown, summarise
 from bench.setup_keys import create_bench_key
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -44,8 +49,78 @@ MODEL = "bench-model"
 CHAT_PATH = "/v1/chat/completions"
 USER_CLASSES = {"non-stream": "ChatUser", "stream": "StreamChatUser"}
 
+# BENCH_FEATURES: feature name -> the config fragment that turns it on. Each feature listed
+# runs as its own target, ``tollway+<name>``: another gateway process with the plain bench
+# config plus that fragment (mappings merged, lists appended), so its rows show what the
+# feature costs on top of plain ``tollway``. A new feature is one more entry here.
+GUARDRAIL_PATTERNS = (
+    "email",
+    "phone",
+    "us_ssn",
+    "credit_card",
+    "openai_api_key",
+    "aws_access_key",
+)
+FEATURES: dict[str, dict[str, Any]] = {
+    # One default-on content filter masking the common PII and secrets, on the request
+    # (pre_call) and on the reply (post_call; on streams: every text delta).
+    "guardrail": {
+        "guardrails": [
+            {
+                "guardrail_name": "bench-pii-mask",
+                "litellm_params": {
+                    "guardrail": "litellm_content_filter",
+                    "mode": ["pre_call", "post_call"],
+                    "default_on": True,
+                    "patterns": [
+                        {"pattern_type": "prebuilt", "pattern_name": name, "action": "MASK"}
+                        for name in GUARDRAIL_PATTERNS
+                    ],
+                },
+            }
+        ]
+    },
+}
 
-def bench_config(upstream_url: str) -> str:
+
+def parse_features(value: str) -> list[str]:
+    """``BENCH_FEATURES`` as a list of known feature names (in the order given)."""
+    names: list[str] = []
+    for name in (n.strip() for n in value.split(",")):
+        if not name or name in names:
+            continue
+        if name not in FEATURES:
+            raise SystemExit(
+                f"BENCH_FEATURES: unknown feature {name!r}; known: {', '.join(FEATURES)}"
+            )
+        names.append(name)
+    return names
+
+
+def _merge(base: dict[str, Any], fragment: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in fragment.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        elif isinstance(value, list) and isinstance(out.get(key), list):
+            out[key] = [*out[key], *value]
+        else:
+            out[key] = value
+    return out
+
+
+def bench_config(upstream_url: str, features: list[str] | tuple[str, ...] = ()) -> str:
+    """The gateway's config; with ``features``, their ``FEATURES`` fragments merged in."""
+    text = _plain_config(upstream_url)
+    if not features:
+        return text
+    config: dict[str, Any] = yaml.safe_load(text)
+    for name in features:
+        config = _merge(config, FEATURES[name])
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def _plain_config(upstream_url: str) -> str:
     return textwrap.dedent(
         f"""\
         model_list:
@@ -193,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     probe_requests = int(os.environ.get("BENCH_PROBE_REQUESTS", "2000"))
     compare = {c.strip() for c in os.environ.get("BENCH_COMPARE", "").split(",") if c.strip()}
     pinning = os.environ.get("BENCH_PIN", "1") != "0"
+    features = parse_features(os.environ.get("BENCH_FEATURES", ""))
     server_cpus, load_cpus = cpu_plan(pinning)
 
     # A SIGTERM (e.g. from make being interrupted) unwinds through the finally blocks below.
@@ -231,6 +307,15 @@ def main(argv: list[str] | None = None) -> int:
             "direct": (upstream_url, key, None),
             "tollway": (gateway_url, key, gateway.pid),
         }
+        # One more gateway per feature: same config plus the feature, its own process and
+        # database (so its own bench key), pinned like the plain one.
+        for feature in features:
+            name = f"tollway+{feature}"
+            featured = start_gateway(work, bench_config(upstream_url, [feature]), env, name=name)
+            children.append(featured)
+            pin(featured.pid, server_cpus)
+            featured_key = args.key or create_bench_key(featured.url, MASTER_KEY)
+            targets[name] = (featured.url, featured_key, featured.pid)
         if "litellm" in compare:
             litellm = ensure_litellm()
             if litellm is not None:
@@ -328,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
                 "users": user_counts,
                 "quick": quick,
                 "probe_requests": probe_requests,
+                "features": features,
                 "pinning": (
                     f"servers on CPUs {sorted(server_cpus)}, locust and probe "
                     f"on {sorted(load_cpus)}"
@@ -339,6 +425,9 @@ def main(argv: list[str] | None = None) -> int:
             "targets": list(targets),
             "runs": runs,
             "added": added_latency(runs, baseline="direct"),
+            "feature_cost": feature_cost(
+                runs, probe, [f"tollway+{feature}" for feature in features], baseline="tollway"
+            ),
             "probe": probe,
             "memory": memory,
             "notes": notes,

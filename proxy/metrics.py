@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterable
 from typing import Protocol
 
+from .cache.stage import Cache
 from .ledger import Ledger
 from .ledger.flush import Flusher
 from .routing import Router
@@ -41,6 +42,8 @@ class MetricsSource(Protocol):
     def ledger(self) -> Ledger: ...
     @property
     def flusher(self) -> Flusher: ...
+    @property
+    def cache(self) -> Cache | None: ...
 
 
 def _escape(value: str) -> str:
@@ -71,6 +74,13 @@ def render(state: MetricsSource) -> str:
     dispatch = state.dispatch
     now = time.monotonic()
 
+    cache = state.cache
+    if cache is not None:
+        out.family("tollway_cache_requests_total", "counter", "Cache lookups, by result.")
+        for result in ("hit", "miss", "bypass"):
+            out.sample("tollway_cache_requests_total", cache.counts[result], [("result", result)])
+        out.family("tollway_cache_semantic_hits_total", "counter", "Hits found by similarity.")
+        out.sample("tollway_cache_semantic_hits_total", cache.counts["semantic_hit"])
     out.family("tollway_requests_total", "counter", "Inference requests settled, by status.")
     for status, count in sorted(state.stats.by_status.items()):
         out.sample("tollway_requests_total", count, [("status", str(status))])

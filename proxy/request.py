@@ -45,6 +45,8 @@ class ChatBody(msgspec.Struct):
     user: str | None = None
     metadata: dict[str, Any] | None = None
     guardrails: list[str] | None = None
+    cache: dict[str, Any] | None = None
+    use_cache: bool | None = msgspec.field(default=None, name="use-cache")
 
 
 class CompletionBody(msgspec.Struct):
@@ -57,6 +59,8 @@ class CompletionBody(msgspec.Struct):
     user: str | None = None
     metadata: dict[str, Any] | None = None
     guardrails: list[str] | None = None
+    cache: dict[str, Any] | None = None
+    use_cache: bool | None = msgspec.field(default=None, name="use-cache")
 
 
 class EmbeddingBody(msgspec.Struct):
@@ -65,6 +69,8 @@ class EmbeddingBody(msgspec.Struct):
     user: str | None = None
     metadata: dict[str, Any] | None = None
     guardrails: list[str] | None = None
+    cache: dict[str, Any] | None = None
+    use_cache: bool | None = msgspec.field(default=None, name="use-cache")
 
 
 Light = ChatBody | CompletionBody | EmbeddingBody
@@ -79,6 +85,7 @@ class ParsedRequest:
         "body",
         "fields",
         "format",
+        "gateway_fields",
         "headers",
         "kind",
         "max_tokens",
@@ -104,6 +111,7 @@ class ParsedRequest:
         decode_chat: Callable[[bytes], ChatRequest] | None = None,
         format: str = "openai",
         headers: dict[str, str] | None = None,
+        gateway_fields: tuple[str, ...] = (),
     ) -> None:
         self.kind = kind
         self.model = model
@@ -119,6 +127,8 @@ class ParsedRequest:
         self.format = format
         # Client headers a native upstream receives as they are (``anthropic-beta``).
         self.headers = headers or {}
+        # Top-level body fields only the gateway reads; never forwarded upstream.
+        self.gateway_fields = gateway_fields
         # The top-level keys as raw JSON, decoded once when the body must be rewritten.
         self.fields: dict[str, msgspec.Raw] | None = None
         # A stage changed the request (a masking guardrail): ``body`` no longer says what
@@ -165,6 +175,20 @@ class ParsedRequest:
                 found = metadata.get("guardrails")
                 return found if isinstance(found, list) else None
         return named
+
+    def cache_controls(self) -> dict[str, Any]:
+        """The body's ``cache`` controls (LiteLLM's names), with ``use-cache`` folded in."""
+        typed = self.typed
+        controls: dict[str, Any] = {}
+        if typed is not None:
+            controls.update(typed.cache or {})
+            if typed.use_cache is not None:
+                controls["use-cache"] = typed.use_cache
+        elif self._chat is not None and self._chat.metadata:
+            found = self._chat.metadata.get("cache")
+            if isinstance(found, dict):
+                controls.update(found)
+        return controls
 
     def end_user(self) -> str | None:
         if self.typed is not None:

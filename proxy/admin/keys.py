@@ -49,6 +49,10 @@ from .records import RecordRoutes
 KeyType = Literal["llm_api", "default", "management", "read_only"]
 
 
+# LiteLLM's per-request cache controls a key may be allowed to use.
+CacheControl = Literal["no-cache", "no-store", "ttl", "s-maxage", "namespace"]
+
+
 class GenerateKey(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     key_alias: str | None = None
     models: list[str] | UnsetType = UNSET
@@ -63,6 +67,7 @@ class GenerateKey(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     user_id: Identifier | None = None
     metadata: dict[str, Any] | None = None
     guardrails: list[str] | None = None
+    allowed_cache_controls: list[CacheControl] | None = None
     tags: list[str] | None = None
     blocked: bool | None = None
     key_type: KeyType | None = None
@@ -84,6 +89,7 @@ class UpdateKey(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     user_id: Identifier | UnsetType | None = UNSET
     metadata: dict[str, Any] | UnsetType | None = UNSET
     guardrails: list[str] | UnsetType | None = UNSET
+    allowed_cache_controls: list[CacheControl] | UnsetType | None = UNSET
     tags: list[str] | UnsetType | None = UNSET
     blocked: bool | UnsetType | None = UNSET
     key_type: KeyType | UnsetType | None = UNSET
@@ -116,6 +122,7 @@ def key_object(state: AdminState, row: KeyRow) -> dict[str, Any]:
     data = state.directory.with_live_spend(row)
     data["token"] = data.pop("token_hash")
     data["guardrails"] = row.metadata.get("guardrails")
+    data["allowed_cache_controls"] = row.metadata.get("allowed_cache_controls")
     return with_iso_times(data)
 
 
@@ -193,6 +200,8 @@ class KeyRoutes(RecordRoutes[KeyRow]):
         if body.guardrails is not None:
             check_guardrails(self.state, body.guardrails)
             metadata["guardrails"] = body.guardrails
+        if body.allowed_cache_controls is not None:
+            metadata["allowed_cache_controls"] = body.allowed_cache_controls
         row = KeyRow(
             token_hash=token_hash,
             key_alias=body.key_alias,
@@ -237,14 +246,19 @@ class KeyRoutes(RecordRoutes[KeyRow]):
         caller = authorize(self.state, request, Action.KEY_WRITE)
         body = await decode_body(request, UpdateKey)
         current = self._visible(caller, self.find(body.key))
-        changes = set_fields(body, skip=("key", "duration", "guardrails"))
+        changes = set_fields(body, skip=("key", "duration", "guardrails", "allowed_cache_controls"))
         if not isinstance(body.guardrails, UnsetType):
-            metadata = dict(changes.get("metadata", current.metadata))
             check_guardrails(self.state, body.guardrails)
-            if body.guardrails is None:
-                metadata.pop("guardrails", None)
+        for name in ("guardrails", "allowed_cache_controls"):
+            # Both live in the key's metadata, where the stages read them.
+            value = getattr(body, name)
+            if isinstance(value, UnsetType):
+                continue
+            metadata = dict(changes.get("metadata", current.metadata))
+            if value is None:
+                metadata.pop(name, None)
             else:
-                metadata["guardrails"] = body.guardrails
+                metadata[name] = value
             changes["metadata"] = metadata
         if not isinstance(body.duration, UnsetType):
             duration = body.duration

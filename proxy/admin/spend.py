@@ -58,6 +58,8 @@ def log_object(row: SpendLogRow) -> dict[str, Any]:
         "request_tags": row.tags,
         "estimated": row.estimated,
         "guardrails": row.guardrails,
+        "cache_hit": row.cache_hit,
+        "saved_cost": row.saved_cost,
     }
 
 

@@ -265,6 +265,8 @@ class Accounting:
                 start_time=now - elapsed,
                 end_time=now,
                 guardrails=call.guardrails,
+                cache_hit=call.cache_status == "hit",
+                saved_cost=call.saved_cost,
             )
         )
 

@@ -27,6 +27,10 @@ class Call:
     __slots__ = (
         "attempted_fallbacks",
         "attempted_retries",
+        "cache_control",
+        "cache_key",
+        "cache_similarity",
+        "cache_status",
         "call_id",
         "complexity_tier",
         "cost",
@@ -44,6 +48,7 @@ class Call:
         "request",
         "reservation",
         "response_bytes",
+        "saved_cost",
         "settled",
         "started",
         "status",
@@ -80,6 +85,13 @@ class Call:
         # Guardrails: what ran (name, direction, action, reason, ms), and which were chosen.
         self.guardrails: list[dict[str, Any]] = []
         self.guardrails_selected: tuple[Any, ...] | None = None
+        # Cache: the request's Cache-Control header; hit | miss | bypass; the key; the
+        # similarity of a semantic hit; what a hit saved.
+        self.cache_control: str | None = None
+        self.cache_status: str | None = None
+        self.cache_key: str | None = None
+        self.cache_similarity: float | None = None
+        self.saved_cost = 0.0
         self.tags_header: str | None = None
 
     @classmethod

@@ -80,6 +80,16 @@ class Responder:
             headers.append((b"x-tollway-model", call.deployment.label.encode()))
         if call.cost is not None:
             headers.append((b"x-tollway-response-cost", _money(call.cost)))
+        if call.cache_status is not None:
+            headers.append((b"x-tollway-cache", call.cache_status.encode()))
+            if call.cache_key is not None:
+                key = call.cache_key.encode()
+                headers.append((b"x-tollway-cache-key", key))
+                headers.append((b"x-litellm-cache-key", key))
+            if call.cache_similarity is not None:
+                similarity = f"{call.cache_similarity:.4f}".encode()
+                headers.append((b"x-tollway-cache-similarity", similarity))
+                headers.append((b"x-litellm-semantic-similarity", similarity))
         if call.guardrails:
             applied = ",".join(dict.fromkeys(g["name"] for g in call.guardrails)).encode()
             headers.append((b"x-tollway-applied-guardrails", applied))

@@ -128,7 +128,7 @@ class InferenceRoute:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         stages = self.stages
         inbound = self.inbound
-        authorization = api_key = request_id = content_length = tags = None
+        authorization = api_key = request_id = content_length = tags = cache_control = None
         forwarded: dict[str, str] | None = None
         for name, value in scope["headers"]:
             if name == b"authorization":
@@ -141,6 +141,8 @@ class InferenceRoute:
                 request_id = value
             elif name == b"x-tollway-tags":
                 tags = value
+            elif name == b"cache-control":
+                cache_control = value
             elif name in inbound.key_headers:
                 api_key = value
             elif name in inbound.forwarded_headers:
@@ -150,6 +152,8 @@ class InferenceRoute:
         call = Call.start(stages.next_id(), request_id)
         if tags is not None:
             call.tags_header = tags.decode("latin-1")
+        if cache_control is not None:
+            call.cache_control = cache_control.decode("latin-1")
         respond = stages.respond
         try:
             # Read the body before authenticating so the connection stays usable for the

@@ -26,6 +26,8 @@ from starlette.routing import Route
 from ..admin import admin_routes
 from ..admin.common import decode_body
 from ..auth import Authenticator, Role
+from ..cache.build import build_cache
+from ..cache.routes import cache_routes
 from ..clock import Clock, SystemClock
 from ..config import Config, config_folder, load_config
 from ..directory import Directory
@@ -122,6 +124,7 @@ class GatewayState:
                 config_dir=config_folder(settings.config),
             )
         )
+        self.cache = build_cache(config, os.environ, clock)
         self.stats = Stats()
         self.started_at = int(time.time())
         self.ready = False
@@ -163,6 +166,8 @@ class GatewayState:
             if self._store is not None:
                 await self._store.close()
         finally:
+            if self.cache is not None:
+                await self.cache.store.close()
             await self.engine.close()
 
     def _enqueue_spend_log(self, row: SpendLogRow) -> None:
@@ -254,7 +259,12 @@ def inference_routes(state: GatewayState, post_call: Sequence[PostCall] = ()) ->
         max_body_bytes=state.settings.max_body_bytes,
         # Pre-call and during-call guardrails: after admission (the reservation is held, so
         # a blocked call releases it), before the upstream (a block reaches no upstream).
-        around=[guardrails] if guardrails.configured else [],
+        # The cache comes after them: its key is the request as the upstream would get it
+        # (masked), and a hit still passes the post-call guardrails.
+        around=[
+            *([guardrails] if guardrails.configured else []),
+            *([state.cache] if state.cache is not None else []),
+        ],
     )
     chat = InferenceRoute(stages, InboundFormat(Kind.CHAT))
     completions = InferenceRoute(stages, InboundFormat(Kind.COMPLETION))
@@ -368,6 +378,7 @@ def _web_routes(state: GatewayState) -> list[Route]:
     return [
         *admin_routes(state),
         *guardrail_routes(state.guardrails, state.auth.authenticate_headers, decode_body),
+        *cache_routes(state.cache, state.auth.authenticate_headers),
         Route("/ledger/status", ledger_status, methods=["GET"]),
         Route("/health/liveliness", liveliness, methods=["GET"]),
         Route("/health/liveness", liveliness, methods=["GET"]),

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import __version__
+from ..cache.config import CacheConfigError, read_settings
 from ..config import Config, ConfigError, config_folder, line_of, load_config
 from ..guardrails.base import Mode
 from ..guardrails.registry import GuardrailSetupError, build_guardrails
@@ -59,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(config_path)
         settings = resolve(args, os.environ, config)
         check_guardrails(config, config_path)
+        check_cache(config)
     except (ConfigError, SettingsError) as exc:
         print(f"tollway: {exc}", file=sys.stderr)
         return 2
@@ -93,6 +95,19 @@ def check_guardrails(config: Config, config_path: str | None) -> None:
                 "content, so it has nothing to act on); it never runs",
                 name,
             )
+
+
+def check_cache(config: Config) -> None:
+    """An unknown cache type or a bad cache parameter stops start-up (exit 2)."""
+    litellm = config.litellm_settings
+    try:
+        read_settings(litellm.cache, litellm.cache_params, os.environ)
+    except CacheConfigError as exc:
+        raise ConfigError(f"{config_source(config)}: invalid {exc}") from None
+
+
+def config_source(config: Config) -> str:
+    return os.environ.get("TOLLWAY_CONFIG") or "config"
 
 
 def serve(settings: Any, config: Any) -> int:

@@ -115,6 +115,9 @@ class SpendLogRow(msgspec.Struct, kw_only=True, gc=False):
     end_time: float | None = None
     # The guardrails that ran: name, direction, action, reason (never the matched text), ms.
     guardrails: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    # Answered from the cache: billed 0; ``saved_cost`` is what the upstream would have cost.
+    cache_hit: bool = False
+    saved_cost: float = 0.0
 
 
 SpendUpdate = tuple[str, float, float | None]
@@ -453,7 +456,8 @@ class Store:
         rows = await self._db.execute_fetchall(
             f"SELECT {column}, COALESCE(SUM(cost), 0), COUNT(*), "
             "COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
-            f"COALESCE(SUM(total_tokens), 0) FROM spend_logs{where} "
+            "COALESCE(SUM(total_tokens), 0), COALESCE(SUM(cache_hit), 0), "
+            f"COALESCE(SUM(saved_cost), 0) FROM spend_logs{where} "
             f"GROUP BY {column} ORDER BY 2 DESC, 1",
             params,
         )
@@ -465,6 +469,8 @@ class Store:
                 "prompt_tokens": int(r[3]),
                 "completion_tokens": int(r[4]),
                 "total_tokens": int(r[5]),
+                "cache_hits": int(r[6]),
+                "cache_savings": float(r[7]),
             }
             for r in rows
         ]

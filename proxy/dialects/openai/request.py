@@ -71,7 +71,20 @@ def parse(kind: Kind, body: bytes) -> ParsedRequest:
         body=body,
         typed=typed,
         decode_chat=decode_chat if kind is Kind.CHAT else None,
+        gateway_fields=_gateway_fields(typed),
     )
+
+
+def _gateway_fields(typed: ChatBody | CompletionBody | EmbeddingBody) -> tuple[str, ...]:
+    """Top-level fields only the gateway reads, present in this body."""
+    present = []
+    if typed.guardrails is not None:
+        present.append("guardrails")
+    if typed.cache is not None:
+        present.append("cache")
+    if typed.use_cache is not None:
+        present.append("use-cache")
+    return tuple(present)
 
 
 def decode_chat(body: bytes) -> ChatRequest:
@@ -105,12 +118,17 @@ def forward_body(request: ParsedRequest, upstream_model: str) -> bytes:
     When nothing needs to change the client's bytes are returned as they are.
     """
     ask_usage = request.stream and not request.wants_usage_chunk
-    if upstream_model == request.model and not ask_usage:
+    gateway_only = request.gateway_fields
+    if upstream_model == request.model and not ask_usage and not gateway_only:
         return request.body
     fields = request.fields
     if fields is None:
         fields = request.fields = _raw_decoder.decode(request.body)
     fields = dict(fields)
+    # What only the gateway reads (guardrails, cache controls) is not the upstream's business
+    # (OpenAI refuses arguments it does not know).
+    for name in gateway_only:
+        fields.pop(name, None)
     fields["model"] = msgspec.Raw(_encode(upstream_model))
     if ask_usage:
         fields["stream_options"] = _merge_include_usage(fields.get("stream_options"))

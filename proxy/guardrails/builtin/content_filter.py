@@ -297,6 +297,10 @@ class ContentStream:
         if self._blocked is not None:
             return "", self._blocked
         self._held += _encode(text)
+        if len(self._held) <= self._filter.hold:
+            # Nothing can be released (or decided) before more than ``hold`` bytes are held:
+            # scanning now would find only what the next scan finds again.
+            return "", ALLOW
         return self._release(final=len(self._held) > MAX_HELD_BYTES)
 
     def finish(self) -> tuple[str, Verdict]:

@@ -1,0 +1,1 @@
+"""Caching: an exact cache and a semantic cache, tenant-scoped, as an around-call stage."""
