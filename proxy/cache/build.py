@@ -33,6 +33,12 @@ def build_cache(config: Config, environ: Mapping[str, str], clock: Clock) -> Cac
     else:
         store = LocalStore(settings.max_bytes, clock.time)
     semantic = None
+    if settings.embedding_model:
+        log.warning(
+            "litellm_settings.cache_params.redis_semantic_cache_embedding_model (%s) is not "
+            "supported: the semantic cache embeds with its built-in local model",
+            settings.embedding_model,
+        )
     if settings.semantic:
         from .semantic.layer import build_semantic
 

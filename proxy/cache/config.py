@@ -119,6 +119,19 @@ def read_settings(
         max_bytes=max_bytes or 64 * 1024 * 1024,
     )
     if kind.startswith("redis") and not settings.redis:
+        # LiteLLM's fallbacks: the REDIS_* variables.
+        found = {
+            name: environ[var]
+            for name, var in (
+                ("redis_url", "REDIS_URL"),
+                ("host", "REDIS_HOST"),
+                ("port", "REDIS_PORT"),
+                ("password", "REDIS_PASSWORD"),
+            )
+            if environ.get(var)
+        }
+        settings = msgspec.structs.replace(settings, redis=found)
+    if kind.startswith("redis") and not settings.redis:
         raise CacheConfigError("host", "a redis cache needs host/port or redis_url")
     return settings, unknown
 
