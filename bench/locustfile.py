@@ -1,7 +1,8 @@
 """Locust scenarios: non-streaming and streaming chat completions, no think time.
 
 Environment: ``BENCH_KEY`` (bearer key), ``BENCH_MODEL`` (model name), ``BENCH_PATH``
-(default ``/v1/chat/completions``). Pick a scenario by class name on the command line:
+(default ``/v1/chat/completions``), ``BENCH_VARY=1`` (a unique marker in every request's
+prompt, so no cache can answer it; ``bench.payloads.varied_body``). Pick a scenario by class name on the command line:
 
     locust -f bench/locustfile.py --headless -u 32 -r 32 --run-time 10s --host URL ChatUser
     locust -f bench/locustfile.py ... StreamChatUser
@@ -27,9 +28,16 @@ from locust import constant, events, task
 from locust.contrib.fasthttp import FastHttpUser
 
 try:
-    from bench.payloads import CHAT_BODY, KEY, PATH, STREAM_BODY
+    from bench.payloads import CHAT_BODY, KEY, PATH, STREAM_BODY, VARY, varied_body
 except ImportError:  # run as `locust -f bench/locustfile.py` from another directory
-    from payloads import CHAT_BODY, KEY, PATH, STREAM_BODY  # type: ignore[no-redef,import-not-found]
+    from payloads import (  # type: ignore[no-redef,import-not-found]
+        CHAT_BODY,
+        KEY,
+        PATH,
+        STREAM_BODY,
+        VARY,
+        varied_body,
+    )
 
 HEADERS = {
     "Authorization": f"Bearer {KEY}",
@@ -99,7 +107,8 @@ class ChatUser(FastHttpUser):
 
     @task
     def chat(self) -> None:
-        self.client.request("POST", PATH, data=CHAT_BODY, headers=HEADERS, name="chat")
+        body = varied_body() if VARY else CHAT_BODY
+        self.client.request("POST", PATH, data=body, headers=HEADERS, name="chat")
 
 
 class StreamChatUser(FastHttpUser):
@@ -111,10 +120,11 @@ class StreamChatUser(FastHttpUser):
     @task
     def stream(self) -> None:
         fire = self.environment.events.request.fire
+        body = varied_body(stream=True) if VARY else STREAM_BODY
         start = time.perf_counter()
         start_epoch = time.time()
         response = self.client.request(
-            "POST", PATH, data=STREAM_BODY, headers=HEADERS, name="stream-headers", stream=True
+            "POST", PATH, data=body, headers=HEADERS, name="stream-headers", stream=True
         )
         error: BaseException | None = getattr(response, "error", None)
         if error is None and response.status_code != 200:

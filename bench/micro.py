@@ -11,8 +11,9 @@ import datetime as dt
 import os
 import platform
 import sys
+import time
 import timeit
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -250,8 +251,83 @@ def stages() -> list[tuple[str, str, Callable[[], object], int]]:
         ),
     ]
     out += guardrail_stages(body)
+    out += cache_stages(body, response)
     out += semantic_stages()
     return out
+
+
+def _sync(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Drive a coroutine that never suspends (the local cache never does) to its result,
+    without an event loop: the stage's own cost, not the loop's."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    coro.close()
+    raise RuntimeError("the coroutine suspended")
+
+
+def cache_stages(body: bytes, response: bytes) -> list[tuple[str, str, Callable[[], object], int]]:
+    """The exact cache (``type: local``) on the 1 KB chat body: its key, and the whole
+    around-call stage on a miss and on a hit, with a ``proceed`` that returns a canned reply
+    at once (the pass-through body an OpenAI upstream gives: a miss decodes it to store it)."""
+    from proxy.cache.config import CacheSettings
+    from proxy.cache.key import cache_key
+    from proxy.cache.stage import Cache
+    from proxy.cache.store import LocalStore
+    from proxy.dialects.openai.reply import encode_reply
+    from proxy.pipeline.call import Call
+    from proxy.upstream.engine import Reply
+
+    parsed = parse(Kind.CHAT, body)
+    usage = usage_from_body(response)
+    settings = CacheSettings(type="local")
+
+    def fresh_cache() -> tuple[Cache, LocalStore]:
+        store = LocalStore(settings.max_bytes, time.time)
+        return Cache(settings, store, time.time), store
+
+    def call() -> Call:
+        return Call("bench-uid", "bench-call", False)
+
+    async def answer() -> Reply:
+        return Reply(body=response, usage=usage)
+
+    async def failed() -> Reply:  # status >= 300: the stage does not store it
+        return Reply(status=502, body=b"{}")
+
+    miss_cache, miss_store = fresh_cache()
+
+    def miss_lookup() -> Reply:
+        return _sync(miss_cache(call(), parsed, failed))
+
+    def miss_store_too() -> Reply:
+        reply = _sync(miss_cache(call(), parsed, answer))
+        # Forget it again (two dict operations) so that the next call misses too.
+        miss_store._entries.clear()
+        miss_store._size = 0
+        return reply
+
+    hit_cache, _ = fresh_cache()
+    _sync(hit_cache(call(), parsed, answer))
+    assert len(hit_cache.store) == 1  # type: ignore[arg-type]
+
+    def hit() -> Reply:
+        reply = _sync(hit_cache(call(), parsed, answer))
+        assert reply.typed is not None
+        return reply
+
+    def hit_encoded() -> bytes:
+        reply = _sync(hit_cache(call(), parsed, answer))
+        return encode_reply(reply.typed)
+
+    return [
+        ("cache", f"cache key, {len(body)} B chat body", lambda: cache_key(parsed, ":x:"), 1),
+        ("cache", "cache miss, local, whole stage: lookup only", miss_lookup, 1),
+        ("cache", "cache miss, local, whole stage: lookup+store", miss_store_too, 1),
+        ("cache", "cache hit, local, whole stage (JSON)", hit, 1),
+        ("cache", "cache hit, local, stage + encode_reply()", hit_encoded, 1),
+    ]
 
 
 def semantic_stages() -> list[tuple[str, str, Callable[[], object], int]]:
@@ -319,12 +395,12 @@ def guardrail_stages(body: bytes) -> list[tuple[str, str, Callable[[], object], 
 
 def main() -> int:
     rows = []
-    print(f"{'stage':<10} {'case':<48} {'µs/op':>8}")
-    print("-" * 68)
+    print(f"{'stage':<10} {'case':<52} {'µs/op':>8}")
+    print("-" * 72)
     for stage, case, func, ops in stages():
         micros = measure(func, ops)
         rows.append({"stage": stage, "case": case, "us_per_op": micros})
-        print(f"{stage:<10} {case:<48} {micros:>8.2f}", flush=True)
+        print(f"{stage:<10} {case:<52} {micros:>8.2f}", flush=True)
     timestamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"micro-{timestamp}.json"

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import aiohttp
 
-from bench.payloads import CHAT_BODY, STREAM_BODY
+from bench.payloads import CHAT_BODY, STREAM_BODY, varied_body
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:
@@ -35,36 +35,49 @@ async def _one(session: aiohttp.ClientSession, url: str, body: bytes, key: str) 
 
 
 async def _probe(
-    targets: Mapping[str, tuple[str, str]], requests: int, warmup: int
+    targets: Mapping[str, tuple[str, str]], requests: int, warmup: int, vary: Collection[str]
 ) -> dict[str, dict[str, list[float]]]:
     samples: dict[str, dict[str, list[float]]] = {}
     connector = aiohttp.TCPConnector(limit=len(targets), force_close=False)
     async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
-        for scenario, body in (("non-stream", CHAT_BODY), ("stream", STREAM_BODY)):
+        for scenario, body, fresh in (
+            ("non-stream", CHAT_BODY, varied_body),
+            ("stream", STREAM_BODY, _varied_stream),
+        ):
             per_target: dict[str, list[float]] = {name: [] for name in targets}
             for i in range(warmup + requests):
                 for name, (url, key) in targets.items():
-                    micros = await _one(session, url, body, key)
+                    sent = fresh() if name in vary else body
+                    micros = await _one(session, url, sent, key)
                     if i >= warmup:
                         per_target[name].append(micros)
             samples[scenario] = per_target
     return samples
 
 
+def _varied_stream() -> bytes:
+    return varied_body(stream=True)
+
+
 def run_probe(
-    targets: Mapping[str, tuple[str, str]], *, requests: int = 2000, warmup: int = 200
+    targets: Mapping[str, tuple[str, str]],
+    *,
+    requests: int = 2000,
+    warmup: int = 200,
+    vary: Collection[str] = (),
 ) -> dict[str, dict[str, dict[str, float]]]:
     """``{scenario: {target: {p50, p90, p99, mean, added_p50, ...}}}`` in microseconds.
 
     ``targets`` maps a name to ``(chat completions URL, key)``; the first is the baseline
-    that ``added_*`` is measured against.
+    that ``added_*`` is measured against. Targets in ``vary`` get a fresh prompt per request
+    (``bench.payloads.varied_body``: no cache can answer it).
     """
     try:
         import uvloop
 
-        samples = uvloop.run(_probe(targets, requests, warmup))
+        samples = uvloop.run(_probe(targets, requests, warmup, vary))
     except ImportError:  # pragma: no cover
-        samples = asyncio.run(_probe(targets, requests, warmup))
+        samples = asyncio.run(_probe(targets, requests, warmup, vary))
     baseline = next(iter(targets))
     report: dict[str, dict[str, dict[str, float]]] = {}
     for scenario, per_target in samples.items():

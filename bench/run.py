@@ -80,7 +80,19 @@ FEATURES: dict[str, dict[str, Any]] = {
             }
         ]
     },
+    # The in-memory exact cache. The bench sends one body over and over, so every request
+    # after the first is a hit: these rows are the hit path (no upstream call at all).
+    "cache": {"litellm_settings": {"cache": True, "cache_params": {"type": "local"}}},
+    # The in-memory semantic cache (WordLlama on the last user turn). Its clients vary the
+    # prompt (``FEATURE_CLIENT_ENV``), so every request is a miss: exact lookup, embedding,
+    # semantic lookup, upstream call, then store + embed + index.
+    "semantic-cache": {
+        "litellm_settings": {"cache": True, "cache_params": {"type": "local-semantic"}}
+    },
 }
+# Extra environment for the clients (locust and the probe) of a feature's target.
+# BENCH_VARY=1: every request's last user turn ends in a unique marker (bench/payloads.py).
+FEATURE_CLIENT_ENV: dict[str, dict[str, str]] = {"semantic-cache": {"BENCH_VARY": "1"}}
 
 
 def parse_features(value: str) -> list[str]:
@@ -197,6 +209,7 @@ def run_locust(
     work: Path,
     tag: str,
     cpus: set[int] | None,
+    extra_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """One bounded headless locust run; returns its full-precision raw record."""
     prefix = work / f"locust-{tag}"
@@ -208,6 +221,7 @@ def run_locust(
         BENCH_PATH=CHAT_PATH,
         BENCH_RAW_OUT=str(raw_path),
         PYTHONPATH=str(ROOT),
+        **(extra_env or {}),
     )
     argv = [
         sys.executable,
@@ -307,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
             "direct": (upstream_url, key, None),
             "tollway": (gateway_url, key, gateway.pid),
         }
+        client_env: dict[str, dict[str, str]] = {}
         # One more gateway per feature: same config plus the feature, its own process and
         # database (so its own bench key), pinned like the plain one.
         for feature in features:
@@ -316,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
             pin(featured.pid, server_cpus)
             featured_key = args.key or create_bench_key(featured.url, MASTER_KEY)
             targets[name] = (featured.url, featured_key, featured.pid)
+            if feature in FEATURE_CLIENT_ENV:
+                client_env[name] = FEATURE_CLIENT_ENV[feature]
         if "litellm" in compare:
             litellm = ensure_litellm()
             if litellm is not None:
@@ -358,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         probe = run_probe(
             {name: (url + CHAT_PATH, k) for name, (url, k, _) in targets.items()},
             requests=probe_requests,
+            vary={name for name, extra in client_env.items() if extra.get("BENCH_VARY") == "1"},
         )
         for name, (_, _, pid) in targets.items():
             if pid is not None:
@@ -379,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
                             work=work,
                             tag=tag,
                             cpus=load_cpus,
+                            extra_env=client_env.get(name),
                         )
                     if pid is not None:
                         memory[name]["peak"] = max(memory[name].get("peak", 0), sampler.peak)
@@ -414,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
                 "quick": quick,
                 "probe_requests": probe_requests,
                 "features": features,
+                "client_env": client_env,
                 "pinning": (
                     f"servers on CPUs {sorted(server_cpus)}, locust and probe "
                     f"on {sorted(load_cpus)}"

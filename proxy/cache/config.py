@@ -10,7 +10,7 @@ litellm_settings:
     scope: team            # team (a key without a team: the key) | global
     host / port / password / redis_url      # redis types
     similarity_threshold: 0.9               # semantic types
-    redis_semantic_cache_embedding_model: text-embedding-3-small   # a model group; else local
+    redis_semantic_cache_embedding_model: ...   # not supported (warned about)
     supported_call_types: [acompletion, aembedding, aresponses, anthropic_messages]
 """
 

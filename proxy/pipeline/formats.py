@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import msgspec
 
 from ..dialects import anthropic, openai, responses
-from ..dialects.base import EventEncoder
+from ..dialects.base import EventEncoder, Inbound
 from ..dialects.bedrock import inbound as bedrock_inbound
 from ..dialects.bedrock.reply import decode_converse
 from ..dialects.cohere import inbound as cohere_inbound
@@ -174,15 +174,38 @@ class ResponsesFormat(_TranslatedFormat):
         return b"event: error\ndata: " + self.error_body(exc) + b"\n\n"
 
 
-class GeminiFormat(_TranslatedFormat):
+class _ProviderFormat(_TranslatedFormat):
+    """A provider's own API spoken by clients (Gemini, Cohere, Bedrock): served through that
+    format's inbound dialect face; a failed stream ends with that format's error event."""
+
+    inbound: Inbound
+
+    def __init__(self) -> None:
+        super().__init__(Kind.CHAT)
+
+    def encode_reply(self, request: ParsedRequest, reply: ChatReply | EmbeddingReply) -> bytes:
+        assert isinstance(reply, ChatReply)
+        return self.inbound.encode_reply(reply)
+
+    def stream_encoder(self, request: ParsedRequest) -> EventEncoder:
+        return self.inbound.stream_encoder(request.chat())
+
+    def error_body(self, exc: TollwayError) -> bytes:
+        return self.inbound.encode_error(exc)
+
+    def stream_error(self, exc: TollwayError) -> bytes:
+        # A fresh encoder's error event (Cohere ends a failed stream with message-end,
+        # Bedrock with an exception message).
+        return self.inbound.stream_encoder(_NO_REQUEST).error(exc)
+
+
+class GeminiFormat(_ProviderFormat):
     """Google AI Studio clients: ``/v1beta/models/{model}:generateContent`` and
     ``:streamGenerateContent`` (also under ``/gemini``); the model is in the path."""
 
     name = "gemini"
     key_headers = (b"x-goog-api-key",)
-
-    def __init__(self) -> None:
-        super().__init__(Kind.CHAT)
+    inbound = gemini_inbound.INBOUND
 
     def parse(
         self, body: bytes, forwarded: dict[str, str] | None, params: PathParams | None = None
@@ -192,66 +215,35 @@ class GeminiFormat(_TranslatedFormat):
         chat = gemini_inbound.INBOUND.decode_request(body, params.get("model", ""), stream)
         return self._parsed(chat, body, None)
 
-    def encode_reply(self, request: ParsedRequest, reply: ChatReply | EmbeddingReply) -> bytes:
-        assert isinstance(reply, ChatReply)
-        return gemini_inbound.INBOUND.encode_reply(reply)
-
-    def stream_encoder(self, request: ParsedRequest) -> EventEncoder:
-        return gemini_inbound.INBOUND.stream_encoder(request.chat())
-
     def decode_reply(self, request: ParsedRequest, body: bytes) -> ChatReply:
         return decode_gemini_reply(body, request.model)
 
-    def error_body(self, exc: TollwayError) -> bytes:
-        return gemini_inbound.INBOUND.encode_error(exc)
 
-    def stream_error(self, exc: TollwayError) -> bytes:
-        return b"data: " + self.error_body(exc) + b"\r\n\r\n"
-
-
-class CohereFormat(_TranslatedFormat):
+class CohereFormat(_ProviderFormat):
     """Cohere v2 chat clients: ``/v2/chat`` (also under ``/cohere``)."""
 
     name = "cohere"
-
-    def __init__(self) -> None:
-        super().__init__(Kind.CHAT)
+    inbound = cohere_inbound.INBOUND
 
     def parse(
         self, body: bytes, forwarded: dict[str, str] | None, params: PathParams | None = None
     ) -> ParsedRequest:
         return self._parsed(cohere_inbound.INBOUND.decode_request(body), body, None)
 
-    def encode_reply(self, request: ParsedRequest, reply: ChatReply | EmbeddingReply) -> bytes:
-        assert isinstance(reply, ChatReply)
-        return cohere_inbound.INBOUND.encode_reply(reply)
-
-    def stream_encoder(self, request: ParsedRequest) -> EventEncoder:
-        return cohere_inbound.INBOUND.stream_encoder(request.chat())
-
     def decode_reply(self, request: ParsedRequest, body: bytes) -> ChatReply:
         return translate_response(body, request.model)
 
-    def error_body(self, exc: TollwayError) -> bytes:
-        return cohere_inbound.INBOUND.encode_error(exc)
 
-    def stream_error(self, exc: TollwayError) -> bytes:
-        # A fresh encoder's error event: Cohere ends a failed stream with message-end.
-        return cohere_inbound.INBOUND.stream_encoder(_NO_REQUEST).error(exc)
-
-
-class BedrockFormat(_TranslatedFormat):
+class BedrockFormat(_ProviderFormat):
     """Bedrock Converse clients: ``/model/{modelId}/converse`` and ``/converse-stream`` (also
     under ``/bedrock``); the model id is in the path, the stream is AWS's event stream."""
 
     name = "bedrock"
+    inbound = bedrock_inbound.INBOUND
     stream_headers: Headers = (
         (b"content-type", bedrock_inbound.STREAM_CONTENT_TYPE.encode()),
         (b"cache-control", b"no-cache"),
     )
-
-    def __init__(self) -> None:
-        super().__init__(Kind.CHAT)
 
     def parse(
         self, body: bytes, forwarded: dict[str, str] | None, params: PathParams | None = None
@@ -261,21 +253,8 @@ class BedrockFormat(_TranslatedFormat):
         chat = bedrock_inbound.INBOUND.decode_request(body, params.get("model", ""), stream)
         return self._parsed(chat, body, None)
 
-    def encode_reply(self, request: ParsedRequest, reply: ChatReply | EmbeddingReply) -> bytes:
-        assert isinstance(reply, ChatReply)
-        return bedrock_inbound.INBOUND.encode_reply(reply)
-
-    def stream_encoder(self, request: ParsedRequest) -> EventEncoder:
-        return bedrock_inbound.INBOUND.stream_encoder(request.chat())
-
     def decode_reply(self, request: ParsedRequest, body: bytes) -> ChatReply:
         return decode_converse(body, request.model, None)
 
-    def error_body(self, exc: TollwayError) -> bytes:
-        return bedrock_inbound.INBOUND.encode_error(exc)
-
     def error_headers(self, exc: TollwayError) -> list[tuple[bytes, bytes]]:
         return [(b"x-amzn-errortype", bedrock_inbound.INBOUND.error_type(exc).encode())]
-
-    def stream_error(self, exc: TollwayError) -> bytes:
-        return bedrock_inbound.INBOUND.stream_encoder(_NO_REQUEST).error(exc)
