@@ -2,7 +2,8 @@
 
 Environment: ``BENCH_KEY`` (bearer key), ``BENCH_MODEL`` (model name), ``BENCH_PATH``
 (default ``/v1/chat/completions``), ``BENCH_VARY=1`` (a unique marker in every request's
-prompt, so no cache can answer it; ``bench.payloads.varied_body``). Pick a scenario by class name on the command line:
+prompt, so no cache can answer it; ``bench.payloads.varied_body``).
+Pick a scenario by class name on the command line:
 
     locust -f bench/locustfile.py --headless -u 32 -r 32 --run-time 10s --host URL ChatUser
     locust -f bench/locustfile.py ... StreamChatUser

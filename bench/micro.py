@@ -228,12 +228,7 @@ def stages() -> list[tuple[str, str, Callable[[], object], int]]:
         found = table.lookup("openai/bench-model", overrides=overrides)
         return cost(found, prompt_tokens=250, completion_tokens=64)
 
-    response = (
-        b'{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,'
-        b'"model":"bench-model","choices":[{"index":0,"message":{"role":"assistant",'
-        b'"content":"' + b"word " * 60 + b'"},"finish_reason":"stop"}],'
-        b'"usage":{"prompt_tokens":250,"completion_tokens":64,"total_tokens":314}}'
-    )
+    response = ANSWER
     out += [
         ("pricing", f"lookup({known!r}) cached", lambda: table.lookup(known), 1),
         ("pricing", "lookup() with overrides + cost()", price_and_cost, 1),
@@ -254,6 +249,15 @@ def stages() -> list[tuple[str, str, Callable[[], object], int]]:
     out += cache_stages(body, response)
     out += semantic_stages()
     return out
+
+
+# A chat completion as the fake upstream answers it (60 words, usage included).
+ANSWER = (
+    b'{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,'
+    b'"model":"bench-model","choices":[{"index":0,"message":{"role":"assistant",'
+    b'"content":"' + b"word " * 60 + b'"},"finish_reason":"stop"}],'
+    b'"usage":{"prompt_tokens":250,"completion_tokens":64,"total_tokens":314}}'
+)
 
 
 def _sync(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -355,6 +359,89 @@ def semantic_stages() -> list[tuple[str, str, Callable[[], object], int]]:
             1,
         ),
         ("semantic", "agree() pair", lambda: agree(a, b), 1),
+        *semantic_miss_stages(embedder),
+    ]
+
+
+def semantic_miss_stages(embedder: Any) -> list[tuple[str, str, Callable[[], object], int]]:
+    """A semantic miss (``type: local-semantic``) with 1k entries in the request's context:
+    embed + index lookup, and the whole stage (exact lookup, last-turn split, embed, lookup).
+
+    "unrelated": the 1k entries are random unit vectors, so nothing reaches the threshold.
+    "near-duplicates": the 1k entries are the bench's BENCH_VARY prompts (the same question
+    with another number), all above the threshold, each rejected by the agreement check:
+    what ``BENCH_FEATURES=semantic-cache`` meets once its index has filled."""
+    import numpy as np
+
+    from bench.payloads import varied_body
+    from proxy.cache.config import CacheSettings
+    from proxy.cache.key import last_user_turn
+    from proxy.cache.semantic import SemanticIndex, normalise
+    from proxy.cache.semantic.layer import InMemory, SemanticCacheLayer
+    from proxy.cache.stage import Cache
+    from proxy.cache.store import LocalStore
+    from proxy.pipeline.call import Call
+    from proxy.upstream.engine import Reply
+
+    entries = 1000
+    settings = CacheSettings(type="local-semantic")
+    query = parse(Kind.CHAT, varied_body())
+    text, context = last_user_turn(query.chat())
+    vector = embedder.embed_sync([text])[0]
+
+    unrelated = SemanticIndex(embedder.dimensions, max_entries=10_000)
+    rows = normalise(np.random.default_rng(2).standard_normal((entries, embedder.dimensions)))
+    for i, row in enumerate(rows):
+        unrelated.add(row, ":anonymous:" + context, f"k{i}", f"prompt number {i}")
+
+    def call() -> Call:
+        return Call("bench-uid", "bench-call", False)
+
+    async def answer() -> Reply:
+        return Reply(body=ANSWER)
+
+    async def failed() -> Reply:  # status >= 300: not stored, so every call is the same miss
+        return Reply(status=502, body=b"{}")
+
+    near = SemanticIndex(embedder.dimensions, max_entries=10_000)
+    layer = SemanticCacheLayer(embedder, InMemory(near), 0.87, None)
+    cache = Cache(settings, LocalStore(settings.max_bytes, time.time), time.time, layer)
+    for _ in range(entries):  # stored through the stage itself, as the bench's misses are
+        _sync(cache(call(), parse(Kind.CHAT, varied_body()), answer))
+    assert len(near) == entries
+    best = float(np.max(near._groups[":anonymous:" + context].vectors[:entries] @ vector))
+    print(f"(near-duplicate index: {entries} entries, best similarity {best:.3f})", file=sys.stderr)
+    bare = SemanticIndex(embedder.dimensions)
+    bare_layer = SemanticCacheLayer(embedder, InMemory(bare), 0.87, None)
+
+    def remember() -> None:
+        _sync(bare_layer.remember(call(), query, ":anonymous:", "k"))
+        bare.clear()
+
+    return [
+        (
+            "semantic",
+            f"semantic miss: embed + lookup at {entries // 1000}k entries, unrelated",
+            lambda: unrelated.lookup(
+                embedder.embed_sync([text])[0], text, ":anonymous:" + context, 0.87
+            ),
+            1,
+        ),
+        (
+            "semantic",
+            f"semantic miss: embed + lookup at {entries // 1000}k near-duplicates",
+            lambda: near.lookup(
+                embedder.embed_sync([text])[0], text, ":anonymous:" + context, 0.87
+            ),
+            1,
+        ),
+        (
+            "semantic",
+            f"semantic miss, whole stage, lookup only, {entries // 1000}k near-dup.",
+            lambda: _sync(cache(call(), query, failed)),
+            1,
+        ),
+        ("semantic", "semantic store: remember() (embeds again) + add", remember, 1),
     ]
 
 
@@ -395,12 +482,12 @@ def guardrail_stages(body: bytes) -> list[tuple[str, str, Callable[[], object], 
 
 def main() -> int:
     rows = []
-    print(f"{'stage':<10} {'case':<52} {'µs/op':>8}")
-    print("-" * 72)
+    print(f"{'stage':<10} {'case':<58} {'µs/op':>8}")
+    print("-" * 78)
     for stage, case, func, ops in stages():
         micros = measure(func, ops)
         rows.append({"stage": stage, "case": case, "us_per_op": micros})
-        print(f"{stage:<10} {case:<52} {micros:>8.2f}", flush=True)
+        print(f"{stage:<10} {case:<58} {micros:>8.2f}", flush=True)
     timestamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"micro-{timestamp}.json"

@@ -5,6 +5,9 @@
 Starts the fast fake upstream and the gateway (bench config, a virtual key with limits and a
 budget), drives it with an aiohttp client for the given time, and writes
 ``bench/results/profile-<timestamp>.svg`` (py-spy, ``--native`` off, idle frames off).
+With ``BENCH_VARY=1`` every request's prompt is unique (``bench.payloads.varied_body``), so
+a cache feature is profiled on its miss path, e.g.
+``BENCH_VARY=1 python -m bench.profile --features semantic-cache``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.payloads import chat_body
+from bench.payloads import VARY, chat_body, varied_body
 from bench.procs import Child, start_gateway
 from bench.run import bench_config, parse_features
 from bench.setup_keys import create_bench_key
@@ -40,7 +43,8 @@ async def drive(url: str, key: str, seconds: float, concurrency: int, stream: bo
         async def worker() -> None:
             nonlocal done
             while time.monotonic() < stop_at:
-                async with session.post(url, data=body, headers=headers) as resp:
+                sent = varied_body(stream=stream) if VARY else body
+                async with session.post(url, data=sent, headers=headers) as resp:
                     await resp.read()
                     done += resp.status == 200
 

@@ -12,7 +12,9 @@ user count run locust once per target, back to back. Every child process is stop
 Environment: BENCH_SECONDS (10), BENCH_QUICK=1 (3 s runs, users 1 and 32), BENCH_USERS
 ("1,32,128"), BENCH_KEY (skip /key/generate and send this key), BENCH_PROBE_REQUESTS (2000),
 BENCH_PIN=0 (no CPU pinning), BENCH_COMPARE=litellm, BENCH_FEATURES (comma-separated names
-from ``FEATURES``, e.g. "guardrail").
+from ``FEATURES``, e.g. "guardrail", "cache", "semantic-cache"). A feature in
+``FEATURE_CLIENT_ENV`` gets that environment in its own target's clients only (locust and the
+probe): ``semantic-cache`` sets BENCH_VARY=1, a unique prompt per request.
 """
 
 from __future__ import annotations

@@ -79,6 +79,10 @@ class _Group:
         self.size = last
 
 
+# The most candidates above the threshold that get the (Python) agreement check per lookup.
+MAX_CHECKED = 16
+
+
 class SemanticIndex:
     """In-memory nearest-prompt index with LRU eviction and per-entry TTL."""
 
@@ -145,6 +149,12 @@ class SemanticIndex:
         above = np.flatnonzero(similarities >= threshold)
         if above.size == 0:
             return None
+        if above.size > MAX_CHECKED:
+            # Templated prompts ("ticket #1234") put many near-duplicates above the threshold
+            # that all fail the agreement check: only the closest few are checked, so a miss
+            # costs the same however many there are.
+            closest = np.argpartition(-similarities[above], MAX_CHECKED - 1)[:MAX_CHECKED]
+            above = above[closest]
         # Entries are read before any expiry removes one: removal reorders the group.
         ranked = [group.entries[i] for i in above[np.argsort(-similarities[above])]]
         scores = {entry.key: float(similarities[entry.slot]) for entry in ranked}

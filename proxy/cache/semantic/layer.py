@@ -86,12 +86,17 @@ class SemanticCacheLayer(SemanticLayer):
         self.candidates = candidates
         self.threshold = threshold
         self.ttl = ttl
+        # find() embeds the prompt; remember() (after the upstream answered) reuses it.
+        self._embedded: dict[int, tuple[str, str, np.ndarray]] = {}
 
     async def find(self, call: Call, request: ParsedRequest, prefix: str) -> Semantic | None:
         text, context = last_user_turn(request.chat())
         if not text.strip():
             return None
         vector = (await self.embedder.embed([text]))[0]
+        if len(self._embedded) > 4096:  # requests that never stored (errors, no-store)
+            self._embedded.clear()
+        self._embedded[id(request)] = (text, context, vector)
         found = await self.candidates.lookup(vector, text, prefix + context, self.threshold)
         if found is None:
             return None
@@ -101,7 +106,11 @@ class SemanticCacheLayer(SemanticLayer):
         text, context = last_user_turn(request.chat())
         if not text.strip():
             return
-        vector = (await self.embedder.embed([text]))[0]
+        found = self._embedded.pop(id(request), None)
+        if found is not None and found[:2] == (text, context):
+            vector = found[2]
+        else:  # an id reused by another request: embed afresh
+            vector = (await self.embedder.embed([text]))[0]
         await self.candidates.add(vector, prefix + context, key, text, self.ttl)
 
 
