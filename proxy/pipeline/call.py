@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from ..auth import Principal
+from ..errors import TollwayError
 from ..ledger.memory import Reservation
 from ..model import Usage
 from ..pricing import ModelPrice
@@ -37,7 +38,9 @@ class Call:
         "deployment",
         "disconnected",
         "echo_request_id",
+        "error",
         "failed_attempts",
+        "first_token_s",
         "guardrails",
         "guardrails_selected",
         "headers_sent",
@@ -48,11 +51,13 @@ class Call:
         "request",
         "reservation",
         "response_bytes",
+        "response_text",
         "saved_cost",
         "settled",
         "started",
         "status",
         "tags_header",
+        "trace_id",
         "uid",
         "upstream_s",
         "usage",
@@ -92,6 +97,12 @@ class Call:
         self.cache_key: str | None = None
         self.cache_similarity: float | None = None
         self.saved_cost = 0.0
+        # Observability: the error answered, time to the first byte sent, the reply's text
+        # (kept only when messages are logged), the W3C trace id.
+        self.error: TollwayError | None = None
+        self.first_token_s: float | None = None
+        self.response_text: str | None = None
+        self.trace_id: str | None = None
         self.tags_header: str | None = None
 
     @classmethod

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any, Protocol
 
@@ -155,6 +156,7 @@ class Responder:
             call.headers_sent = True
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             try:
+                call.first_token_s = time.perf_counter() - call.started
                 if encoder is None:
                     async for data in stream.raw():
                         call.relayed_events += data.count(b"data:")
@@ -174,6 +176,7 @@ class Responder:
                 # Headers are gone: the error travels in-band, and the stream is not ended
                 # with a [DONE] it never reached.
                 call.status = exc.status
+                call.error = exc
                 log.warning("call %s: stream ended early: %s", call.call_id, exc.message)
                 tail = encoder.error(exc) if encoder is not None else inbound.stream_error(exc)
                 await send({"type": "http.response.body", "body": tail, "more_body": True})
@@ -201,6 +204,7 @@ class Responder:
         self, call: Call, inbound: InboundFormat, exc: TollwayError, send: Send
     ) -> None:
         call.status = exc.status
+        call.error = exc
         if call.headers_sent:
             return
         body = inbound.error_body(exc)

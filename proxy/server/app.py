@@ -39,6 +39,9 @@ from ..health import health_routes
 from ..ledger import Ledger
 from ..ledger.flush import Flusher
 from ..metrics import Stats
+from ..observe.build import call_event
+from ..observe.bus import EventBus
+from ..observe.sinks import build_sinks
 from ..pipeline.accounting import Accounting, RequestIds
 from ..pipeline.call import Call
 from ..pipeline.formats import (
@@ -125,6 +128,11 @@ class GatewayState:
             )
         )
         self.cache = build_cache(config, os.environ, clock)
+        litellm = config.litellm_settings
+        callbacks = [*litellm.callbacks, *litellm.success_callback, *litellm.failure_callback]
+        self.events = EventBus(build_sinks(callbacks, os.environ, transport, {"config": config}))
+        # LiteLLM's default: messages and replies are logged unless this is true.
+        self.log_messages = not bool(getattr(litellm, "turn_off_message_logging", False))
         self.stats = Stats()
         self.started_at = int(time.time())
         self.ready = False
@@ -142,6 +150,7 @@ class GatewayState:
         return self._flusher
 
     async def start(self) -> None:
+        self.events.start()
         store = await Store.open(self.settings.db)
         self._store = store
         self.directory.attach(store)
@@ -166,6 +175,7 @@ class GatewayState:
             if self._store is not None:
                 await self._store.close()
         finally:
+            await self.events.stop()
             if self.cache is not None:
                 await self.cache.store.close()
             await self.engine.close()
@@ -188,6 +198,9 @@ class GatewayState:
         if usage is not None:
             stats.prompt_tokens += usage.prompt_tokens
             stats.completion_tokens += usage.completion_tokens
+        if self.events:
+            # One event per call, to every sink's queue; never blocks, never fails the call.
+            self.events.publish(call_event(call, log_messages=self.log_messages))
 
 
 class InferenceRoutes:

@@ -43,6 +43,11 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+def scrub_text(text: str) -> str:
+    """``text`` with anything key-shaped masked (for what sinks receive: messages, errors)."""
+    return _TOKEN_PATTERNS.sub(_mask, text)
+
+
 def _mask(match: re.Match[str]) -> str:
     if match.group(1):
         return match.group(1) + "[redacted]"

@@ -1,0 +1,1 @@
+"""Observability: one typed event per call, delivered to sinks off the request path."""
