@@ -1,12 +1,19 @@
 """The LiteLLM-compatible config file: frozen msgspec structs, loading and validation.
 
 A file written for the LiteLLM proxy loads unchanged. Loading goes: YAML → plain objects →
-``os.environ/NAME`` references resolved → unknown keys warned about → ``msgspec.convert``
-into the frozen structs below. A validation error names the field and the line it is on.
+``os.environ/NAME`` references resolved → keys Tollway does not act on warned about →
+``msgspec.convert`` into the frozen structs below. A validation error names the field and the
+line it is on.
+
+Nothing a user writes is silently ignored: a key no struct declares is warned about as
+unknown (with a "did you mean" when it is close to a declared one), and a declared key that
+nothing reads (it is declared so a LiteLLM file loads and round-trips) is listed in
+``NOT_SUPPORTED`` and warned about with the reason, both with the line the key is on.
 """
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import re
@@ -118,6 +125,14 @@ class GeneralSettings(msgspec.Struct, frozen=True, kw_only=True):
     disable_spend_logs: bool | None = None
     proxy_batch_write_at: float | None = None
     alerting: tuple[str, ...] = ()
+    # Read by ``proxy.observe.alerts``.
+    alerting_threshold: float | None = None
+    alert_types: tuple[str, ...] | None = None
+    alert_to_webhook_url: dict[str, str | tuple[str, ...]] | None = None
+    alerting_args: dict[str, Any] | None = None
+    # /metrics: behind the master key when true; request `user` values kept as a label.
+    require_auth_for_metrics_endpoint: bool = False
+    prometheus_end_user_allowlist: tuple[str, ...] = ()
 
 
 class LiteLLMSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -128,9 +143,13 @@ class LiteLLMSettings(msgspec.Struct, frozen=True, kw_only=True):
     json_logs: bool | None = None
     cache: bool | None = None
     cache_params: dict[str, Any] | None = None
+    # The s3 callback's bucket, region, keys, endpoint and path (LiteLLM's names).
+    s3_callback_params: dict[str, Any] | None = None
     success_callback: tuple[str, ...] = ()
     failure_callback: tuple[str, ...] = ()
     callbacks: tuple[str, ...] = ()
+    # LiteLLM's default: messages and replies go to the callbacks unless this is true.
+    turn_off_message_logging: bool | None = None
     default_fallbacks: tuple[str, ...] = ()
     context_window_fallbacks: Fallbacks = ()
     content_policy_fallbacks: Fallbacks = ()
@@ -144,6 +163,44 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     guardrails: tuple[dict[str, Any], ...] = ()
     environment_variables: dict[str, str] | None = None
 
+
+# Declared keys nothing reads, with why; warned about at start-up when present in the file.
+NOT_SUPPORTED: dict[type[msgspec.Struct], dict[str, str]] = {
+    Config: {
+        "environment_variables": "set variables in the process environment instead",
+    },
+    LiteLLMParams: {
+        "vertex_project": "there is no Vertex AI provider",
+        "vertex_location": "there is no Vertex AI provider",
+        "drop_params": "a parameter a provider cannot take is rejected with a 400, not dropped",
+        "use_in_pass_through": "there are no pass-through endpoints",
+        "merge_reasoning_content_in_choices": "reasoning is returned as the provider sends it",
+    },
+    ModelInfo: {
+        "base_model": "prices come from model_info's costs or the price table entry for "
+        "litellm_params.model",
+    },
+    RouterSettings: {
+        "enable_pre_call_checks": "deployments are skipped for context size only when the "
+        "group has a context_window_fallbacks entry",
+        "redis_host": "router state (cooldowns, usage) is kept per process",
+        "redis_port": "router state (cooldowns, usage) is kept per process",
+        "redis_password": "router state (cooldowns, usage) is kept per process",
+        "redis_url": "router state (cooldowns, usage) is kept per process",
+    },
+    GeneralSettings: {
+        "store_model_in_db": "models come from the config file only",
+        "disable_spend_logs": "spend logs are always written to the SQLite store",
+    },
+    LiteLLMSettings: {
+        "drop_params": "a parameter a provider cannot take is rejected with a 400, not dropped",
+    },
+}
+
+# Free-form mappings of which only some keys are read: (struct, field) -> keys read.
+PARTLY_READ: dict[tuple[type[msgspec.Struct], str], frozenset[str]] = {
+    (RouterSettings, "routing_strategy_args"): frozenset({"lowest_latency_buffer"}),
+}
 
 # OpenAI-compatible providers: prefix -> (default api_base, env var holding the key).
 OPENAI_COMPATIBLE: dict[str, tuple[str, str]] = {
@@ -232,8 +289,14 @@ def parse_config(text: str, source: str, environ: Mapping[str, str]) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping")
     resolved = _resolve_env(raw, "$", environ)
-    for path in _unknown_keys(resolved, Config, "$"):
-        log.warning("%s: unknown config key %s ignored%s", source, _dotted(path), _line(root, path))
+    for path, unknown, note in _ignored_keys(resolved, Config, "$"):
+        where = f"{_dotted(path)}{_line(root, path)}"
+        if unknown:
+            log.warning(
+                "%s: unknown config key %s is not supported and is ignored%s", source, where, note
+            )
+        else:
+            log.warning("%s: %s is not supported and is ignored: %s", source, where, note)
     try:
         return msgspec.convert(resolved, Config, strict=False)
     except msgspec.ValidationError as exc:
@@ -306,26 +369,44 @@ def _resolve_env(value: Any, path: str, environ: Mapping[str, str]) -> Any:
     return value
 
 
-def _unknown_keys(value: Any, typ: Any, path: str) -> Iterator[str]:
-    """Paths of mapping keys that ``typ`` (a Struct, possibly nested in containers) lacks."""
+def _ignored_keys(value: Any, typ: Any, path: str) -> Iterator[tuple[str, bool, str]]:
+    """``(path, unknown, note)`` for every key in ``value`` that ``typ`` (a Struct, possibly
+    nested in containers) does not act on: ``unknown`` keys get a "did you mean" note when one
+    is close, declared-but-unread ones (``NOT_SUPPORTED``, ``PARTLY_READ``) their reason."""
     origin = get_origin(typ)
     if isinstance(typ, type) and issubclass(typ, msgspec.Struct):
         if not isinstance(value, dict):
             return
         hints = get_type_hints(typ)
+        fields = typ.__struct_fields__
+        unread = NOT_SUPPORTED.get(typ, {})
         for key, item in value.items():
-            if key not in typ.__struct_fields__:
-                yield f"{path}.{key}"
+            where = f"{path}.{key}"
+            if key not in fields:
+                yield where, True, _did_you_mean(str(key), fields)
+            elif key in unread:
+                if item is not None:
+                    yield where, False, unread[key]
+            elif (typ, key) in PARTLY_READ and isinstance(item, dict):
+                read = PARTLY_READ[typ, key]
+                for sub in item:
+                    if sub not in read:
+                        yield f"{where}.{sub}", False, f"only {', '.join(sorted(read))} is read"
             else:
-                yield from _unknown_keys(item, hints[key], f"{path}.{key}")
+                yield from _ignored_keys(item, hints[key], where)
     elif origin in (tuple, list) and isinstance(value, list):
         args = [a for a in get_args(typ) if a is not Ellipsis]
         if args:
             for i, item in enumerate(value):
-                yield from _unknown_keys(item, args[0], f"{path}[{i}]")
+                yield from _ignored_keys(item, args[0], f"{path}[{i}]")
     elif get_args(typ) and origin is not dict:
         for arg in get_args(typ):
-            yield from _unknown_keys(value, arg, path)
+            yield from _ignored_keys(value, arg, path)
+
+
+def _did_you_mean(key: str, fields: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(key, fields, n=1, cutoff=0.8)
+    return f"; did you mean {close[0]}?" if close else ""
 
 
 def _dotted(path: str) -> str:
@@ -333,16 +414,20 @@ def _dotted(path: str) -> str:
 
 
 def _line(root: yaml.Node | None, path: str) -> str:
-    node = root
+    """`` (line N)`` for ``path``: the line of its key for a mapping entry (a block value starts
+    on the line after its key), the line of the item for a sequence entry."""
+    node = marked = root
     for part in re.findall(r"\.([^.\[]+)|\[(\d+)\]", path):
         key, index = part
         if isinstance(node, yaml.MappingNode) and key:
-            node = next((v for k, v in node.value if k.value == key), None)
-        elif isinstance(node, yaml.SequenceNode) and index:
-            i = int(index)
-            node = node.value[i] if i < len(node.value) else None
+            pair = next(((k, v) for k, v in node.value if k.value == key), None)
+            if pair is None:
+                return ""
+            marked, node = pair
+        elif isinstance(node, yaml.SequenceNode) and index and int(index) < len(node.value):
+            marked = node = node.value[int(index)]
         else:
-            node = None
-        if node is None:
             return ""
-    return f" (line {node.start_mark.line + 1})" if node is not None and node is not root else ""
+    return (
+        f" (line {marked.start_mark.line + 1})" if marked is not None and marked is not root else ""
+    )

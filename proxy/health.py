@@ -24,9 +24,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .auth import Authenticator, Role
+from .config import Config
 from .dialects.openai import parse
 from .errors import PermissionDenied, TollwayError
-from .metrics import MetricsSource, render
+from .metrics import CONTENT_TYPE, MetricsSource, registry_for, render
 from .request import Kind
 from .routing import Router
 from .upstream.deployment import AUTO_ROUTER, Deployment
@@ -42,6 +43,8 @@ class HealthSource(MetricsSource, Protocol):
     def engine(self) -> Engine: ...
     @property
     def ready(self) -> bool: ...
+    @property
+    def config(self) -> Config: ...
 
 
 MIN_INTERVAL_S = 10.0
@@ -166,13 +169,20 @@ def health_routes(state: HealthSource) -> list[Route]:
         status, body = readiness(state.router, state.ready)
         return _json(body, status)
 
+    registry = registry_for(state)
+
     async def metrics(request: Request) -> Response:
-        return Response(render(state), media_type="text/plain; version=0.0.4; charset=utf-8")
+        if state.config.general_settings.require_auth_for_metrics_endpoint:
+            principal = state.auth.authenticate_headers(request.headers)
+            if principal.role is not Role.MASTER:
+                raise PermissionDenied("/metrics needs the master key")
+        return Response(render(registry), media_type=CONTENT_TYPE)
 
     return [
         Route("/health", health, methods=["GET"]),
         Route("/health/readiness", ready, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/metrics/", metrics, methods=["GET"]),
     ]
 
 

@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 
-from proxy.config import Config, ConfigError, load_config, parse_config
+from proxy.config import (
+    NOT_SUPPORTED,
+    PARTLY_READ,
+    Config,
+    ConfigError,
+    GeneralSettings,
+    LiteLLMParams,
+    LiteLLMSettings,
+    ModelInfo,
+    RouterSettings,
+    load_config,
+    parse_config,
+)
+from proxy.server.settings import OPTIONS, resolve
 
 LITELLM_CONFIG = """\
 model_list:
@@ -177,7 +192,7 @@ top_level_extra: 1
         pytest.param(
             "model_list:\n  - model_name: m\n    litellm_params:\n      api_base: http://x\n",
             "model_list[0].litellm_params",
-            "line 4",
+            "line 3",  # the line of the `litellm_params:` key, not of its first entry
             id="model-missing",
         ),
         pytest.param("model_list: {a: 1}\n", "model_list", "line 1", id="model-list-mapping"),
@@ -310,3 +325,185 @@ def test_default_config_adds_translating_providers_from_the_environment(
     config = load_config(None, environ)
     added = {e.model_name for e in config.model_list} - {"mock-gpt", "mock-embedding"}
     assert added == groups
+
+
+def _warnings(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="tollway.config"):
+        parse_config(text, "cfg.yaml", {})
+    return [r.getMessage() for r in caplog.records if r.name == "tollway.config"]
+
+
+def test_misspelt_top_level_key_names_its_own_line_and_the_key_meant(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    text = "model_lst:\n  - model_name: m\n    litellm_params:\n      model: openai/m\n"
+    assert _warnings(caplog, text) == [
+        "cfg.yaml: unknown config key model_lst (line 1) is not supported and is ignored; "
+        "did you mean model_list?"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param(
+            "model_list:\n  - model_name: m\n    litellm_params:\n      model: openai/m\n"
+            "      tmeout: 3\n",
+            "unknown config key model_list[0].litellm_params.tmeout (line 5) is not supported "
+            "and is ignored; did you mean timeout?",
+            id="litellm-params",
+        ),
+        pytest.param(
+            "router_settings:\n  num_retry: 3\n",
+            "unknown config key router_settings.num_retry (line 2) is not supported and is "
+            "ignored; did you mean num_retries?",
+            id="router-settings",
+        ),
+        pytest.param(
+            "general_settings:\n  master_kye: sk-x\n",
+            "unknown config key general_settings.master_kye (line 2) is not supported and is "
+            "ignored; did you mean master_key?",
+            id="general-settings",
+        ),
+        pytest.param(
+            "litellm_settings:\n  frobnicate: 1\n",
+            "unknown config key litellm_settings.frobnicate (line 2) is not supported and is "
+            "ignored",
+            id="nothing-close",
+        ),
+    ],
+)
+def test_misspelt_nested_key_gets_did_you_mean_from_its_struct(
+    caplog: pytest.LogCaptureFixture, text: str, message: str
+) -> None:
+    assert _warnings(caplog, text) == [f"cfg.yaml: {message}"]
+
+
+def test_unknown_key_with_a_block_value_names_the_key_line_not_the_next(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    text = (
+        "general_settings:\n  master_key: sk-x\n  extra_block:\n    a: 1\n    b: 2\nfoo:\n  - 1\n"
+    )
+    warnings = _warnings(caplog, text)
+    assert any("general_settings.extra_block (line 3)" in m for m in warnings), warnings
+    assert any("unknown config key foo (line 6)" in m for m in warnings), warnings
+
+
+def test_declared_but_unread_key_is_warned_as_not_supported_with_its_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    text = "model_list: []\nlitellm_settings:\n  num_retries: 2\n  drop_params: true\n"
+    assert _warnings(caplog, text) == [
+        "cfg.yaml: litellm_settings.drop_params (line 4) is not supported and is ignored: "
+        "a parameter a provider cannot take is rejected with a 400, not dropped"
+    ]
+
+
+def _unsupported_cases() -> list[Any]:
+    cases = []
+    for struct, fields in NOT_SUPPORTED.items():
+        for field in fields:
+            if struct is Config:
+                text, path = f"{field}:\n  A: b\n", field
+            elif struct in (LiteLLMParams, ModelInfo):
+                section = "litellm_params" if struct is LiteLLMParams else "model_info"
+                text = (
+                    "model_list:\n  - model_name: m\n    litellm_params:\n      model: openai/m\n"
+                    f"      {field}: x\n"
+                )
+                if section == "model_info":
+                    text = text.replace(f"      {field}", f"    model_info:\n      {field}")
+                path = f"model_list[0].{section}.{field}"
+            else:
+                section = {
+                    RouterSettings: "router_settings",
+                    GeneralSettings: "general_settings",
+                    LiteLLMSettings: "litellm_settings",
+                }[struct]
+                text, path = f"{section}:\n  {field}: x\n", f"{section}.{field}"
+            cases.append(pytest.param(text, path, id=path))
+    return cases
+
+
+@pytest.mark.parametrize(("text", "path"), _unsupported_cases())
+def test_every_declared_but_unread_key_is_warned_about_when_present(
+    caplog: pytest.LogCaptureFixture, text: str, path: str
+) -> None:
+    caplog.clear()
+    # The values are not of the fields' types: only the warning is under test.
+    with (
+        caplog.at_level(logging.WARNING, logger="tollway.config"),
+        contextlib.suppress(ConfigError),
+    ):
+        parse_config(text, "cfg.yaml", {})
+    warnings = [r.getMessage() for r in caplog.records if r.name == "tollway.config"]
+    line = text[: text.index(path.rsplit(".", 1)[-1] + ":")].count("\n") + 1
+    assert any(f"{path} (line {line}) is not supported and is ignored: " in m for m in warnings), (
+        warnings
+    )
+
+
+def test_not_supported_table_names_only_declared_fields() -> None:
+    for struct, fields in NOT_SUPPORTED.items():
+        assert set(fields) <= set(struct.__struct_fields__), struct.__name__
+    for (struct, field), _keys in PARTLY_READ.items():
+        assert field in struct.__struct_fields__
+
+
+def test_unread_keys_absent_or_null_are_not_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    text = (
+        "model_list:\n  - model_name: m\n    litellm_params:\n      model: openai/m\n"
+        "      timeout: 5\n      drop_params:\n"
+        "router_settings:\n  num_retries: 1\n  enable_tag_filtering: true\n"
+        "litellm_settings:\n  turn_off_message_logging: true\n  set_verbose: false\n"
+    )
+    assert _warnings(caplog, text) == []
+
+
+def test_routing_strategy_args_keys_other_than_the_latency_buffer_are_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    text = (
+        "router_settings:\n  routing_strategy_args:\n    lowest_latency_buffer: 0.2\n    ttl: 60\n"
+    )
+    assert _warnings(caplog, text) == [
+        "cfg.yaml: router_settings.routing_strategy_args.ttl (line 4) is not supported and is "
+        "ignored: only lowest_latency_buffer is read"
+    ]
+
+
+def test_turn_off_message_logging_is_a_litellm_setting() -> None:
+    config = parse_config("litellm_settings:\n  turn_off_message_logging: true\n", "c.yaml", {})
+    assert config.litellm_settings.turn_off_message_logging is True
+    assert parse_config("", "c.yaml", {}).litellm_settings.turn_off_message_logging is None
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "value"),
+    [
+        pytest.param(
+            "general_settings:\n  proxy_batch_write_at: 2.5\n",
+            "flush_interval_ms",
+            2500,
+            id="proxy-batch-write-at",
+        ),
+        pytest.param(
+            "litellm_settings:\n  request_timeout: 42\n", "request_timeout_s", 42.0, id="timeout"
+        ),
+        pytest.param(
+            "litellm_settings:\n  set_verbose: true\n", "log_level", "debug", id="verbose"
+        ),
+        pytest.param(
+            "litellm_settings:\n  json_logs: true\n", "log_format", "json", id="json-logs"
+        ),
+    ],
+)
+def test_litellm_runtime_keys_set_the_matching_option(text: str, field: str, value: object) -> None:
+    config = parse_config(text, "c.yaml", {})
+    assert getattr(resolve({}, {}, config), field) == value
+    # The environment still wins over the config file.
+    option = next(o for o in OPTIONS if o.field == field)
+    override = {"log_level": "error", "log_format": "text"}.get(field, "7")
+    assert getattr(resolve({}, {option.env: override}, config), field) == option.parse(override)

@@ -56,6 +56,7 @@ class Flusher:
         *,
         interval_s: float = 0.2,
         max_queue: int = 100_000,
+        on_failure: Callable[[Exception], None] | None = None,
     ) -> None:
         if interval_s <= 0:
             raise ValueError("interval_s must be > 0")
@@ -65,6 +66,8 @@ class Flusher:
         self._drain_spend = drain_spend
         self._interval_s = interval_s
         self._max_queue = max_queue
+        # Told once per failure streak (alerting); it must not raise or block.
+        self._on_failure = on_failure
         self._max_backoff_s = max(_MAX_BACKOFF_S, interval_s)
         self._buffer: deque[SpendLogRow] = deque()
         # The batch being written (or retained after a failure): logs in arrival order and
@@ -182,6 +185,8 @@ class Flusher:
             len(self._batch_spend),
             "" if is_busy_error(exc) else " (not a lock timeout: check the database)",
         )
+        if self._on_failure is not None:
+            self._on_failure(exc)
 
     async def _run(self) -> None:
         delay = self._interval_s

@@ -6,7 +6,8 @@ import time
 
 from ..pipeline.call import Call
 from ..server.logs import scrub_text
-from .event import CallEvent
+from .event import AttemptEvent, CallEvent
+from .trace import sampled
 
 
 def call_event(call: Call, *, log_messages: bool) -> CallEvent:
@@ -55,7 +56,24 @@ def call_event(call: Call, *, log_messages: bool) -> CallEvent:
         tags=list(principal.key.tags) if principal is not None and principal.key else [],
         metadata=dict(request.metadata() or {}) if request is not None else {},
         trace_id=call.trace_id,
+        parent_span_id=call.trace_parent,
+        trace_sampled=sampled(call.trace_flags),
+        trace_state=call.trace_state,
     )
+    if call.attempts:
+        # perf_counter times → epoch, relative to the call's own start.
+        offset = event.start_time - call.started
+        event.attempts = [
+            AttemptEvent(
+                deployment=a.deployment,
+                start_time=a.start + offset,
+                end_time=a.end + offset,
+                status=a.status,
+                span_id=a.span_id,
+                error_type=a.error_type,
+            )
+            for a in call.attempts
+        ]
     if log_messages and request is not None and request.kind.value == "chat/completions":
         try:
             chat = request.chat()

@@ -7,6 +7,17 @@ from typing import Any
 import msgspec
 
 
+class AttemptEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One upstream attempt (recorded only when a tracing sink is configured)."""
+
+    deployment: str  # provider/model
+    start_time: float  # epoch seconds
+    end_time: float
+    status: int  # the upstream's HTTP status; 0 when it never answered
+    span_id: str  # the W3C parent id the upstream was sent
+    error_type: str | None = None  # set when the attempt failed
+
+
 class CallEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
     call_id: str
     request_id: str
@@ -46,3 +57,8 @@ class CallEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
     messages: list[dict[str, Any]] | None = None
     response: str | None = None
     trace_id: str | None = None  # W3C trace id when the call carried or started a trace
+    # The client's W3C context when it sent one: its span id, sampled flag, tracestate.
+    parent_span_id: str | None = None
+    trace_sampled: bool = True
+    trace_state: str | None = None
+    attempts: list[AttemptEvent] = msgspec.field(default_factory=list)

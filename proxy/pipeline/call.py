@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..auth import Principal
 from ..errors import TollwayError
@@ -24,10 +24,23 @@ from ..upstream.deployment import Deployment
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 
+class Attempt(NamedTuple):
+    """One upstream attempt (recorded only when tracing): times are ``perf_counter`` seconds;
+    ``status`` is what the upstream answered (0: no answer), ``error_type`` set on failure."""
+
+    deployment: str
+    start: float
+    end: float
+    status: int
+    span_id: str
+    error_type: str | None = None
+
+
 class Call:
     __slots__ = (
         "attempted_fallbacks",
         "attempted_retries",
+        "attempts",
         "cache_control",
         "cache_key",
         "cache_similarity",
@@ -57,7 +70,10 @@ class Call:
         "started",
         "status",
         "tags_header",
+        "trace_flags",
         "trace_id",
+        "trace_parent",
+        "trace_state",
         "uid",
         "upstream_s",
         "usage",
@@ -103,6 +119,12 @@ class Call:
         self.first_token_s: float | None = None
         self.response_text: str | None = None
         self.trace_id: str | None = None
+        # A client's W3C trace context (its span id, flags, tracestate), continued; and the
+        # upstream attempts, recorded only when a tracing sink is configured.
+        self.trace_parent: str | None = None
+        self.trace_flags = "01"
+        self.trace_state: str | None = None
+        self.attempts: list[Attempt] | None = None
         self.tags_header: str | None = None
 
     @classmethod

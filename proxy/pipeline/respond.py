@@ -10,6 +10,7 @@ its ``aclose`` is the one close path, in ``finally``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
@@ -17,7 +18,7 @@ from typing import Any, Protocol
 
 from ..auth import Principal
 from ..errors import TollwayError
-from ..model import ChatReply
+from ..model import ChatReply, TextDelta
 from ..request import Kind
 from ..upstream.engine import Reply
 from ..upstream.stream import StreamStage
@@ -58,11 +59,15 @@ class Responder:
         spend: SpendView,
         settle: Callable[[Call], None],
         post_call: Sequence[PostCall] = (),
+        capture_text: bool = False,
     ) -> None:
         self.spend = spend
         self.settle = settle
         # Empty unless configured: then replies pass through without being decoded.
         self.post_call = tuple(post_call)
+        # Keep the reply's text on the call for the observability sinks (message logging on
+        # and a sink configured); a pass-through JSON reply is then decoded once for it.
+        self.capture_text = capture_text
 
     def headers(self, call: Call, extra: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
         call_id = call.call_id.encode()
@@ -115,6 +120,13 @@ class Responder:
             for stage in self.post_call:
                 typed = await stage.reply(call, typed)
             reply.typed, reply.body = typed, None
+        if self.capture_text and request.kind is Kind.CHAT:
+            typed = reply.typed
+            if not isinstance(typed, ChatReply) and reply.body is not None:
+                with contextlib.suppress(TollwayError):
+                    typed = inbound.decode_reply(request, reply.body)
+            if isinstance(typed, ChatReply):
+                call.response_text = typed.message.text()
         body = reply.body
         if body is None:
             assert reply.typed is not None
@@ -149,6 +161,7 @@ class Responder:
         # Bytes untouched when the client speaks the upstream's format and no stage watches;
         # else events, encoded in the client's format.
         encoder = None
+        texts: list[str] | None = [] if self.capture_text else None
         if not (stream.relays_raw and stream.format == inbound.name):
             encoder = inbound.stream_encoder(call.request)
         try:
@@ -163,6 +176,8 @@ class Responder:
                         await send({"type": "http.response.body", "body": data, "more_body": True})
                 else:
                     async for event in stream.events():
+                        if texts is not None and isinstance(event, TextDelta):
+                            texts.append(event.text)
                         data = encoder.encode(event)
                         if data:
                             call.relayed_events += 1
@@ -192,6 +207,8 @@ class Responder:
             call.status = 499
         finally:
             watcher.cancel()
+            if texts:
+                call.response_text = "".join(texts)
             # Settle reads the final usage: the stream must be closed (and over) first. A
             # stream that ran to its end closes without waiting: no shielded task needed.
             if stream.outcome.completed:

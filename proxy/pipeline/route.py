@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from ..auth import Principal
 from ..errors import PermissionDenied, TollwayError
+from ..observe.trace import parse_traceparent
 from ..request import ParsedRequest
 from ..routing.dispatch import Plan
 from ..upstream.engine import Reply
@@ -129,6 +130,7 @@ class InferenceRoute:
         stages = self.stages
         inbound = self.inbound
         authorization = api_key = request_id = content_length = tags = cache_control = None
+        traceparent = tracestate = None
         forwarded: dict[str, str] | None = None
         for name, value in scope["headers"]:
             if name == b"authorization":
@@ -143,6 +145,10 @@ class InferenceRoute:
                 tags = value
             elif name == b"cache-control":
                 cache_control = value
+            elif name == b"traceparent":
+                traceparent = value
+            elif name == b"tracestate":
+                tracestate = value
             elif name in inbound.key_headers:
                 api_key = value
             elif name in inbound.forwarded_headers:
@@ -154,6 +160,13 @@ class InferenceRoute:
             call.tags_header = tags.decode("latin-1")
         if cache_control is not None:
             call.cache_control = cache_control.decode("latin-1")
+        if traceparent is not None:
+            # A client's W3C trace is continued: this call's span becomes its child.
+            parent = parse_traceparent(traceparent.decode("latin-1"))
+            if parent is not None:
+                call.trace_id, call.trace_parent, call.trace_flags = parent
+                if tracestate is not None:
+                    call.trace_state = tracestate.decode("latin-1")[:512]
         respond = stages.respond
         try:
             # Read the body before authenticating so the connection stays usable for the

@@ -24,8 +24,9 @@ from collections.abc import Sequence
 from ..auth import Principal
 from ..errors import NotFound, TollwayError, UpstreamStatusError
 from ..model import ChatReply
+from ..observe.trace import new_span_id, new_trace_id, traceparent
 from ..pipeline.accounting import Accounting
-from ..pipeline.call import Call
+from ..pipeline.call import Attempt, Call
 from ..request import ParsedRequest
 from ..upstream.deployment import Deployment
 from ..upstream.engine import Engine, Reply
@@ -68,6 +69,8 @@ class Dispatcher:
         self.accounting = accounting
         self.settings = router.settings
         self._rng = random.Random()
+        # Set by the composition root when a tracing sink (OpenTelemetry) is configured.
+        self.trace = False
         # Counters since start, by requested model group, for /metrics.
         self.retries: dict[str, int] = {}
         self.fallbacks: dict[str, int] = {}
@@ -273,19 +276,30 @@ class Dispatcher:
         call.deployment = deployment
         call.price = self.accounting.price_of(deployment, upstream_model)
         router.started(state)
+        # Tracing (only with a tracing sink): the attempt gets a span id, sent upstream as the
+        # parent of whatever the upstream traces, and is recorded on the call.
+        span_id = new_span_id() if self.trace else None
         started = time.perf_counter()
         call.reached_upstream = True
         try:
-            reply = await self.engine.send(request, deployment, upstream_model)
+            if span_id is None:
+                reply = await self.engine.send(request, deployment, upstream_model)
+            else:
+                trace = _trace_headers(call, span_id)
+                reply = await self.engine.send(request, deployment, upstream_model, trace)
             if reply.stream is not None:
                 # Handed back only once its first chunk arrived: a failure before any byte
                 # reached the client can still be retried.
                 await reply.stream.prime()
         except TollwayError as exc:
             router.failed(state, exc, time.perf_counter() - started)
+            if span_id is not None:
+                _record(call, deployment, started, _upstream_status(exc), span_id, exc.type)
             raise
         except BaseException:
             router.finished(state, status=499)
+            if span_id is not None:
+                _record(call, deployment, started, 0, span_id, "cancelled")
             raise
         finally:
             call.upstream_s += time.perf_counter() - started
@@ -294,6 +308,8 @@ class Dispatcher:
             usage = reply.usage
             tokens = usage.total_tokens if usage is not None else 0
             router.finished(state, status=reply.status, tokens=tokens, latency=elapsed)
+            if span_id is not None:
+                _record(call, deployment, started, reply.status, span_id)
             if (
                 refusal_fallback
                 and _content_filtered(reply)
@@ -303,6 +319,18 @@ class Dispatcher:
             return reply
         state.record_latency(elapsed, first_token=True)
         reply.stream.on_close(lambda outcome: self._stream_closed(state, outcome, started))
+        if span_id is not None:
+            # The attempt lasts until its stream closes (before settle reads the call).
+            reply.stream.on_close(
+                lambda outcome: _record(
+                    call,
+                    deployment,
+                    started,
+                    _upstream_status(outcome.error) if outcome.error is not None else 200,
+                    span_id,
+                    _stream_error(outcome),
+                )
+            )
         return reply
 
     def _stream_closed(
@@ -318,6 +346,42 @@ class Dispatcher:
             status=200 if outcome.completed else 499,
             tokens=usage.total_tokens if usage is not None else 0,
         )
+
+
+def _trace_headers(call: Call, span_id: str) -> dict[str, str]:
+    """The W3C headers for one attempt: the call's trace (continued or new), this span."""
+    if call.trace_id is None:
+        call.trace_id = new_trace_id()
+    headers = {"traceparent": traceparent(call.trace_id, span_id, call.trace_flags)}
+    if call.trace_state is not None:
+        headers["tracestate"] = call.trace_state
+    return headers
+
+
+def _record(
+    call: Call,
+    deployment: Deployment,
+    started: float,
+    status: int,
+    span_id: str,
+    error_type: str | None = None,
+) -> None:
+    attempt = Attempt(deployment.label, started, time.perf_counter(), status, span_id, error_type)
+    if call.attempts is None:
+        call.attempts = [attempt]
+    else:
+        call.attempts.append(attempt)
+
+
+def _upstream_status(exc: TollwayError) -> int:
+    """The status the upstream answered; 0 when it never answered (timeout, unreachable)."""
+    return exc.upstream_status if isinstance(exc, UpstreamStatusError) else 0
+
+
+def _stream_error(outcome: StreamOutcome) -> str | None:
+    if outcome.error is not None:
+        return outcome.error.type
+    return None if outcome.completed else "cancelled"
 
 
 def _content_filtered(reply: Reply) -> bool:

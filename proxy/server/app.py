@@ -39,8 +39,10 @@ from ..health import health_routes
 from ..ledger import Ledger
 from ..ledger.flush import Flusher
 from ..metrics import Stats
+from ..observe.alerts import build_alerter
 from ..observe.build import call_event
 from ..observe.bus import EventBus
+from ..observe.prometheus import PrometheusObserver
 from ..observe.sinks import build_sinks
 from ..pipeline.accounting import Accounting, RequestIds
 from ..pipeline.call import Call
@@ -64,7 +66,7 @@ from ..upstream.lean import LeanTransport, transport_kind
 from ..upstream.providers import build_deployment
 from ..upstream.transport import AiohttpTransport, Transport
 from .logs import configure as configure_logging
-from .logs import environment_secrets
+from .logs import environment_secrets, log_access
 from .settings import Settings, from_environment
 
 log = logging.getLogger("tollway")
@@ -131,9 +133,16 @@ class GatewayState:
         litellm = config.litellm_settings
         callbacks = [*litellm.callbacks, *litellm.success_callback, *litellm.failure_callback]
         self.events = EventBus(build_sinks(callbacks, os.environ, transport, {"config": config}))
+        # general_settings.alerting: Slack / webhook alerts, with their own queue and client.
+        self.alerts = build_alerter(config, os.environ, self.directory, self.router, clock)
+        # With OpenTelemetry, upstream attempts are recorded and get a W3C traceparent.
+        self.dispatch.trace = any(sink.name == "otel" for sink in self.events.sinks)
         # LiteLLM's default: messages and replies are logged unless this is true.
-        self.log_messages = not bool(getattr(litellm, "turn_off_message_logging", False))
+        self.log_messages = not litellm.turn_off_message_logging
         self.stats = Stats()
+        # LiteLLM's switch: `prometheus` in the callbacks turns the per-call series on.
+        aliases = config.router_settings.model_group_alias or {}
+        self.prometheus = PrometheusObserver.from_config(config, [*self.router.groups(), *aliases])
         self.started_at = int(time.time())
         self.ready = False
 
@@ -151,13 +160,18 @@ class GatewayState:
 
     async def start(self) -> None:
         self.events.start()
+        if self.alerts is not None:
+            self.alerts.start()
         store = await Store.open(self.settings.db)
         self._store = store
         self.directory.attach(store)
         # The ledger is rebuilt from SQLite before the first request is admitted.
         await self.directory.load()
         self._flusher = Flusher(
-            store, self.ledger.drain_dirty, interval_s=self.settings.flush_interval_ms / 1000
+            store,
+            self.ledger.drain_dirty,
+            interval_s=self.settings.flush_interval_ms / 1000,
+            on_failure=self.alerts.flush_failed if self.alerts is not None else None,
         )
         self._flusher.start()
         for row in self._early_logs:
@@ -176,6 +190,8 @@ class GatewayState:
                 await self._store.close()
         finally:
             await self.events.stop()
+            if self.alerts is not None:
+                await self.alerts.stop()
             if self.cache is not None:
                 await self.cache.store.close()
             await self.engine.close()
@@ -198,9 +214,23 @@ class GatewayState:
         if usage is not None:
             stats.prompt_tokens += usage.prompt_tokens
             stats.completion_tokens += usage.completion_tokens
+        if self.prometheus is not None:
+            self.prometheus.observe(call)
         if self.events:
             # One event per call, to every sink's queue; never blocks, never fails the call.
             self.events.publish(call_event(call, log_messages=self.log_messages))
+        if self.alerts is not None:
+            # After accounting.settle: budget alerts read the spend this call just added.
+            self.alerts.on_call(call_event(call, log_messages=False))
+        if self.settings.access_log:
+            key = call.principal.key if call.principal is not None else None
+            log_access(
+                call_id=call.call_id,
+                key_alias=key.key_alias if key is not None else None,
+                model=call.request.model if call.request is not None else None,
+                status=call.status,
+                latency_ms=(time.perf_counter() - call.started) * 1000,
+            )
 
 
 class InferenceRoutes:
@@ -254,7 +284,8 @@ def inference_routes(state: GatewayState, post_call: Sequence[PostCall] = ()) ->
     # guardrails' run after any given here. With no guardrail configured, neither stage
     # exists and a reply is never decoded for them.
     post = [*post_call, guardrails] if guardrails.configured else list(post_call)
-    responder = Responder(accounting, state.settle, post)
+    capture = state.log_messages and bool(state.events)
+    responder = Responder(accounting, state.settle, post, capture_text=capture)
     stages = Stages(
         # Authenticate before parsing: nothing of an unauthenticated body is decoded.
         authenticate=state.auth.authenticate,
@@ -357,7 +388,7 @@ def app_from_environment() -> Gateway:
     secrets = [settings.master_key or ""]
     secrets.extend(entry.litellm_params.api_key or "" for entry in config.model_list)
     secrets.extend(environment_secrets(os.environ))
-    configure_logging(settings.log_level, secrets)
+    configure_logging(settings.log_level, secrets, settings.log_format)
     return create_app(settings, config)
 
 

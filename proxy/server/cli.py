@@ -55,20 +55,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = vars(build_parser().parse_args(argv))
     config_path = args.get("config") or os.environ.get("TOLLWAY_CONFIG") or None
     bootstrap_level = args.get("log_level") or os.environ.get("TOLLWAY_LOG_LEVEL") or "info"
-    configure(bootstrap_level if bootstrap_level in ("debug", "warning", "error") else "info")
+    bootstrap_format = args.get("log_format") or os.environ.get("TOLLWAY_LOG_FORMAT") or "text"
+    bootstrap_format = "json" if bootstrap_format.strip().lower() == "json" else "text"
+    configure(
+        bootstrap_level if bootstrap_level in ("debug", "warning", "error") else "info",
+        fmt=bootstrap_format,
+    )
     try:
         config = load_config(config_path)
         settings = resolve(args, os.environ, config)
         check_guardrails(config, config_path)
         check_cache(config)
     except (ConfigError, SettingsError) as exc:
-        print(f"tollway: {exc}", file=sys.stderr)
-        return 2
+        return fatal(str(exc), bootstrap_format)
     secrets = [settings.master_key or ""]
     secrets.extend(entry.litellm_params.api_key or "" for entry in config.model_list)
     secrets.extend(environment_secrets(os.environ))
-    configure(settings.log_level, secrets)
+    configure(settings.log_level, secrets, settings.log_format)
     return serve(settings, config)
+
+
+def fatal(message: str, log_format: str) -> int:
+    """Report a start-up failure on stderr (as a JSON log line in the json format, so every
+    stderr line parses); the exit status is 2."""
+    if log_format == "json":
+        log.error("tollway: %s", message)
+    else:
+        print(f"tollway: {message}", file=sys.stderr)
+    return 2
 
 
 def check_guardrails(config: Config, config_path: str | None) -> None:
@@ -124,10 +138,9 @@ def serve(settings: Any, config: Any) -> int:
     try:
         sock.bind((settings.host, settings.port))
     except OSError as exc:
-        print(
-            f"tollway: cannot bind {settings.host}:{settings.port}: {exc.strerror}", file=sys.stderr
+        return fatal(
+            f"cannot bind {settings.host}:{settings.port}: {exc.strerror}", settings.log_format
         )
-        return 2
     sock.listen(2048)
     sock.set_inheritable(True)
     host, port = sock.getsockname()[:2]

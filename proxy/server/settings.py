@@ -1,5 +1,9 @@
 """Runtime options: one frozen ``Settings``, resolved CLI > environment > config file > defaults.
 
+The config file layer: ``general_settings.master_key``, ``database_url`` (sqlite),
+``max_request_size_mb``, ``proxy_batch_write_at`` (seconds between ledger flushes) and
+``litellm_settings.request_timeout``, ``set_verbose`` (debug logs), ``json_logs``.
+
 Every option has a ``TOLLWAY_*`` environment variable; ``OPTIONS`` is the single table the
 CLI, the resolver and the README are written from.
 """
@@ -36,6 +40,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     upstream_client: str = "lean"
     server: str = "uvicorn"
     access_log: bool = False
+    log_format: str = "text"
 
 
 class Option(NamedTuple):
@@ -89,6 +94,15 @@ def _log_level(text: str) -> str:
     return level
 
 
+def _log_format(text: str) -> str:
+    kind = text.strip().lower()
+    if kind not in LOG_FORMATS:
+        raise ValueError(f"expected {'|'.join(LOG_FORMATS)}, got {text!r}")
+    return kind
+
+
+LOG_FORMATS = ("text", "json")
+
 OPTIONS: tuple[Option, ...] = (
     Option("config", "TOLLWAY_CONFIG", str, "LiteLLM-format config file (default: embedded)"),
     Option("host", "TOLLWAY_HOST", str, "address to bind"),
@@ -131,6 +145,12 @@ OPTIONS: tuple[Option, ...] = (
         "uvicorn (httptools; measured faster here) or granian (pip install granian)",
     ),
     Option("access_log", "TOLLWAY_ACCESS_LOG", _bool, "log every request (off: hot path)"),
+    Option(
+        "log_format",
+        "TOLLWAY_LOG_FORMAT",
+        _log_format,
+        "text, or json: one JSON object per line",
+    ),
 )
 
 
@@ -150,6 +170,15 @@ def resolve(cli: Mapping[str, Any], environ: Mapping[str, str], config: Config |
             values["db"] = db_path
         if general.max_request_size_mb:
             values["max_body_bytes"] = int(general.max_request_size_mb * 1024 * 1024)
+        if general.proxy_batch_write_at:
+            values["flush_interval_ms"] = max(1, round(general.proxy_batch_write_at * 1000))
+        litellm = config.litellm_settings
+        if litellm.request_timeout:
+            values["request_timeout_s"] = float(litellm.request_timeout)
+        if litellm.set_verbose:
+            values["log_level"] = "debug"
+        if litellm.json_logs:
+            values["log_format"] = "json"
     for option in OPTIONS:
         raw = environ.get(option.env)
         if raw is not None and raw != "":

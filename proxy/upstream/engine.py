@@ -87,8 +87,14 @@ class Engine:
         await self.transport.close()
 
     async def send(
-        self, request: ParsedRequest, deployment: Deployment, upstream_model: str
+        self,
+        request: ParsedRequest,
+        deployment: Deployment,
+        upstream_model: str,
+        trace: Mapping[str, str] | None = None,
     ) -> Reply:
+        """One request to one deployment; ``trace`` (W3C ``traceparent``, only when tracing)
+        goes up with the provider's headers."""
         provider = self.registry[deployment.provider]
         if upstream_model.startswith(RESPONSES_PREFIX) and provider.responses is not None:
             provider, upstream_model = provider.responses, upstream_model[len(RESPONSES_PREFIX) :]
@@ -134,6 +140,8 @@ class Engine:
         headers = provider.headers(deployment, url, body, stream)
         if headers_extra:
             headers = {**headers_extra, **headers}
+        if trace:
+            headers = {**headers, **trace}
         transport = self._mock if provider.name == "mock" else self.transport
         resp = await transport.post(url, body, headers, deployment.deadlines)
         secrets = provider.secrets(deployment)

@@ -222,7 +222,7 @@ async def test_every_deployment_cooling_is_503_with_retry_after_and_no_upstream_
     assert state["healthy"] is False
     assert state["cooling_until"] > time.time()
     assert state["failures"] == 2
-    assert 'tollway_deployment_cooling{model="m",deployment="openai/a"' in metrics
+    assert 'tollway_deployment_cooling{deployment="openai/a",model="m"' in metrics
     assert "tollway_deployment_cooldowns_total" in metrics
 
 
@@ -551,7 +551,7 @@ async def test_metrics_expose_requests_in_flight_and_ledger_state(
         resp = await client.get("/metrics")
     assert resp.status_code == 200
     text = resp.text
-    assert 'tollway_deployment_requests_total{model="m",deployment="openai/a"' in text
+    assert 'tollway_deployment_requests_total{deployment="openai/a",model="m"' in text
     assert 'status="200"} 1' in text
     assert 'tollway_requests_total{status="200"} 1' in text
     assert "tollway_deployment_in_flight" in text
