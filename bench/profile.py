@@ -25,7 +25,7 @@ import aiohttp
 
 from bench.payloads import VARY, chat_body, varied_body
 from bench.procs import Child, start_gateway
-from bench.run import bench_config, parse_features
+from bench.run import bench_config, gateway_env, parse_features
 from bench.setup_keys import create_bench_key
 
 RESULTS = Path(__file__).parent / "results"
@@ -82,7 +82,12 @@ def main(argv: list[str] | None = None) -> int:
         gateway: Child | None = None
         try:
             upstream_url = upstream.wait_listening(15)
-            gateway = start_gateway(tmp_path, bench_config(upstream_url, features), env)
+            gateway = start_gateway(
+                tmp_path,
+                bench_config(upstream_url, features),
+                env,
+                **gateway_env(features, upstream_url),
+            )
             url = gateway.url
             key = create_bench_key(url, MASTER)
             target = f"{url}/v1/chat/completions"

@@ -14,7 +14,9 @@ Environment: BENCH_SECONDS (10), BENCH_QUICK=1 (3 s runs, users 1 and 32), BENCH
 BENCH_PIN=0 (no CPU pinning), BENCH_COMPARE=litellm, BENCH_FEATURES (comma-separated names
 from ``FEATURES``, e.g. "guardrail", "cache", "semantic-cache"). A feature in
 ``FEATURE_CLIENT_ENV`` gets that environment in its own target's clients only (locust and the
-probe): ``semantic-cache`` sets BENCH_VARY=1, a unique prompt per request.
+probe): ``semantic-cache`` sets BENCH_VARY=1, a unique prompt per request. A feature in
+``FEATURE_GATEWAY_ENV`` gets that environment in its gateway process: ``observe`` points its
+OTLP and webhook sinks at the fake upstream.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +95,20 @@ FEATURES: dict[str, dict[str, Any]] = {
     "semantic-cache": {
         "litellm_settings": {"cache": True, "cache_params": {"type": "local-semantic"}}
     },
+    # Every observability sink at once: LiteLLM's Prometheus series (updated per call on the
+    # settle path), one OTLP span per call and one generic-webhook record per call, the last
+    # two batched by background workers. Their receiver is the fake upstream
+    # (``FEATURE_GATEWAY_ENV``), which answers 200 at once, so these rows are the gateway's
+    # own cost of producing and shipping the telemetry.
+    "observe": {"litellm_settings": {"callbacks": ["prometheus", "otel", "generic_api"]}},
+}
+# Extra environment for a feature's gateway process; ``{upstream}`` is the fake upstream's
+# base URL (it serves ``POST /v1/traces`` and ``POST /webhook`` too, see bench/upstream.py).
+FEATURE_GATEWAY_ENV: dict[str, dict[str, str]] = {
+    "observe": {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "{upstream}",
+        "GENERIC_LOGGER_ENDPOINT": "{upstream}/webhook",
+    }
 }
 # Extra environment for the clients (locust and the probe) of a feature's target.
 # BENCH_VARY=1: every request's last user turn ends in a unique marker (bench/payloads.py).
@@ -109,6 +127,28 @@ def parse_features(value: str) -> list[str]:
             )
         names.append(name)
     return names
+
+
+def gateway_env(features: list[str] | tuple[str, ...], upstream_url: str) -> dict[str, str]:
+    """The extra gateway environment of ``features`` (``FEATURE_GATEWAY_ENV``), filled in."""
+    env: dict[str, str] = {}
+    for name in features:
+        for key, value in FEATURE_GATEWAY_ENV.get(name, {}).items():
+            env[key] = value.format(upstream=upstream_url)
+    return env
+
+
+def callback_counts(gateway_url: str) -> dict[str, float]:
+    """``tollway_callback_*`` counters from the gateway's ``/metrics`` (series -> value), so a
+    run shows its sinks delivered (and dropped nothing) rather than silently failing."""
+    counts: dict[str, float] = {}
+    with urllib.request.urlopen(gateway_url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    for line in text.splitlines():
+        if line.startswith("tollway_callback_") and not line.startswith("tollway_callback_queue"):
+            series, _, value = line.rpartition(" ")
+            counts[series] = float(value)
+    return counts
 
 
 def _merge(base: dict[str, Any], fragment: dict[str, Any]) -> dict[str, Any]:
@@ -328,7 +368,13 @@ def main(argv: list[str] | None = None) -> int:
         # database (so its own bench key), pinned like the plain one.
         for feature in features:
             name = f"tollway+{feature}"
-            featured = start_gateway(work, bench_config(upstream_url, [feature]), env, name=name)
+            featured = start_gateway(
+                work,
+                bench_config(upstream_url, [feature]),
+                env,
+                name=name,
+                **gateway_env([feature], upstream_url),
+            )
             children.append(featured)
             pin(featured.pid, server_cpus)
             featured_key = args.key or create_bench_key(featured.url, MASTER_KEY)
@@ -421,6 +467,17 @@ def main(argv: list[str] | None = None) -> int:
                         if child.process.poll() is not None:
                             raise RuntimeError(f"{child.name} died during {tag}:\n{child.tail()}")
 
+        # Telemetry sinks of the feature targets: what they delivered, dropped or failed.
+        callbacks: dict[str, dict[str, float]] = {}
+        for feature in features:
+            if feature not in FEATURE_GATEWAY_ENV:
+                continue
+            name = f"tollway+{feature}"
+            time.sleep(2.5)  # the sinks' last batches (flushed every second)
+            callbacks[name] = callback_counts(targets[name][0])
+            shown = ", ".join(f"{k} = {v:.0f}" for k, v in sorted(callbacks[name].items()))
+            notes.append(f"{name} telemetry sinks after the runs: {shown or 'no counters'}")
+
         result = {
             "timestamp": timestamp,
             "machine": {
@@ -452,6 +509,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
             "probe": probe,
             "memory": memory,
+            "callbacks": callbacks,
             "notes": notes,
         }
         RESULTS.mkdir(exist_ok=True)

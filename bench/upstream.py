@@ -6,7 +6,12 @@ HTTP/1.1 keep-alive with a minimal parser: the request line, the headers (only
 
 ``POST /v1/chat/completions`` answers a fixed ``chat.completion`` with usage; a body containing
 ``"stream":true`` is answered as SSE in chunked transfer encoding: N content chunks, a usage
-chunk when the body mentions ``include_usage``, then ``data: [DONE]``. Any other path is a 404.
+chunk when the body mentions ``include_usage``, then ``data: [DONE]``.
+
+It is also the telemetry receiver of the ``observe`` feature (bench/run.py), answering at once
+without looking at the body: ``POST /v1/traces`` (OTLP/HTTP) → 200 with an empty
+``application/x-protobuf`` body (an empty ``ExportTraceServiceResponse``: all accepted) and
+``POST /webhook`` (the generic webhook sink) → 200 ``{}``. Any other path is a 404.
 
     python -m bench.upstream --port 0 [--chunks 8] [--delay-ms 0]
 """
@@ -26,6 +31,9 @@ _CREATED = 1_700_000_000
 _STREAM_MARKER = re.compile(rb'"stream"\s*:\s*true')
 _HEADER_END = b"\r\n\r\n"
 _MAX_HEAD = 64 * 1024
+# The telemetry receiver's routes (the ``observe`` feature's OTLP and webhook endpoints).
+OTLP_TRACES_PATH = b"/v1/traces"
+WEBHOOK_PATH = b"/webhook"
 
 
 def _completion_body() -> bytes:
@@ -103,6 +111,12 @@ class Responses:
         )
         self.stream = stream_head + _chunked(_sse_events(chunks, with_usage=False))
         self.stream_usage = stream_head + _chunked(_sse_events(chunks, with_usage=True))
+        self.otlp = (
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n"
+        )
+        self.webhook = (
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
+        )
         not_found = b'{"error":{"message":"not found","type":"not_found"}}'
         self.not_found = (
             b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\n"
@@ -110,7 +124,13 @@ class Responses:
         )
 
     def pick(self, method: bytes, path: bytes, body: bytes) -> bytes:
-        if method != b"POST" or not path.startswith(b"/v1/chat/completions"):
+        if method != b"POST":
+            return self.not_found
+        if not path.startswith(b"/v1/chat/completions"):
+            if path == OTLP_TRACES_PATH:
+                return self.otlp
+            if path == WEBHOOK_PATH:
+                return self.webhook
             return self.not_found
         if _STREAM_MARKER.search(body):
             return self.stream_usage if b"include_usage" in body else self.stream

@@ -7,6 +7,7 @@ state object created here; there is no module-level mutable state.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -202,6 +203,14 @@ class GatewayState:
         else:
             self._early_logs.append(row)
 
+    def _observe(self, call: Call) -> None:
+        if self.events:
+            # One event per call, to every sink's queue; never blocks, never fails the call.
+            self.events.publish(call_event(call, log_messages=self.log_messages))
+        if self.alerts is not None:
+            # After accounting.settle: budget alerts read the spend this call just added.
+            self.alerts.on_call(call_event(call, log_messages=False))
+
     def settle(self, call: Call) -> None:
         """Last stage of every inference call; runs in ``finally`` and is idempotent."""
         if call.settled:
@@ -215,13 +224,12 @@ class GatewayState:
             stats.prompt_tokens += usage.prompt_tokens
             stats.completion_tokens += usage.completion_tokens
         if self.prometheus is not None:
+            # Counters are updated at once (a scrape right after a reply sees them).
             self.prometheus.observe(call)
-        if self.events:
-            # One event per call, to every sink's queue; never blocks, never fails the call.
-            self.events.publish(call_event(call, log_messages=self.log_messages))
-        if self.alerts is not None:
-            # After accounting.settle: budget alerts read the spend this call just added.
-            self.alerts.on_call(call_event(call, log_messages=False))
+        if self.events or self.alerts is not None:
+            # Events are built once the reply is on its way: settle precedes a JSON answer
+            # (so it can carry its cost), and none of this is the client's wait.
+            asyncio.get_running_loop().call_soon(self._observe, call)
         if self.settings.access_log:
             key = call.principal.key if call.principal is not None else None
             log_access(
