@@ -245,6 +245,7 @@ def stages() -> list[tuple[str, str, Callable[[], object], int]]:
             1,
         ),
     ]
+    out += observe_stages()
     out += guardrail_stages(body)
     out += cache_stages(body, response)
     out += semantic_stages()
@@ -443,6 +444,43 @@ def semantic_miss_stages(embedder: Any) -> list[tuple[str, str, Callable[[], obj
         ),
         ("semantic", "semantic store: remember() (embeds again) + add", remember, 1),
     ]
+
+
+def observe_stages() -> list[tuple[str, str, Callable[[], object], int]]:
+    """The ``otel`` sink's encoding of a settled call: its span and one attempt span."""
+    from proxy.observe.event import AttemptEvent, CallEvent
+    from proxy.observe.sinks.otel import build as build_otel
+
+    sink = build_otel({}, None, {})  # type: ignore[arg-type]  # encoding only: no transport
+    event = CallEvent(
+        call_id="call-bench",
+        request_id="req-bench",
+        start_time=1_700_000_000.125,
+        end_time=1_700_000_000.5,
+        route="openai",
+        kind="chat/completions",
+        model_group="bench-model",
+        deployment="openai/bench-model",
+        provider="openai",
+        status_code=200,
+        key_alias="ci-bot",
+        team_id="team-ml",
+        prompt_tokens=250,
+        completion_tokens=64,
+        cost=0.00123,
+        latency_ms=375.0,
+        overhead_ms=0.42,
+        attempts=[
+            AttemptEvent(
+                deployment="openai/bench-model",
+                start_time=1_700_000_000.126,
+                end_time=1_700_000_000.499,
+                status=200,
+                span_id="1111111111111111",
+            )
+        ],
+    )
+    return [("observe", "otel encode 1 call (2 spans)", lambda: sink.encode([event]), 1)]
 
 
 def guardrail_stages(body: bytes) -> list[tuple[str, str, Callable[[], object], int]]:
