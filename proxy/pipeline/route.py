@@ -179,7 +179,10 @@ class InferenceRoute:
             call.request = request = inbound.parse(body, forwarded, scope.get("path_params"))
             stages.authorize(principal, request.model)
             plan = stages.admit(call, principal, request)
-            reply = await self._call(call, request, plan, 0)
+            if stages.around:
+                reply = await self._call(call, request, plan, 0)
+            else:  # nothing around the call: no extra frame per request
+                reply = await stages.run(call, request, plan)
             if reply.stream is not None:
                 await respond.stream(call, inbound, reply, receive, send)
             else:

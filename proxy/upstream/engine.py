@@ -98,7 +98,7 @@ class Engine:
         provider = self.registry[deployment.provider]
         if upstream_model.startswith(RESPONSES_PREFIX) and provider.responses is not None:
             provider, upstream_model = provider.responses, upstream_model[len(RESPONSES_PREFIX) :]
-        operation = Operation(request.kind.value)
+        operation = _OPERATIONS[request.kind]
         if operation not in provider.operations:
             raise InvalidRequest(
                 f"{provider.name}/ deployments serve "
@@ -136,8 +136,7 @@ class Engine:
             body, decode_reply = chat_exchange.body, chat_exchange.decode_reply
             decoder = chat_exchange.stream_decoder
         stream = request.stream
-        url = provider.url(deployment, upstream_model, operation, stream)
-        headers = provider.headers(deployment, url, body, stream)
+        url, headers = provider.request_head(deployment, upstream_model, operation, stream, body)
         if headers_extra:
             headers = {**headers_extra, **headers}
         if trace:
@@ -173,6 +172,9 @@ class Engine:
         except TollwayError as exc:
             raise scrubbed(exc, secrets) from None
         return Reply(format=provider.dialect.name, typed=typed, usage=typed.usage)
+
+
+_OPERATIONS = {kind: Operation(kind.value) for kind in Kind}
 
 
 def _order(operation: Operation) -> int:

@@ -75,10 +75,31 @@ class Provider:
     key_header: str | None = "authorization"
     key_prefix = "Bearer "
 
+    # False when the headers depend on the body (a signature): they are then built per call.
+    cacheable = True
+
     def __init__(self, name: str, dialect: Outbound, default_base: str | None = None) -> None:
         self.name = name
         self.dialect = dialect
         self.default_base = default_base
+        self._heads: dict[tuple[str, str, Operation, bool], tuple[str, dict[str, str]]] = {}
+
+    def request_head(
+        self, deployment: Deployment, model: str, operation: Operation, stream: bool, body: bytes
+    ) -> tuple[str, dict[str, str]]:
+        """URL and headers for one request; the same for every call of a deployment, model,
+        operation and stream flag, so built once (callers copy before changing them)."""
+        if not self.cacheable:
+            url = self.url(deployment, model, operation, stream)
+            return url, self.headers(deployment, url, body, stream)
+        key = (deployment.id, model, operation, stream)
+        head = self._heads.get(key)
+        if head is None:
+            url = self.url(deployment, model, operation, stream)
+            head = self._heads[key] = (url, self.headers(deployment, url, body, stream))
+            if len(self._heads) > 4096:  # wildcard groups: any model name may come
+                self._heads.clear()
+        return head
 
     def base(self, deployment: Deployment) -> str:
         return (deployment.api_base or self.default_base or "").rstrip("/")
@@ -222,6 +243,7 @@ class Bedrock(Provider):
     """Converse / ConverseStream, signed with SigV4 (see ``sigv4``)."""
 
     framing: Framing = "aws-eventstream"
+    cacheable = False  # SigV4 signs the body and the time
     native = "bedrock"
     native_reader = ModelInURLNative
 
