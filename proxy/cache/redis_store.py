@@ -222,9 +222,6 @@ class RedisStore:
     def skipped(self) -> int:
         return self.guard.skipped
 
-    def redis_key(self, key: str) -> str:
-        return self._prefix + key
-
     async def get(self, key: str) -> bytes | None:
         name = self._prefix + key
 

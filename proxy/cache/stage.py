@@ -134,7 +134,7 @@ class Cache:
         key = cache_key(request, prefix)
         call.cache_key = key
         if controls.read:
-            hit = await self._lookup(call, request, key, controls)
+            hit = await self._lookup(call, request, key, prefix, controls)
             if hit is not None:
                 return hit
         call.cache_status = "miss"
@@ -145,12 +145,12 @@ class Cache:
         return reply
 
     async def _lookup(
-        self, call: Call, request: ParsedRequest, key: str, controls: Controls
+        self, call: Call, request: ParsedRequest, key: str, prefix: str, controls: Controls
     ) -> Reply | None:
         raw = await self.store.get(key)
         similarity: float | None = None
         if raw is None and self.settings.semantic and request.kind is Kind.CHAT:
-            found = await self.semantic.find(call, request, self._prefix(call, controls))
+            found = await self.semantic.find(call, request, prefix)
             if found is not None:
                 raw = await self.store.get(found.key)
                 similarity = found.similarity

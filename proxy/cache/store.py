@@ -36,10 +36,6 @@ class LocalStore:
         self._entries: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
         self._size = 0
 
-    @property
-    def size_bytes(self) -> int:
-        return self._size
-
     def __len__(self) -> int:
         return len(self._entries)
 

@@ -42,21 +42,23 @@ class GuardrailSetupError(Exception):
 class Configured:
     """One configured guardrail: its entry and the built check."""
 
-    __slots__ = ("entry", "guardrail")
+    __slots__ = ("_modes", "entry", "guardrail")
 
     def __init__(self, entry: GuardrailEntry, guardrail: Guardrail) -> None:
         self.entry = entry
         self.guardrail = guardrail
+        modes = entry.modes
+        if entry.params.get("output_parse_pii") is True:
+            # Restoring the tokens it put in the input is an output step (as LiteLLM does).
+            modes = modes | {Mode.POST_CALL}
+        self._modes = modes
 
     @property
     def name(self) -> str:
         return self.entry.name
 
     def runs(self, mode: Mode) -> bool:
-        if mode is Mode.POST_CALL and self.entry.params.get("output_parse_pii") is True:
-            # Restoring the tokens it put in the input is an output step (as LiteLLM does).
-            return True
-        return mode in self.entry.modes
+        return mode in self._modes
 
 
 def build_guardrails(

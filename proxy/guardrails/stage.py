@@ -80,18 +80,19 @@ class Guardrails:
         self, call: Call, request: ParsedRequest, proceed: Callable[[], Awaitable[Reply]]
     ) -> Reply:
         selected = self.selected(call)
-        if not selected:
+        pre = [c for c in selected if c.runs(Mode.PRE_CALL)]
+        during = [c for c in selected if c.runs(Mode.DURING_CALL)]
+        if not pre and not during:
             return await proceed()
         context = _context(call)
-        for configured in selected:
-            if configured.runs(Mode.PRE_CALL):
-                verdict = await self._check(call, configured, "input", request_texts(request))
-                if verdict.action == "modify" and verdict.texts is not None:
-                    replace_request_texts(request, verdict.texts)
-        during = [c for c in selected if c.runs(Mode.DURING_CALL)]
+        texts = request_texts(request)
+        for configured in pre:
+            verdict = await self._check(call, configured, "input", texts, context)
+            if verdict.action == "modify" and verdict.texts is not None:
+                replace_request_texts(request, verdict.texts)
+                texts = request_texts(request)
         if not during:
             return await proceed()
-        texts = request_texts(request)
         checks = asyncio.ensure_future(
             asyncio.gather(*(self._check(call, c, "input", texts, context) for c in during))
         )
@@ -109,11 +110,16 @@ class Guardrails:
 
     # -- post_call ------------------------------------------------------------------------
     async def reply(self, call: Call, reply: ChatReply) -> ChatReply:
-        for configured in self.selected(call):
-            if configured.runs(Mode.POST_CALL):
-                verdict = await self._check(call, configured, "output", reply_texts(reply))
-                if verdict.action == "modify" and verdict.texts is not None:
-                    reply = replace_reply_texts(reply, verdict.texts)
+        post = [c for c in self.selected(call) if c.runs(Mode.POST_CALL)]
+        if not post:
+            return reply
+        context = _context(call)
+        texts = reply_texts(reply)
+        for configured in post:
+            verdict = await self._check(call, configured, "output", texts, context)
+            if verdict.action == "modify" and verdict.texts is not None:
+                reply = replace_reply_texts(reply, verdict.texts)
+                texts = reply_texts(reply)
         return reply
 
     def stream_stage(self, call: Call) -> StreamStage | None:
@@ -125,7 +131,7 @@ class Guardrails:
     async def apply(self, configured: Configured, text: str) -> str:
         """One guardrail's input check on ``text`` (``/guardrails/apply_guardrail``)."""
         call = Call("apply", "apply", echo_request_id=False)
-        verdict = await self._check(call, configured, "input", [text])
+        verdict = await self._check(call, configured, "input", [text], _context(call))
         if verdict.action == "modify" and verdict.texts:
             return verdict.texts[0]
         return text
@@ -137,9 +143,8 @@ class Guardrails:
         configured: Configured,
         direction: str,
         texts: list[str],
-        context: CheckContext | None = None,
+        context: CheckContext,
     ) -> Verdict:
-        context = context or _context(call)
         guardrail = configured.guardrail
         started = time.perf_counter()
         try:
@@ -170,7 +175,7 @@ class GuardedStream:
     def __init__(self, owner: Guardrails, call: Call, post: list[Configured]) -> None:
         self._owner = owner
         self._call = call
-        context = _context(call)
+        self._context = context = _context(call)
         self._checkers: list[tuple[Configured, StreamChecker]] = []
         self._whole: list[Configured] = []
         for configured in post:
@@ -206,7 +211,9 @@ class GuardedStream:
         if self._whole:
             whole = "".join(self._held) + text
             for configured in self._whole:
-                verdict = await self._owner._check(self._call, configured, "output", [whole])
+                verdict = await self._owner._check(
+                    self._call, configured, "output", [whole], self._context
+                )
                 if verdict.action == "modify" and verdict.texts:
                     whole = verdict.texts[0]
             text = whole

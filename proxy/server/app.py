@@ -204,12 +204,14 @@ class GatewayState:
             self._early_logs.append(row)
 
     def _observe(self, call: Call) -> None:
+        # Built once for both; messages only when a sink will receive them.
+        event = call_event(call, log_messages=bool(self.events) and self.log_messages)
         if self.events:
             # One event per call, to every sink's queue; never blocks, never fails the call.
-            self.events.publish(call_event(call, log_messages=self.log_messages))
+            self.events.publish(event)
         if self.alerts is not None:
             # After accounting.settle: budget alerts read the spend this call just added.
-            self.alerts.on_call(call_event(call, log_messages=False))
+            self.alerts.on_call(event)
 
     def settle(self, call: Call) -> None:
         """Last stage of every inference call; runs in ``finally`` and is idempotent."""

@@ -13,7 +13,7 @@ from proxy.dialects.base import Frame, Target
 from proxy.dialects.bedrock import DIALECT, JSON_INSTRUCTION, JSON_TOOL, model_id, to_converse
 from proxy.errors import InvalidRequest
 from proxy.model import ChatReply, ChatRequest, StreamEvent
-from proxy.upstream.eventstream import EventStreamDecoder, encode_message
+from proxy.upstream.eventstream import EventStreamDecoder
 
 MODEL_ID = "anthropic.claude-3-5-sonnet-20240620-v1:0"
 TARGET = Target(model=MODEL_ID, provider="bedrock")
@@ -24,17 +24,6 @@ PNG_BASE64 = (
 )
 IMAGE_DATA_URL = "data:image/png;base64," + PNG_BASE64
 
-CONVERSE_REPLY: dict[str, Any] = {
-    "output": {"message": {"role": "assistant", "content": [{"text": "pong"}]}},
-    "stopReason": "end_turn",
-    "usage": {
-        "inputTokens": 8,
-        "outputTokens": 5,
-        "totalTokens": 15,
-        "cacheReadInputTokens": 2,
-        "cacheWriteInputTokens": 0,
-    },
-}
 
 _TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
 
@@ -56,14 +45,6 @@ def decode(body: dict[str, Any], reply: dict[str, Any]) -> ChatReply:
 
 
 # -- frames, cut the way the engine cuts them ------------------------------------------------
-def event(kind: str, payload: dict[str, Any]) -> bytes:
-    """One ConverseStream event message (with the ``p`` padding field AWS adds)."""
-    headers = {
-        ":event-type": kind,
-        ":content-type": "application/json",
-        ":message-type": "event",
-    }
-    return encode_message(headers, orjson.dumps({**payload, "p": "abcdefgh"}))
 
 
 def frames(*messages: bytes) -> list[Frame]:
@@ -215,11 +196,15 @@ def test_user_outside_the_metadata_alphabet_is_not_sent() -> None:
         pytest.param(
             {"type": "function", "function": {"name": "f"}}, {"tool": {"name": "f"}}, id="named"
         ),
+        pytest.param(None, None, id="absent"),
     ],
 )
-def test_tool_choice_maps_to_converse(choice: Any, expected: dict[str, Any]) -> None:
-    payload, _ = converse(chat(tools=[_TOOL], tool_choice=choice))
-    assert payload["toolConfig"]["toolChoice"] == expected
+def test_tool_choice_maps_to_converse(choice: Any, expected: dict[str, Any] | None) -> None:
+    extra: dict[str, Any] = {"tools": [_TOOL]}
+    if choice is not None:
+        extra["tool_choice"] = choice
+    payload, _ = converse(chat(**extra))
+    assert payload["toolConfig"].get("toolChoice") == expected
 
 
 def test_deprecated_function_call_names_a_tool() -> None:
@@ -319,6 +304,11 @@ def test_json_schema_mode_forces_a_tool_and_answers_with_its_input_as_text() -> 
         ),
         pytest.param(
             [{"type": "input_audio", "input_audio": {"data": ""}}], "not supported", id="audio"
+        ),
+        pytest.param(
+            [{"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}],
+            "not supported",
+            id="audio-wav",
         ),
         pytest.param(
             [{"type": "file", "file": {"file_data": "data:application/pdf;base64,AAAA"}}],

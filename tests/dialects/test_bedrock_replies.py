@@ -17,18 +17,18 @@ from proxy.model import (
     UsageReport,
 )
 from proxy.upstream.eventstream import encode_message
+from tests.dialects.bedrock_payloads import CONVERSE_REPLY, tool_stream
 from tests.dialects.replies import ReplyBuilder
 from tests.dialects.test_bedrock import (
-    CONVERSE_REPLY,
     MODEL_ID,
     TARGET,
     chat,
     decode,
-    event,
     frames,
     request,
     run,
 )
+from tests.providers.harness_bedrock import event
 
 _TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
 
@@ -150,25 +150,6 @@ def test_a_reply_that_is_not_a_json_object_is_an_upstream_error(body: bytes) -> 
 
 
 # -- streaming -------------------------------------------------------------------------------
-def _tool_stream() -> list[bytes]:
-    start = {"toolUse": {"toolUseId": "tooluse_1", "name": "get_weather"}}
-    return [
-        event("messageStart", {"role": "assistant"}),
-        event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "Hm"}}),
-        event("contentBlockStop", {"contentBlockIndex": 0}),
-        event("contentBlockStart", {"contentBlockIndex": 1, "start": start}),
-        event(
-            "contentBlockDelta",
-            {"contentBlockIndex": 1, "delta": {"toolUse": {"input": '{"city": '}}},
-        ),
-        event(
-            "contentBlockDelta",
-            {"contentBlockIndex": 1, "delta": {"toolUse": {"input": '"Paris"}'}}},
-        ),
-        event("contentBlockStop", {"contentBlockIndex": 1}),
-        event("messageStop", {"stopReason": "tool_use"}),
-        event("metadata", {"usage": CONVERSE_REPLY["usage"], "metrics": {"latencyMs": 1}}),
-    ]
 
 
 @pytest.mark.parametrize("include_usage", [True, False])
@@ -176,7 +157,7 @@ def test_stream_becomes_events_with_tool_argument_deltas(include_usage: bool) ->
     body = chat(stream=True, tools=[_TOOL])
     if include_usage:
         body["stream_options"] = {"include_usage": True}
-    events = run(body, _tool_stream())
+    events = run(body, tool_stream())
     start = events[0]
     assert isinstance(start, Start)
     assert start.model == MODEL_ID
@@ -197,7 +178,7 @@ def test_stream_becomes_events_with_tool_argument_deltas(include_usage: bool) ->
 
 def test_stream_folds_into_the_same_reply_as_converse() -> None:
     builder = ReplyBuilder()
-    for item in run(chat(stream=True), _tool_stream()):
+    for item in run(chat(stream=True), tool_stream()):
         builder.add(item)
     reply = builder.build()
     assert reply.message.content == "Hm"
@@ -316,7 +297,7 @@ def test_stream_event_that_is_not_json_is_an_upstream_error() -> None:
 
 def test_stream_cut_before_message_stop_is_an_error() -> None:
     decoder = DIALECT.chat(request(chat(stream=True)), TARGET).stream_decoder()
-    for frame in frames(*_tool_stream()[:4]):
+    for frame in frames(*tool_stream()[:4]):
         decoder.feed(frame)
     with pytest.raises(TollwayError, match="before its messageStop"):
         decoder.finish()

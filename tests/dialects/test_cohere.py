@@ -27,23 +27,19 @@ from proxy.model import (
     ToolCallDelta,
     UsageReport,
 )
+from tests.dialects.cohere_payloads import (
+    START,
+    TEXT_EVENTS,
+    TIME,
+    WEATHER,
+    content,
+    end,
+    reply_payload,
+)
 from tests.dialects.replies import ReplyBuilder
 
 MODEL = "command-a-03-2025"
 TARGET = Target(model=MODEL, provider="cohere")
-WEATHER: dict[str, Any] = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather in a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
-    },
-}
-TIME = {"type": "function", "function": {"name": "get_time", "parameters": {}}}
-USAGE = {
-    "billed_units": {"input_tokens": 9, "output_tokens": 4},
-    "tokens": {"input_tokens": 70, "output_tokens": 4},
-}
 
 
 def chat_request(**body: Any) -> ChatRequest:
@@ -58,14 +54,7 @@ def sent_body(**body: Any) -> dict[str, Any]:
 
 
 def reply(message: dict[str, Any], finish: str = "COMPLETE", **extra: Any) -> bytes:
-    payload = {
-        "id": "5a50480a",
-        "finish_reason": finish,
-        "message": {"role": "assistant", **message},
-        "usage": USAGE,
-        **extra,
-    }
-    return orjson.dumps(payload)
+    return orjson.dumps(reply_payload(message, finish, **extra))
 
 
 def decode(raw: bytes) -> Any:
@@ -351,31 +340,13 @@ def frames(*payloads: dict[str, Any]) -> list[Frame]:
     return [Frame(data=orjson.dumps(p), event=p["type"]) for p in payloads]
 
 
+TEXT_STREAM = frames(*TEXT_EVENTS)
+
+
 def run(frame_list: list[Frame], **body: Any) -> list[StreamEvent]:
     decoder = DIALECT.chat(chat_request(stream=True, **body), TARGET).stream_decoder()
     events = [event for frame in frame_list for event in decoder.feed(frame)]
     return events + decoder.finish()
-
-
-def content(text: str) -> dict[str, Any]:
-    return {"type": "content-delta", "index": 0, "delta": {"message": {"content": {"text": text}}}}
-
-
-def end(finish: str) -> dict[str, Any]:
-    return {"type": "message-end", "delta": {"finish_reason": finish, "usage": USAGE}}
-
-
-OPENING = {"role": "assistant", "content": [], "tool_plan": "", "tool_calls": [], "citations": []}
-START = {"id": "m-1", "type": "message-start", "delta": {"message": OPENING}}
-TEXT_STREAM = frames(
-    START,
-    {"type": "content-start", "index": 0,
-     "delta": {"message": {"content": {"type": "text", "text": ""}}}},
-    content("Hel"),
-    content("lo"),
-    {"type": "content-end", "index": 0},
-    end("COMPLETE"),
-)  # fmt: skip
 
 
 def test_a_text_stream_starts_deltas_finishes_then_reports_usage() -> None:

@@ -20,13 +20,12 @@ from botocore.credentials import Credentials
 
 from proxy.config import ModelEntry, RouterSettings, parse_config
 from proxy.dialects import openai
-from proxy.dialects.bedrock import JSON_INSTRUCTION, JSON_TOOL, from_converse, to_converse
-from proxy.errors import InvalidRequest, TollwayError, UpstreamStatusError, UpstreamTimeout
-from proxy.pipeline.formats import InboundFormat
+from proxy.dialects.bedrock import JSON_TOOL, from_converse, to_converse
+from proxy.errors import TollwayError, UpstreamStatusError, UpstreamTimeout
 from proxy.request import Kind, ParsedRequest
 from proxy.server.settings import Settings
 from proxy.upstream.deployment import Deployment
-from proxy.upstream.engine import Engine, Reply
+from proxy.upstream.engine import Engine
 from proxy.upstream.eventstream import (
     EventStreamDecoder,
     EventStreamError,
@@ -36,7 +35,7 @@ from proxy.upstream.lean import LeanTransport
 from proxy.upstream.providers import build_deployment, build_registry
 from proxy.upstream.sigv4 import make_signer
 from proxy.upstream.transport import AiohttpTransport, Deadlines, Transport
-from tests.providers.conformance import IMAGE_DATA_URL, PNG_BASE64
+from tests.dialects.bedrock_payloads import CONVERSE_REPLY, tool_stream
 from tests.providers.harness_bedrock import (
     ACCESS_KEY_ID,
     MODEL_ID,
@@ -47,7 +46,7 @@ from tests.providers.harness_bedrock import (
     event,
     sigv4_problem,
 )
-from tests.providers.scripted import client_body
+from tests.upstream.common import Result
 
 CREDENTIALS = Credentials(ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN)
 
@@ -125,52 +124,6 @@ class FakeTransport:
 
     async def close(self) -> None:
         pass
-
-
-CONVERSE_REPLY = {
-    "output": {"message": {"role": "assistant", "content": [{"text": "pong"}]}},
-    "stopReason": "end_turn",
-    "usage": {
-        "inputTokens": 8,
-        "outputTokens": 5,
-        "totalTokens": 15,
-        "cacheReadInputTokens": 2,
-        "cacheWriteInputTokens": 0,
-    },
-}
-
-
-class Result:
-    """What the engine answered, and the bytes the OpenAI client would have been sent."""
-
-    def __init__(self, request: ParsedRequest, reply: Reply) -> None:
-        self.request = request
-        self.reply = reply
-
-    @property
-    def usage(self) -> Any:
-        return self.reply.usage
-
-    def final_usage(self) -> Any:
-        return self.reply.final_usage()
-
-    @property
-    def body(self) -> bytes:
-        return client_body(self.reply, self.request)
-
-    async def stream(self) -> bytes:
-        """The client's stream bytes; an upstream failure mid-stream is raised, as the
-        respond stage sees it."""
-        stream = self.reply.stream
-        assert stream is not None
-        encoder = InboundFormat(self.request.kind).stream_encoder(self.request)
-        try:
-            await stream.prime()
-            out = [encoder.encode(event) async for event in stream.events()]
-            out.append(encoder.finish())
-        finally:
-            await stream.aclose()
-        return b"".join(out)
 
 
 async def send_via(
@@ -290,153 +243,7 @@ def test_event_stream_reads_every_header_type() -> None:
 
 
 # -- request translation ---------------------------------------------------------------------
-def test_request_maps_system_turns_images_tools_and_tool_results() -> None:
-    call = {
-        "id": "tooluse_1",
-        "type": "function",
-        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
-    }
-    body = {
-        "model": "claude",
-        "messages": [
-            {"role": "system", "content": "be brief"},
-            {"role": "developer", "content": [{"type": "text", "text": "be kind"}]},
-            {
-                "role": "user",
-                "content": [
-                    {"type": "text", "text": "what is this?"},
-                    {"type": "image_url", "image_url": {"url": IMAGE_DATA_URL}},
-                ],
-            },
-            {"role": "assistant", "content": "Checking.", "tool_calls": [call]},
-            {"role": "tool", "tool_call_id": "tooluse_1", "content": "sunny"},
-            {"role": "user", "content": "thanks"},
-        ],
-        "tools": [
-            {
-                "type": "function",
-                "function": {
-                    "name": "get_weather",
-                    "description": "Weather in a city",
-                    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
-                },
-            }
-        ],
-        "tool_choice": "auto",
-        "temperature": 0.2,
-        "top_p": 0.9,
-        "max_completion_tokens": 100,
-        "stop": "END",
-        "user": "user-42",
-    }
-    payload, json_tool = converse(body)
-    assert json_tool is None
-    assert payload["system"] == [{"text": "be brief"}, {"text": "be kind"}]
-    assert payload["messages"] == [
-        {
-            "role": "user",
-            "content": [
-                {"text": "what is this?"},
-                {"image": {"format": "png", "source": {"bytes": PNG_BASE64}}},
-            ],
-        },
-        {
-            "role": "assistant",
-            "content": [
-                {"text": "Checking."},
-                {
-                    "toolUse": {
-                        "toolUseId": "tooluse_1",
-                        "name": "get_weather",
-                        "input": {"city": "Paris"},
-                    }
-                },
-            ],
-        },
-        # The tool result and the next user message merge: Converse wants turns to alternate.
-        {
-            "role": "user",
-            "content": [
-                {
-                    "toolResult": {
-                        "toolUseId": "tooluse_1",
-                        "content": [{"text": "sunny"}],
-                        "status": "success",
-                    }
-                },
-                {"text": "thanks"},
-            ],
-        },
-    ]
-    assert payload["toolConfig"] == {
-        "tools": [
-            {
-                "toolSpec": {
-                    "name": "get_weather",
-                    "inputSchema": {
-                        "json": {"type": "object", "properties": {"city": {"type": "string"}}}
-                    },
-                    "description": "Weather in a city",
-                }
-            }
-        ],
-        "toolChoice": {"auto": {}},
-    }
-    assert payload["inferenceConfig"] == {
-        "maxTokens": 100,
-        "temperature": 0.2,
-        "topP": 0.9,
-        "stopSequences": ["END"],
-    }
-    assert payload["requestMetadata"] == {"user": "user-42"}
-
-
 _TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
-
-
-@pytest.mark.parametrize(
-    ("choice", "expected"),
-    [
-        pytest.param("auto", {"auto": {}}, id="auto"),
-        pytest.param("required", {"any": {}}, id="required"),
-        pytest.param(
-            {"type": "function", "function": {"name": "f"}}, {"tool": {"name": "f"}}, id="named"
-        ),
-        pytest.param(None, None, id="absent"),
-    ],
-)
-def test_tool_choice_maps_to_converse(choice: Any, expected: dict[str, Any] | None) -> None:
-    extra = {"tools": [_TOOL]}
-    if choice is not None:
-        extra["tool_choice"] = choice
-    payload, _ = converse(chat(**extra))
-    assert payload["toolConfig"].get("toolChoice") == expected
-
-
-def test_tool_choice_none_sends_no_tools() -> None:
-    payload, _ = converse(chat(tools=[_TOOL], tool_choice="none"))
-    assert "toolConfig" not in payload
-
-
-def test_tool_history_without_tools_still_declares_them() -> None:
-    call = {"id": "t1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}
-    body = {
-        "model": "claude",
-        "messages": [
-            {"role": "user", "content": "hi"},
-            {"role": "assistant", "content": None, "tool_calls": [call]},
-            {"role": "tool", "tool_call_id": "t1", "content": "42"},
-        ],
-    }
-    payload, _ = converse(body)
-    (spec,) = payload["toolConfig"]["tools"]
-    assert spec["toolSpec"]["name"] == "lookup"
-
-
-def test_json_object_mode_is_an_instruction_in_the_system_prompt() -> None:
-    payload, json_tool = converse(chat(response_format={"type": "json_object"}))
-    assert json_tool is None
-    assert payload["system"] == [{"text": JSON_INSTRUCTION}]
 
 
 def test_json_schema_mode_forces_a_tool_and_answers_with_its_input_as_text() -> None:
@@ -465,36 +272,6 @@ def test_json_schema_mode_forces_a_tool_and_answers_with_its_input_as_text() -> 
     assert orjson.loads(answer.message.text()) == {"ok": True}
     assert not answer.message.tool_calls
     assert answer.finish_reason == "stop"
-
-
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [
-        pytest.param(
-            [{"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}],
-            "data URLs",
-            id="remote-image",
-        ),
-        pytest.param(
-            [{"type": "image_url", "image_url": {"url": "data:image/tiff;base64,AAAA"}}],
-            "png, jpeg",
-            id="tiff",
-        ),
-        pytest.param(
-            [{"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}],
-            "not supported",
-            id="audio",
-        ),
-    ],
-)
-def test_unsupported_content_is_a_400(content: Any, message: str) -> None:
-    with pytest.raises(InvalidRequest, match=message):
-        converse(chat(content))
-
-
-def test_more_than_one_choice_is_a_400() -> None:
-    with pytest.raises(InvalidRequest, match="`n`"):
-        converse(chat(n=2))
 
 
 # -- response translation --------------------------------------------------------------------
@@ -554,30 +331,11 @@ async def test_reply_is_a_chat_completion_with_tool_calls_and_cached_usage() -> 
 
 
 # -- streaming -------------------------------------------------------------------------------
-def _tool_stream() -> list[bytes]:
-    start = {"toolUse": {"toolUseId": "tooluse_1", "name": "get_weather"}}
-    return [
-        event("messageStart", {"role": "assistant"}),
-        event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "Hm"}}),
-        event("contentBlockStop", {"contentBlockIndex": 0}),
-        event("contentBlockStart", {"contentBlockIndex": 1, "start": start}),
-        event(
-            "contentBlockDelta",
-            {"contentBlockIndex": 1, "delta": {"toolUse": {"input": '{"city": '}}},
-        ),
-        event(
-            "contentBlockDelta",
-            {"contentBlockIndex": 1, "delta": {"toolUse": {"input": '"Paris"}'}}},
-        ),
-        event("contentBlockStop", {"contentBlockIndex": 1}),
-        event("messageStop", {"stopReason": "tool_use"}),
-        event("metadata", {"usage": CONVERSE_REPLY["usage"], "metrics": {"latencyMs": 1}}),
-    ]
 
 
 @pytest.mark.parametrize("include_usage", [True, False])
 async def test_stream_becomes_chat_chunks_with_tool_argument_deltas(include_usage: bool) -> None:
-    wire = b"".join(_tool_stream())
+    wire = b"".join(tool_stream())
     pieces = list(_splits(wire, random.Random(7)))
     body = chat(stream=True, tools=[_TOOL])
     if include_usage:
@@ -635,7 +393,7 @@ async def test_stream_with_a_bad_crc_ends_with_an_error() -> None:
 
 
 async def test_stream_cut_before_message_stop_is_an_error() -> None:
-    wire = _tool_stream()[:4]
+    wire = tool_stream()[:4]
     reply, _ = await send(chat(stream=True), FakeResponse(chunks=wire))
     with pytest.raises(TollwayError, match="before its messageStop"):
         await reply.stream()

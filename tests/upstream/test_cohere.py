@@ -13,82 +13,31 @@ import orjson
 import pytest
 
 from proxy.errors import InvalidRequest, UpstreamStatusError, UpstreamUnreachable
-from proxy.pipeline.formats import InboundFormat
-from proxy.request import Kind, ParsedRequest
+from proxy.request import Kind
 from proxy.upstream.deployment import Deployment
-from proxy.upstream.engine import Engine, Reply
+from proxy.upstream.engine import Engine
+from tests.dialects.cohere_payloads import (
+    START,
+    TEXT_EVENTS,
+    WEATHER,
+    content,
+    end,
+)
+from tests.dialects.cohere_payloads import reply_payload as reply
 from tests.providers.scripted import (
     Canned,
     ScriptedTransport,
     chat_request,
-    client_body,
     make_deployment,
     sse_chunks,
 )
+from tests.upstream.common import Result
 
 KEY = "co-test-cohere-key-0123456789abcdef"
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather in a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
-    },
-}
-TIME = {"type": "function", "function": {"name": "get_time", "parameters": {}}}
-USAGE = {
-    "billed_units": {"input_tokens": 9, "output_tokens": 4},
-    "tokens": {"input_tokens": 70, "output_tokens": 4},
-}
 
 
 def deployment(**params: Any) -> Deployment:
     return make_deployment("cohere/command-a-03-2025", api_key=KEY, **params)
-
-
-def reply(message: dict[str, Any], finish: str = "COMPLETE", **extra: Any) -> dict[str, Any]:
-    return {
-        "id": "5a50480a",
-        "finish_reason": finish,
-        "message": {"role": "assistant", **message},
-        "usage": USAGE,
-        **extra,
-    }
-
-
-class Result:
-    """What the engine answered, and the bytes the OpenAI client would have been sent."""
-
-    def __init__(self, request: ParsedRequest, reply: Reply) -> None:
-        self.request = request
-        self.reply = reply
-
-    @property
-    def usage(self) -> Any:
-        return self.reply.usage
-
-    def final_usage(self) -> Any:
-        return self.reply.final_usage()
-
-    @property
-    def body(self) -> bytes:
-        return client_body(self.reply, self.request)
-
-    async def stream(self, seen: list[bytes] | None = None) -> bytes:
-        """The client's stream bytes; an upstream failure mid-stream is raised, as the
-        respond stage sees it, after the bytes already written (kept in ``seen``)."""
-        stream = self.reply.stream
-        assert stream is not None
-        out = [] if seen is None else seen
-        encoder = InboundFormat(self.request.kind).stream_encoder(self.request)
-        try:
-            await stream.prime()
-            async for event in stream.events():
-                out.append(encoder.encode(event))
-            out.append(encoder.finish())
-        finally:
-            await stream.aclose()
-        return b"".join(out)
 
 
 async def send(canned: Canned, **body: Any) -> tuple[Result, ScriptedTransport]:
@@ -96,14 +45,6 @@ async def send(canned: Canned, **body: Any) -> tuple[Result, ScriptedTransport]:
     request = chat_request(**body)
     result = await Engine(transport).send(request, deployment(), "command-a-03-2025")
     return Result(request, result), transport
-
-
-async def sent_body(**body: Any) -> dict[str, Any]:
-    _, transport = await send(
-        Canned.json(reply({"content": [{"type": "text", "text": "ok"}]})), **body
-    )
-    payload: dict[str, Any] = transport.last.json
-    return payload
 
 
 # -- request -------------------------------------------------------------------------------
@@ -127,109 +68,6 @@ async def test_api_base_forms(api_base: str, url: str) -> None:
     target = make_deployment("cohere/command-r", api_key=KEY, api_base=api_base)
     await Engine(transport).send(chat_request(), target, "command-r")
     assert transport.last.url == url
-
-
-async def test_messages_keep_their_roles_and_tool_turns_round_trip() -> None:
-    call = {"id": "get_weather_1", "type": "function",
-            "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}  # fmt: skip
-    body = await sent_body(
-        messages=[
-            {"role": "system", "content": "be brief"},
-            {"role": "user", "content": "weather?"},
-            {"role": "assistant", "content": "I will check.", "tool_calls": [call]},
-            {"role": "tool", "tool_call_id": "get_weather_1", "content": "sunny"},
-            {"role": "assistant", "content": [{"type": "text", "text": "Sunny."}]},
-            {"role": "user", "content": "thanks"},
-        ],
-        tools=[WEATHER],
-    )
-    assert body["model"] == "command-a-03-2025"
-    assert body["stream"] is False
-    assert body["messages"] == [
-        {"role": "system", "content": "be brief"},
-        {"role": "user", "content": "weather?"},
-        {"role": "assistant", "tool_plan": "I will check.", "tool_calls": [call]},
-        {"role": "tool", "tool_call_id": "get_weather_1", "content": "sunny"},
-        {"role": "assistant", "content": "Sunny."},
-        {"role": "user", "content": "thanks"},
-    ]
-    assert body["tools"] == [WEATHER]
-
-
-async def test_images_pass_as_image_url_parts() -> None:
-    parts = [
-        {"type": "text", "text": "what is it?"},
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA", "detail": "low"}},
-    ]
-    body = await sent_body(messages=[{"role": "user", "content": parts}])
-    assert body["messages"][0]["content"] == parts
-
-
-@pytest.mark.parametrize(
-    ("choice", "expected", "tools"),
-    [
-        pytest.param("auto", None, ["get_weather", "get_time"], id="auto"),
-        pytest.param("none", "NONE", ["get_weather", "get_time"], id="none"),
-        pytest.param("required", "REQUIRED", ["get_weather", "get_time"], id="required"),
-        pytest.param(
-            {"type": "function", "function": {"name": "get_time"}},
-            "REQUIRED",
-            ["get_time"],
-            id="named",
-        ),
-    ],
-)
-async def test_tool_choice_maps_to_cohere(
-    choice: Any, expected: str | None, tools: list[str]
-) -> None:
-    body = await sent_body(tools=[WEATHER, TIME], tool_choice=choice)
-    assert body.get("tool_choice") == expected
-    assert [t["function"]["name"] for t in body["tools"]] == tools
-
-
-async def test_sampling_and_limits_use_cohere_names() -> None:
-    body = await sent_body(
-        temperature=0.3,
-        top_p=0.8,
-        max_tokens=50,
-        stop=["END", "STOP"],
-        seed=1,
-        frequency_penalty=0.2,
-        presence_penalty=0.1,
-        user="user-42",
-    )
-    for key, value in {
-        "temperature": 0.3,
-        "p": 0.8,
-        "max_tokens": 50,
-        "stop_sequences": ["END", "STOP"],
-        "seed": 1,
-        "frequency_penalty": 0.2,
-        "presence_penalty": 0.1,
-    }.items():
-        assert body[key] == value
-    assert "top_p" not in body and "stop" not in body and "user" not in body
-
-
-@pytest.mark.parametrize(
-    ("response_format", "expected"),
-    [
-        pytest.param({"type": "json_object"}, {"type": "json_object"}, id="json-object"),
-        pytest.param(
-            {"type": "json_schema", "json_schema": {"name": "r", "schema": {"type": "object"}}},
-            {"type": "json_object", "json_schema": {"type": "object"}},
-            id="json-schema",
-        ),
-    ],
-)
-async def test_json_mode(response_format: dict[str, Any], expected: dict[str, Any]) -> None:
-    body = await sent_body(response_format=response_format)
-    assert body["response_format"] == expected
-
-
-async def test_more_than_one_choice_is_refused() -> None:
-    with pytest.raises(InvalidRequest):
-        await sent_body(n=3)
 
 
 # -- response ------------------------------------------------------------------------------
@@ -298,25 +136,7 @@ def cohere_events(*payloads: dict[str, Any]) -> bytes:
     )
 
 
-def content(text: str) -> dict[str, Any]:
-    return {"type": "content-delta", "index": 0, "delta": {"message": {"content": {"text": text}}}}
-
-
-def end(finish: str) -> dict[str, Any]:
-    return {"type": "message-end", "delta": {"finish_reason": finish, "usage": USAGE}}
-
-
-OPENING = {"role": "assistant", "content": [], "tool_plan": "", "tool_calls": [], "citations": []}
-START = {"id": "m-1", "type": "message-start", "delta": {"message": OPENING}}
-TEXT_STREAM = cohere_events(
-    START,
-    {"type": "content-start", "index": 0,
-     "delta": {"message": {"content": {"type": "text", "text": ""}}}},
-    content("Hel"),
-    content("lo"),
-    {"type": "content-end", "index": 0},
-    end("COMPLETE"),
-)  # fmt: skip
+TEXT_STREAM = cohere_events(*TEXT_EVENTS)
 
 
 @pytest.mark.parametrize("piece", [1, 9, 10_000], ids=["byte-by-byte", "split", "whole"])

@@ -13,20 +13,19 @@ from typing import Any
 import orjson
 import pytest
 
-from proxy.dialects.gemini import SIGNATURE_MARK, gemini_schema
+from proxy.dialects.gemini import SIGNATURE_MARK
 from proxy.errors import InvalidRequest, UpstreamStatusError, UpstreamUnreachable
-from proxy.pipeline.formats import InboundFormat
-from proxy.request import Kind, ParsedRequest
+from proxy.request import Kind
 from proxy.upstream.deployment import Deployment
-from proxy.upstream.engine import Engine, Reply
+from proxy.upstream.engine import Engine
 from tests.providers.scripted import (
     Canned,
     ScriptedTransport,
     chat_request,
-    client_body,
     make_deployment,
     sse_chunks,
 )
+from tests.upstream.common import Result
 
 KEY = "AIzaSy-test-gemini-key-0123456789"
 PNG = "data:image/png;base64,iVBORw0KGgo="
@@ -61,52 +60,11 @@ def reply(parts: list[dict[str, Any]], finish: str | None = "STOP", **extra: Any
     }
 
 
-class Result:
-    """What the engine answered, and the bytes the OpenAI client would have been sent."""
-
-    def __init__(self, request: ParsedRequest, reply: Reply) -> None:
-        self.request = request
-        self.reply = reply
-
-    @property
-    def usage(self) -> Any:
-        return self.reply.usage
-
-    def final_usage(self) -> Any:
-        return self.reply.final_usage()
-
-    @property
-    def body(self) -> bytes:
-        return client_body(self.reply, self.request)
-
-    async def stream(self, seen: list[bytes] | None = None) -> bytes:
-        """The client's stream bytes; an upstream failure mid-stream is raised, as the
-        respond stage sees it, after the bytes already written (kept in ``seen``)."""
-        stream = self.reply.stream
-        assert stream is not None
-        out = [] if seen is None else seen
-        encoder = InboundFormat(self.request.kind).stream_encoder(self.request)
-        try:
-            await stream.prime()
-            async for event in stream.events():
-                out.append(encoder.encode(event))
-            out.append(encoder.finish())
-        finally:
-            await stream.aclose()
-        return b"".join(out)
-
-
 async def send(canned: Canned, **body: Any) -> tuple[Result, ScriptedTransport]:
     transport = ScriptedTransport(canned)
     request = chat_request(**body)
     result = await Engine(transport).send(request, deployment(), "gemini-2.5-flash")
     return Result(request, result), transport
-
-
-async def sent_body(**body: Any) -> dict[str, Any]:
-    _, transport = await send(Canned.json(reply([{"text": "ok"}])), **body)
-    payload: dict[str, Any] = transport.last.json
-    return payload
 
 
 # -- request -------------------------------------------------------------------------------
@@ -143,189 +101,6 @@ async def test_api_base_gets_a_version_when_it_has_none(api_base: str, url: str)
     target = make_deployment("gemini/m", api_key=KEY, api_base=api_base)
     await Engine(transport).send(chat_request(), target, "m")
     assert transport.last.url == url
-
-
-async def test_system_and_turns_map_to_system_instruction_and_alternating_contents() -> None:
-    body = await sent_body(
-        messages=[
-            {"role": "system", "content": "be brief"},
-            {"role": "developer", "content": [{"type": "text", "text": "and kind"}]},
-            {"role": "user", "content": "hi"},
-            {"role": "assistant", "content": "hello"},
-            {"role": "user", "content": "first"},
-            {"role": "user", "content": "second"},
-        ]
-    )
-    assert body["systemInstruction"] == {"parts": [{"text": "be brief"}, {"text": "and kind"}]}
-    assert body["contents"] == [
-        {"role": "user", "parts": [{"text": "hi"}]},
-        {"role": "model", "parts": [{"text": "hello"}]},
-        {"role": "user", "parts": [{"text": "first"}, {"text": "second"}]},
-    ]
-
-
-async def test_images_become_inline_data_or_file_data() -> None:
-    body = await sent_body(
-        messages=[
-            {
-                "role": "user",
-                "content": [
-                    {"type": "text", "text": "what is this?"},
-                    {"type": "image_url", "image_url": {"url": PNG}},
-                    {"type": "image_url", "image_url": {"url": "https://x.test/cat.webp?s=1"}},
-                ],
-            }
-        ]
-    )
-    assert body["contents"][0]["parts"] == [
-        {"text": "what is this?"},
-        {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}},
-        {"fileData": {"mimeType": "image/webp", "fileUri": "https://x.test/cat.webp?s=1"}},
-    ]
-
-
-async def test_tool_calls_and_parallel_results_round_trip() -> None:
-    calls = [
-        {"id": "call_a", "type": "function",
-         "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
-        {"id": "call_b", "type": "function",
-         "function": {"name": "get_time", "arguments": ""}},
-    ]  # fmt: skip
-    body = await sent_body(
-        tools=[WEATHER],
-        messages=[
-            {"role": "user", "content": "weather and time in Paris?"},
-            {"role": "assistant", "content": None, "tool_calls": calls},
-            {"role": "tool", "tool_call_id": "call_a", "content": '{"sky": "sunny"}'},
-            {"role": "tool", "tool_call_id": "call_b", "content": "noon"},
-        ],
-    )
-    assert body["contents"][1] == {
-        "role": "model",
-        "parts": [
-            {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}},
-            {"functionCall": {"name": "get_time", "args": {}}},
-        ],
-    }
-    # Both results in one user turn, each named after the call it answers.
-    assert body["contents"][2] == {
-        "role": "user",
-        "parts": [
-            {"functionResponse": {"name": "get_weather", "response": {"sky": "sunny"}}},
-            {"functionResponse": {"name": "get_time", "response": {"content": "noon"}}},
-        ],
-    }
-
-
-async def test_invalid_tool_arguments_in_history_are_a_400() -> None:
-    bad = {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{oops"}}
-    with pytest.raises(InvalidRequest) as caught:
-        await sent_body(
-            messages=[{"role": "user", "content": "x"}, {"role": "assistant", "tool_calls": [bad]}]
-        )
-    assert caught.value.param == "messages[1].tool_calls[0].function.arguments"
-
-
-async def test_tools_are_declared_with_a_gemini_schema() -> None:
-    body = await sent_body(tools=[WEATHER])
-    assert body["tools"] == [
-        {
-            "functionDeclarations": [
-                {
-                    "name": "get_weather",
-                    "description": "Weather in a city",
-                    "parameters": {
-                        "type": "OBJECT",
-                        "properties": {"city": {"type": "STRING"}},
-                        "required": ["city"],
-                    },
-                }
-            ]
-        }
-    ]
-
-
-def test_schema_inlines_refs_and_turns_null_unions_into_nullable() -> None:
-    schema = {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "type": "object",
-        "properties": {
-            "when": {"type": ["string", "null"], "format": "date-time"},
-            "unit": {"$ref": "#/$defs/Unit"},
-            "tags": {"type": "array", "items": {"anyOf": [{"type": "integer"}, {"type": "null"}]}},
-            "email": {"type": "string", "format": "email"},
-        },
-        "$defs": {"Unit": {"enum": ["c", "f"], "title": "Unit"}},
-    }
-    assert gemini_schema(schema) == {
-        "type": "OBJECT",
-        "properties": {
-            "when": {"type": "STRING", "nullable": True, "format": "date-time"},
-            "unit": {"enum": ["c", "f"], "title": "Unit", "type": "STRING"},
-            "tags": {"type": "ARRAY", "items": {"nullable": True, "type": "INTEGER"}},
-            "email": {"type": "STRING"},
-        },
-    }
-
-
-@pytest.mark.parametrize(
-    ("choice", "config"),
-    [
-        pytest.param("auto", {"mode": "AUTO"}, id="auto"),
-        pytest.param("none", {"mode": "NONE"}, id="none"),
-        pytest.param("required", {"mode": "ANY"}, id="required"),
-        pytest.param(
-            {"type": "function", "function": {"name": "get_weather"}},
-            {"mode": "ANY", "allowedFunctionNames": ["get_weather"]},
-            id="named",
-        ),
-    ],
-)
-async def test_tool_choice_maps_to_function_calling_config(
-    choice: Any, config: dict[str, Any]
-) -> None:
-    body = await sent_body(tools=[WEATHER], tool_choice=choice)
-    assert body["toolConfig"] == {"functionCallingConfig": config}
-
-
-async def test_sampling_limits_and_json_mode_map_to_generation_config() -> None:
-    body = await sent_body(
-        temperature=0.2,
-        top_p=0.9,
-        max_completion_tokens=77,
-        stop="END",
-        seed=7,
-        presence_penalty=0.1,
-        frequency_penalty=0.3,
-        response_format={"type": "json_object"},
-        user="user-42",
-    )
-    assert body["generationConfig"] == {
-        "temperature": 0.2,
-        "topP": 0.9,
-        "maxOutputTokens": 77,
-        "seed": 7,
-        "presencePenalty": 0.1,
-        "frequencyPenalty": 0.3,
-        "stopSequences": ["END"],
-        "responseMimeType": "application/json",
-    }
-    assert "user-42" not in orjson.dumps(body).decode()
-
-
-async def test_json_schema_response_format_sends_a_response_schema() -> None:
-    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}}
-    body = await sent_body(
-        response_format={"type": "json_schema", "json_schema": {"name": "r", "schema": schema}}
-    )
-    config = body["generationConfig"]
-    assert config["responseMimeType"] == "application/json"
-    assert config["responseSchema"] == {"type": "OBJECT", "properties": {"ok": {"type": "BOOLEAN"}}}
-
-
-async def test_more_than_one_choice_is_refused() -> None:
-    with pytest.raises(InvalidRequest):
-        await sent_body(n=2)
 
 
 # -- response ------------------------------------------------------------------------------
@@ -375,22 +150,6 @@ async def test_function_calls_become_tool_calls_with_json_string_arguments() -> 
     assert first["function"] == {"name": "get_weather", "arguments": '{"city":"Paris"}'}
     assert first["id"] != second["id"]
     assert second["id"].endswith(SIGNATURE_MARK + "c2lnbmF0dXJl")
-
-
-async def test_thought_signature_returns_with_its_call() -> None:
-    call_id = "call_x" + SIGNATURE_MARK + "c2lnbmF0dXJl"
-    call = {"id": call_id, "type": "function", "function": {"name": "f", "arguments": "{}"}}
-    body = await sent_body(
-        messages=[
-            {"role": "user", "content": "go"},
-            {"role": "assistant", "tool_calls": [call]},
-            {"role": "tool", "tool_call_id": call_id, "content": "done"},
-        ]
-    )
-    assert body["contents"][1]["parts"] == [
-        {"functionCall": {"name": "f", "args": {}}, "thoughtSignature": "c2lnbmF0dXJl"}
-    ]
-    assert body["contents"][2]["parts"][0]["functionResponse"]["name"] == "f"
 
 
 @pytest.mark.parametrize(

@@ -53,9 +53,7 @@ class EngineClient:
         try:
             async with asyncio.timeout(self.timeout):
                 return await check
-        except TimeoutError:
-            cause = f"no answer within {self.timeout:g}s"
-        except UpstreamTimeout:
+        except (TimeoutError, UpstreamTimeout):
             cause = f"no answer within {self.timeout:g}s"
         except UpstreamUnreachable:
             cause = "engine unreachable"

@@ -34,6 +34,7 @@ _GROUP_NAMES = {"key": "Key", "team": "Team", "internal_user": "User"}
 # The ledger's refusal names the kind of account: "Budget exceeded for key: ...".
 _REFUSED = re.compile(r"Budget exceeded for (key|user|team)\b")
 _PRUNE_AT = 10_000
+_BLANK = Alert(alert_type="budget_alerts", event="", event_group="", event_message="", level="")
 
 
 class BudgetWatch:
@@ -53,52 +54,26 @@ class BudgetWatch:
             return []  # spend did not move: no mark can have been reached
         directory = self._directory
         alerts: list[Alert] = []
-        if event.key_hash is not None:
-            key = directory.keys.get(event.key_hash)
-            if key is not None:
-                base = Alert(
-                    alert_type="budget_alerts",
-                    event="",
-                    event_group="key",
-                    event_message="",
-                    level="",
-                    token=key.token_hash,
-                    key_alias=key.key_alias,
-                    user_id=key.user_id,
-                    team_id=key.team_id,
-                )
-                spend = self._spend(key_account(key.token_hash), key.spend)
-                self._check(alerts, base, key.token_hash, spend, key.max_budget, refused == "key")
-                if key.soft_budget is not None and spend >= key.soft_budget and spend > 0:
-                    self._soft(alerts, base, key.token_hash, spend, key.soft_budget)
-        if event.user_id is not None:
-            user = directory.users.get(event.user_id)
-            if user is not None:
-                base = Alert(
-                    alert_type="budget_alerts",
-                    event="",
-                    event_group="internal_user",
-                    event_message="",
-                    level="",
-                    user_id=user.user_id,
-                    user_email=user.user_email,
-                )
-                spend = self._spend(user_account(user.user_id), user.spend)
-                self._check(alerts, base, user.user_id, spend, user.max_budget, refused == "user")
-        if event.team_id is not None:
-            team = directory.teams.get(event.team_id)
-            if team is not None:
-                base = Alert(
-                    alert_type="budget_alerts",
-                    event="",
-                    event_group="team",
-                    event_message="",
-                    level="",
-                    team_id=team.team_id,
-                    team_alias=team.team_alias,
-                )
-                spend = self._spend(team_account(team.team_id), team.spend)
-                self._check(alerts, base, team.team_id, spend, team.max_budget, refused == "team")
+        if event.key_hash is not None and (key := directory.keys.get(event.key_hash)) is not None:
+            base = _base(
+                "key",
+                token=key.token_hash,
+                key_alias=key.key_alias,
+                user_id=key.user_id,
+                team_id=key.team_id,
+            )
+            spend = self._spend(key_account(key.token_hash), key.spend)
+            self._check(alerts, base, key.token_hash, spend, key.max_budget, refused == "key")
+            if key.soft_budget is not None and spend >= key.soft_budget and spend > 0:
+                self._soft(alerts, base, key.token_hash, spend, key.soft_budget)
+        if event.user_id is not None and (user := directory.users.get(event.user_id)) is not None:
+            base = _base("internal_user", user_id=user.user_id, user_email=user.user_email)
+            spend = self._spend(user_account(user.user_id), user.spend)
+            self._check(alerts, base, user.user_id, spend, user.max_budget, refused == "user")
+        if event.team_id is not None and (team := directory.teams.get(event.team_id)) is not None:
+            base = _base("team", team_id=team.team_id, team_alias=team.team_alias)
+            spend = self._spend(team_account(team.team_id), team.spend)
+            self._check(alerts, base, team.team_id, spend, team.max_budget, refused == "team")
         return alerts
 
     def _spend(self, account: str, recorded: float) -> float:
@@ -178,6 +153,11 @@ class BudgetWatch:
         for mark in marks:
             sent[(group, entity, mark)] = max(expiry, sent.get((group, entity, mark), 0.0))
         return True
+
+
+def _base(group: str, **fields: str | None) -> Alert:
+    """A budget alert for an account of ``group``; event, message and numbers filled in later."""
+    return msgspec.structs.replace(_BLANK, event_group=group, **fields)
 
 
 def _with(base: Alert, event: str, level: str, message: str, **fields: float) -> Alert:

@@ -22,6 +22,12 @@ SINKS: dict[str, str] = {
     "generic": "proxy.observe.sinks.webhook:build",
     "s3": "proxy.observe.sinks.s3:build",
 }
+# LiteLLM's ``call_type`` for each ``CallEvent.kind`` (the Langfuse and webhook payloads).
+CALL_TYPES = {
+    "chat/completions": "acompletion",
+    "completions": "atext_completion",
+    "embeddings": "aembedding",
+}
 # Handled elsewhere: Prometheus is updated in process, not through a queue.
 IN_PROCESS = frozenset({"prometheus"})
 

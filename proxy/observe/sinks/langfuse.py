@@ -29,8 +29,10 @@ import orjson
 
 from ...config import ConfigError
 from ...server.logs import scrub_text
+from ...upstream.errors import scrub
 from ...upstream.transport import Deadlines, Transport
 from ..event import CallEvent
+from . import CALL_TYPES
 
 log = logging.getLogger("tollway.observe")
 
@@ -52,11 +54,6 @@ _CONTROL_KEYS = frozenset(
         "mask_output",
     }
 )
-_CALL_TYPES = {
-    "chat/completions": "acompletion",
-    "completions": "atext_completion",
-    "embeddings": "aembedding",
-}
 
 
 class LangfuseError(Exception):
@@ -134,9 +131,7 @@ class LangfuseSink:
     def _scrub(self, text: bytes | str) -> str:
         if isinstance(text, bytes):
             text = text.decode("utf-8", "replace")
-        for secret in self._secrets:
-            text = text.replace(secret, "[redacted]")
-        return scrub_text(text)
+        return scrub_text(scrub(text, self._secrets))
 
     async def close(self) -> None:
         # The transport belongs to the gateway, which closes it.
@@ -149,7 +144,7 @@ def ingestion_events(event: CallEvent) -> list[dict[str, Any]]:
     meta = {k: v for k, v in event.metadata.items() if k not in _CONTROL_KEYS}
     mask_input = _truthy(event.metadata.get("mask_input"))
     mask_output = _truthy(event.metadata.get("mask_output"))
-    call_type = _CALL_TYPES.get(event.kind, event.kind or "completion")
+    call_type = CALL_TYPES.get(event.kind, event.kind or "completion")
     error = event.status != "success"
 
     existing_trace_id = _text(meta.pop("existing_trace_id", None))

@@ -23,18 +23,15 @@ import orjson
 
 from ...config import ConfigError
 from ...server.logs import scrub_text
+from ...upstream.errors import scrub
 from ...upstream.transport import Deadlines, Transport
 from ..event import CallEvent
+from . import CALL_TYPES
 
 log = logging.getLogger("tollway.observe")
 
 LOG_FORMATS = ("json_array", "ndjson", "single")
 DEADLINES = Deadlines(connect=5.0, read=10.0, total=15.0)
-_CALL_TYPES = {
-    "chat/completions": "acompletion",
-    "completions": "atext_completion",
-    "embeddings": "aembedding",
-}
 _CONTENT_TYPES = {
     "json_array": "application/json",
     "ndjson": "application/x-ndjson",
@@ -121,10 +118,7 @@ class WebhookSink:
             )
 
     def _scrub(self, raw: bytes) -> str:
-        text = raw.decode("utf-8", "replace")
-        for secret in self._secrets:
-            text = text.replace(secret, "[redacted]")
-        return scrub_text(text)
+        return scrub_text(scrub(raw.decode("utf-8", "replace"), self._secrets))
 
     async def close(self) -> None:
         # The transport belongs to the gateway, which closes it.
@@ -147,7 +141,7 @@ def standard_logging_payload(event: CallEvent) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "id": event.call_id,
         "trace_id": event.trace_id or event.call_id,
-        "call_type": _CALL_TYPES.get(event.kind, event.kind),
+        "call_type": CALL_TYPES.get(event.kind, event.kind),
         "stream": event.stream,
         "status": "failure" if error else "success",
         "response_cost": event.cost,
