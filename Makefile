@@ -6,7 +6,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 # The stamp changes whenever the dependency list or the lock does, so `make` reinstalls.
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock 2>/dev/null | cksum | cut -d' ' -f1)
 
-.PHONY: install run test lint format bench bench-micro bench-soak redis-server lock clean
+.PHONY: install run test lint format bench bench-micro bench-soak redis-server chromium postgresql lock clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,22 @@ redis-server:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; }
 
-test: install redis-server
+# For the admin UI's browser tests (tests/ui): headless Chromium and its WebDriver.
+chromium:
+	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { \
+	  echo "installing chromium and chromium-driver"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+# For the PostgreSQL store (several replicas): tests/store start a real server from Debian's
+# postgresql (as the postgres user when run as root) on a free port, and fail without it.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || { \
+	  echo "installing postgresql"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq postgresql >/dev/null; }
+
+test: install redis-server chromium postgresql
 	$(PY) -m pytest
 
 lint: install

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from bench.micro_server import server_stages
 from proxy.auth import Authenticator, hash_key
 from proxy.config import LiteLLMParams, ModelEntry, ModelInfo, RouterSettings
 from proxy.dialects.openai import forward_body, parse
@@ -249,6 +250,7 @@ def stages() -> list[tuple[str, str, Callable[[], object], int]]:
     out += guardrail_stages(body)
     out += cache_stages(body, response)
     out += semantic_stages()
+    out += server_stages()
     return out
 
 

@@ -23,10 +23,31 @@ _MESSAGES = [
 ]
 
 
-def chat_body(model: str = MODEL, *, stream: bool = False) -> bytes:
-    body: dict[str, object] = {"model": model, "messages": _MESSAGES, "max_tokens": 64}
+# The scaling rows (bench/scaling.py) set these for their clients only:
+# BENCH_PROMPT_BYTES pads the user message so the whole body is about that many bytes;
+# BENCH_STREAM_CHUNKS asks the fake upstream for that many SSE content events (through the
+# standard ``user`` field, which the gateway forwards untouched; bench/upstream.py).
+PROMPT_BYTES = int(os.environ.get("BENCH_PROMPT_BYTES", "0"))
+STREAM_CHUNKS = int(os.environ.get("BENCH_STREAM_CHUNKS", "0"))
+
+
+def chat_body(
+    model: str = MODEL,
+    *,
+    stream: bool = False,
+    prompt_bytes: int = PROMPT_BYTES,
+    stream_chunks: int = STREAM_CHUNKS,
+) -> bytes:
+    messages = _MESSAGES
+    if prompt_bytes:
+        small = len(orjson.dumps({"model": model, "messages": messages, "max_tokens": 64}))
+        pad = " lorem" * max(0, (prompt_bytes - small) // 6)
+        messages = [messages[0], {"role": "user", "content": messages[1]["content"] + pad}]
+    body: dict[str, object] = {"model": model, "messages": messages, "max_tokens": 64}
     if stream:
         body["stream"] = True
+    if stream_chunks:
+        body["user"] = f"bench-chunks-{stream_chunks}"
     return orjson.dumps(body)
 
 

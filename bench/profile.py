@@ -1,6 +1,7 @@
 """Profile the gateway under load: py-spy records a flame graph while a client drives it.
 
     python -m bench.profile [--seconds 10] [--concurrency 32] [--stream] [--features guardrail]
+    python -m bench.profile --raw     # collapsed stacks, and the top entries printed
 
 Starts the fast fake upstream and the gateway (bench config, a virtual key with limits and a
 budget), drives it with an aiohttp client for the given time, and writes
@@ -15,10 +16,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import aiohttp
@@ -63,6 +66,13 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated BENCH_FEATURES to turn on in the profiled gateway",
     )
     parser.add_argument("--raw", action="store_true", help="collapsed stacks (.txt), not SVG")
+    parser.add_argument("--top", type=int, default=15, help="with --raw: entries printed")
+    parser.add_argument(
+        "--gil",
+        action="store_true",
+        help="sample only the thread holding the GIL (what competes with the event loop; "
+        "the SQLite writer thread's time outside the GIL drops out)",
+    )
     args = parser.parse_args(argv)
     features = parse_features(args.features)
     py_spy = Path(sys.executable).parent / "py-spy"
@@ -106,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                     "250",
                     "--nonblocking",
                     *(["--format", "raw"] if out.suffix == ".txt" else []),
+                    *(["--gil"] if args.gil else []),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
@@ -116,11 +127,40 @@ def main(argv: list[str] | None = None) -> int:
                 print(err.decode(errors="replace"), file=sys.stderr)
             print(f"{done} requests in {args.seconds:.0f}s ({done / args.seconds:.0f} req/s)")
             print(f"flame graph: {out}")
+            if args.raw and out.exists():
+                print(top_entries(out.read_text(), args.top))
         finally:
             if gateway is not None:
                 gateway.stop()
             upstream.stop()
     return 0
+
+
+def top_entries(collapsed: str, count: int) -> str:
+    """The functions with the most samples in py-spy's collapsed stacks: self (on top of the
+    stack) and total (anywhere in it), as shares of all samples; the text to quote when a
+    change is compared before and after."""
+    own: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    samples = 0
+    for line in collapsed.splitlines():
+        stack, _, weight = line.rpartition(" ")
+        if not stack or not weight.isdigit():
+            continue
+        n = int(weight)
+        samples += n
+        frames = [re.sub(r" \(.*/site-packages/", " (", f) for f in stack.split(";")]
+        own[frames[-1]] += n
+        for frame in set(frames):
+            total[frame] += n
+    if not samples:
+        return "no samples"
+    lines = [f"{samples} samples; self time:"]
+    lines += [f"  {n / samples:6.1%}  {frame}" for frame, n in own.most_common(count)]
+    lines.append("inclusive (excluding the event loop's own frames):")
+    inclusive = [(f, n) for f, n in total.most_common() if n < samples * 0.95][:count]
+    lines += [f"  {n / samples:6.1%}  {frame}" for frame, n in inclusive]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from bench.probe import percentile
+from bench.scaling import scaling_markdown
 
 PERCENTILES = (("p50", 0.50), ("p90", 0.90), ("p99", 0.99), ("p99.9", 0.999))
 # The request names whose latency is reported, per scenario (see bench/locustfile.py).
@@ -74,7 +75,8 @@ def feature_cost(
                 row[f"{label}_p50"] = run["p50"] - base["p50"]
                 row[f"{label}_p99"] = run["p99"] - base["p99"]
                 row[f"{label}_rps_ratio"] = run["rps"] / base["rps"] if base["rps"] else math.nan
-            out.append(row)
+            if len(row) > 2:  # a user count the feature target did not run at has no row
+                out.append(row)
         if probe:
             row = {"target": target, "users": "probe"}
             for scenario, _, label in FEATURE_METRICS:
@@ -224,6 +226,8 @@ def markdown(result: Mapping[str, Any]) -> str:
                 ),
             )
         )
+    parts += scaling_markdown(result.get("scaling") or [])
+    parts += versus_markdown(result["runs"], "tollway", "litellm")
     probe = result.get("probe")
     if probe:
         parts += [
@@ -251,9 +255,15 @@ def markdown(result: Mapping[str, Any]) -> str:
         parts += ["", "## Memory (RSS of the server process tree, MB)", ""]
         parts.append(
             _table(
-                ["target", "idle (ready)", "after warm-up", "peak during load"],
+                ["target", "idle (ready)", "after warm-up", "peak during load", "after all runs"],
                 (
-                    [t, _mb(m.get("idle")), _mb(m.get("after_warmup")), _mb(m.get("peak"))]
+                    [
+                        t,
+                        _mb(m.get("idle")),
+                        _mb(m.get("after_warmup")),
+                        _mb(m.get("peak")),
+                        _mb(m.get("after_all")),
+                    ]
                     for t, m in memory.items()
                 ),
             )
@@ -262,3 +272,33 @@ def markdown(result: Mapping[str, Any]) -> str:
     if notes:
         parts += ["", "## Notes", ""] + [f"- {note}" for note in notes]
     return "\n".join(parts) + "\n"
+
+
+def versus_markdown(runs: Sequence[Mapping[str, Any]], ours: str, theirs: str) -> list[str]:
+    """Req/s of ``ours`` over ``theirs`` per scenario and user count (the throughput claim),
+    with both sides' p50 and p99; empty when ``theirs`` did not run."""
+    index = {(r["scenario"], r["users"], r["metric"], r["target"]): r for r in runs}
+    lines: list[str] = []
+    for (scenario, users, metric, target), run in index.items():
+        if target != ours or metric not in ("chat", "stream-total"):
+            continue
+        other = index.get((scenario, users, metric, theirs))
+        if other is None:
+            continue
+        ratio = run["rps"] / other["rps"] if other["rps"] else math.nan
+        lines.append(
+            f"| {scenario} | {users} | {run['rps']:.0f} | {other['rps']:.0f} | "
+            f"{_ratio(ratio)} | {_ms(run['p50'])} / {_ms(run['p99'])} | "
+            f"{_ms(other['p50'])} / {_ms(other['p99'])} | {other['errors']} |"
+        )
+    if not lines:
+        return []
+    return [
+        "",
+        f"## {ours} vs {theirs} (req/s ratio, same run, same upstream)",
+        "",
+        f"| scenario | users | {ours} req/s | {theirs} req/s | ratio | {ours} p50 / p99 ms "
+        f"| {theirs} p50 / p99 ms | {theirs} errors |",
+        "|---|---|---|---|---|---|---|---|",
+        *lines,
+    ]

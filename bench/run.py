@@ -10,7 +10,9 @@ user count run locust once per target, back to back. Every child process is stop
 ``finally``.
 
 Environment: BENCH_SECONDS (10), BENCH_QUICK=1 (3 s runs, users 1 and 32), BENCH_USERS
-("1,32,128"), BENCH_KEY (skip /key/generate and send this key), BENCH_PROBE_REQUESTS (2000),
+("1,32,1000"), BENCH_FEATURE_USERS ("1,32": the feature targets' user counts), BENCH_SCALING
+(1; the prompt-size and stream-length rows of ``bench/scaling.py``), BENCH_KEY (skip
+/key/generate and send this key), BENCH_PROBE_REQUESTS (2000),
 BENCH_PIN=0 (no CPU pinning), BENCH_COMPARE=litellm, BENCH_FEATURES (comma-separated names
 from ``FEATURES``, e.g. "guardrail", "cache", "semantic-cache"). A feature in
 ``FEATURE_CLIENT_ENV`` gets that environment in its own target's clients only (locust and the
@@ -42,7 +44,9 @@ import yaml
 
 from bench.probe import run_probe
 from bench.procs import Child, RSSSampler, free_port, pin, start_gateway, tree_rss_bytes
+from bench.redis_server import start_redis
 from bench.report import METRICS, added_latency, feature_cost, markdown, summarise
+from bench.scaling import run_scaling, scaling_rows
 from bench.setup_keys import create_bench_key
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -89,6 +93,9 @@ FEATURES: dict[str, dict[str, Any]] = {
     # The in-memory exact cache. The bench sends one body over and over, so every request
     # after the first is a hit: these rows are the hit path (no upstream call at all).
     "cache": {"litellm_settings": {"cache": True, "cache_params": {"type": "local"}}},
+    # The same exact cache, but every prompt is new (``FEATURE_CLIENT_ENV``): every request
+    # is a miss that pays the lookup, the upstream call and the store.
+    "cache-miss": {"litellm_settings": {"cache": True, "cache_params": {"type": "local"}}},
     # The in-memory semantic cache (WordLlama on the last user turn). Its clients vary the
     # prompt (``FEATURE_CLIENT_ENV``), so every request is a miss: exact lookup, embedding,
     # semantic lookup, upstream call, then store + embed + index.
@@ -101,6 +108,20 @@ FEATURES: dict[str, dict[str, Any]] = {
     # (``FEATURE_GATEWAY_ENV``), which answers 200 at once, so these rows are the gateway's
     # own cost of producing and shipping the telemetry.
     "observe": {"litellm_settings": {"callbacks": ["prometheus", "otel", "generic_api"]}},
+    # The common production pair: LiteLLM's Prometheus series plus one callback sink (the
+    # generic webhook, batched by its worker, received by the fake upstream).
+    "metrics-webhook": {"litellm_settings": {"callbacks": ["prometheus", "generic_api"]}},
+    # The shared Redis ledger (``FEATURE_REDIS_ENV``): same config, admission and settle in
+    # a redis-server started for the run. ``workers2``: the same, with 2 worker processes
+    # on one port; its rows beside ``tollway``'s show what a second core buys.
+    "redis": {},
+    "workers2": {},
+}
+# Features whose gateway runs on the shared Redis ledger: TOLLWAY_REDIS_URL (a redis-server
+# started for the run, pinned with the servers) plus this environment.
+FEATURE_REDIS_ENV: dict[str, dict[str, str]] = {
+    "redis": {},
+    "workers2": {"TOLLWAY_WORKERS": "2"},
 }
 # Extra environment for a feature's gateway process; ``{upstream}`` is the fake upstream's
 # base URL (it serves ``POST /v1/traces`` and ``POST /webhook`` too, see bench/upstream.py).
@@ -108,11 +129,15 @@ FEATURE_GATEWAY_ENV: dict[str, dict[str, str]] = {
     "observe": {
         "OTEL_EXPORTER_OTLP_ENDPOINT": "{upstream}",
         "GENERIC_LOGGER_ENDPOINT": "{upstream}/webhook",
-    }
+    },
+    "metrics-webhook": {"GENERIC_LOGGER_ENDPOINT": "{upstream}/webhook"},
 }
 # Extra environment for the clients (locust and the probe) of a feature's target.
 # BENCH_VARY=1: every request's last user turn ends in a unique marker (bench/payloads.py).
-FEATURE_CLIENT_ENV: dict[str, dict[str, str]] = {"semantic-cache": {"BENCH_VARY": "1"}}
+FEATURE_CLIENT_ENV: dict[str, dict[str, str]] = {
+    "semantic-cache": {"BENCH_VARY": "1"},
+    "cache-miss": {"BENCH_VARY": "1"},
+}
 
 
 def parse_features(value: str) -> list[str]:
@@ -319,8 +344,11 @@ def main(argv: list[str] | None = None) -> int:
 
     quick = os.environ.get("BENCH_QUICK") == "1"
     seconds = int(os.environ.get("BENCH_SECONDS", "3" if quick else "10"))
-    users_env = os.environ.get("BENCH_USERS", "1,32" if quick else "1,32,128")
+    users_env = os.environ.get("BENCH_USERS", "1,32" if quick else "1,32,1000")
     user_counts = [int(u) for u in users_env.split(",") if u.strip()]
+    # Feature targets run at these counts only (their cost, not the 1,000-connection tail).
+    feature_users = {int(u) for u in os.environ.get("BENCH_FEATURE_USERS", "1,32").split(",")}
+    scaling = os.environ.get("BENCH_SCALING", "0" if quick else "1") == "1"
     probe_requests = int(os.environ.get("BENCH_PROBE_REQUESTS", "2000"))
     compare = {c.strip() for c in os.environ.get("BENCH_COMPARE", "").split(",") if c.strip()}
     pinning = os.environ.get("BENCH_PIN", "1") != "0"
@@ -364,6 +392,12 @@ def main(argv: list[str] | None = None) -> int:
             "tollway": (gateway_url, key, gateway.pid),
         }
         client_env: dict[str, dict[str, str]] = {}
+        redis_url = ""
+        if any(feature in FEATURE_REDIS_ENV for feature in features):
+            redis = start_redis(work, env)
+            children.append(redis)
+            pin(redis.pid, server_cpus)
+            redis_url = redis.url
         # One more gateway per feature: same config plus the feature, its own process and
         # database (so its own bench key), pinned like the plain one.
         for feature in features:
@@ -374,6 +408,11 @@ def main(argv: list[str] | None = None) -> int:
                 env,
                 name=name,
                 **gateway_env([feature], upstream_url),
+                **(
+                    {"TOLLWAY_REDIS_URL": redis_url, **FEATURE_REDIS_ENV[feature]}
+                    if feature in FEATURE_REDIS_ENV
+                    else {}
+                ),
             )
             children.append(featured)
             pin(featured.pid, server_cpus)
@@ -433,6 +472,8 @@ def main(argv: list[str] | None = None) -> int:
         for scenario in USER_CLASSES:
             for users in user_counts:
                 for name, (url, target_key, pid) in targets.items():
+                    if name.startswith("tollway+") and users not in feature_users:
+                        continue
                     tag = f"{scenario}-{users}-{name}"
                     print(f"locust: {tag} ({seconds} s) ...", flush=True)
                     with RSSSampler(pid) as sampler:
@@ -466,6 +507,29 @@ def main(argv: list[str] | None = None) -> int:
                     for child in children:
                         if child.process.poll() is not None:
                             raise RuntimeError(f"{child.name} died during {tag}:\n{child.tail()}")
+
+        def scaling_run(label: str, scenario: str, name: str, extra: dict[str, str]) -> Any:
+            tag = f"{label}-1-{name}"
+            print(f"locust: {tag} ({seconds} s) ...", flush=True)
+            url, target_key, _ = targets[name]
+            return run_locust(
+                scenario=scenario,
+                users=1,
+                seconds=seconds,
+                host=url,
+                key=target_key,
+                work=work,
+                tag=tag,
+                cpus=load_cpus,
+                extra_env=extra,
+            )
+
+        scaled = run_scaling(scaling_run, summarise) if scaling else []
+        runs.extend(scaled)
+        # Resident memory once every load (1 to 1,000 users, JSON and streams) has run.
+        for name, (_, _, pid) in targets.items():
+            if pid is not None:
+                memory[name]["after_all"] = tree_rss_bytes(pid)
 
         # Telemetry sinks of the feature targets: what they delivered, dropped or failed.
         callbacks: dict[str, dict[str, float]] = {}
@@ -504,6 +568,7 @@ def main(argv: list[str] | None = None) -> int:
             "targets": list(targets),
             "runs": runs,
             "added": added_latency(runs, baseline="direct"),
+            "scaling": scaling_rows(scaled),
             "feature_cost": feature_cost(
                 runs, probe, [f"tollway+{feature}" for feature in features], baseline="tollway"
             ),

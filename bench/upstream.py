@@ -6,7 +6,9 @@ HTTP/1.1 keep-alive with a minimal parser: the request line, the headers (only
 
 ``POST /v1/chat/completions`` answers a fixed ``chat.completion`` with usage; a body containing
 ``"stream":true`` is answered as SSE in chunked transfer encoding: N content chunks, a usage
-chunk when the body mentions ``include_usage``, then ``data: [DONE]``.
+chunk when the body mentions ``include_usage``, then ``data: [DONE]``. N is ``--chunks``, or
+the number in a ``"user":"bench-chunks-N"`` field (the scaling rows' streams of 20, 200 and
+2,000 events; each count is rendered once, on first use).
 
 It is also the telemetry receiver of the ``observe`` feature (bench/run.py), answering at once
 without looking at the body: ``POST /v1/traces`` (OTLP/HTTP) → 200 with an empty
@@ -29,6 +31,7 @@ import orjson
 
 _CREATED = 1_700_000_000
 _STREAM_MARKER = re.compile(rb'"stream"\s*:\s*true')
+_CHUNKS_MARKER = re.compile(rb'"user"\s*:\s*"bench-chunks-(\d{1,5})"')
 _HEADER_END = b"\r\n\r\n"
 _MAX_HEAD = 64 * 1024
 # The telemetry receiver's routes (the ``observe`` feature's OTLP and webhook endpoints).
@@ -109,8 +112,11 @@ class Responses:
             b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
             b"cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n"
         )
+        self.stream_head = stream_head
         self.stream = stream_head + _chunked(_sse_events(chunks, with_usage=False))
         self.stream_usage = stream_head + _chunked(_sse_events(chunks, with_usage=True))
+        # (chunks, with usage) -> the whole stream, for requests that ask for a count.
+        self.sized: dict[tuple[int, bool], bytes] = {}
         self.otlp = (
             b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n"
         )
@@ -133,7 +139,15 @@ class Responses:
                 return self.webhook
             return self.not_found
         if _STREAM_MARKER.search(body):
-            return self.stream_usage if b"include_usage" in body else self.stream
+            usage = b"include_usage" in body
+            sized = _CHUNKS_MARKER.search(body) if b"bench-chunks-" in body else None
+            if sized is not None:
+                key = (max(1, int(sized.group(1))), usage)
+                stream = self.sized.get(key)
+                if stream is None:
+                    stream = self.sized[key] = self.stream_head + _chunked(_sse_events(*key))
+                return stream
+            return self.stream_usage if usage else self.stream
         return self.json
 
 

@@ -5,10 +5,13 @@ A file written for the LiteLLM proxy loads unchanged. Loading goes: YAML → pla
 ``msgspec.convert`` into the frozen structs below. A validation error names the field and the
 line it is on.
 
-Nothing a user writes is silently ignored: a key no struct declares is warned about as
-unknown (with a "did you mean" when it is close to a declared one), and a declared key that
-nothing reads (it is declared so a LiteLLM file loads and round-trips) is listed in
-``NOT_SUPPORTED`` and warned about with the reason, both with the line the key is on.
+Nothing a user writes is silently ignored: a key no struct declares is an error when it is a
+near miss of a declared one (a typo: "did you mean"), unless LiteLLM itself reads it
+(``LITELLM_KEYS``), and otherwise warned about as unknown; a declared key that nothing reads
+(it is declared so a LiteLLM file loads and round-trips) is listed in ``NOT_SUPPORTED`` and
+warned about with the reason, all with the line the key is on. An environment reference whose
+variable is unset stops loading (``config_refs``). ``tollway --model`` builds a one-model
+config without a file (``quick_start_config``).
 """
 
 from __future__ import annotations
@@ -19,18 +22,61 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, get_args, get_origin, get_type_hints
 
 import msgspec
 import yaml
 
+from .config_refs import (
+    ENV_PREFIX,
+    ConfigError,
+    check_missing,
+    dotted,
+    resolve_env,
+    yaml_line,
+)
+from .pricing import infer_provider
+
+__all__ = ["ENV_PREFIX", "ConfigError"]
+
 log = logging.getLogger("tollway.config")
 
-ENV_PREFIX = "os.environ/"
 
-
-class ConfigError(Exception):
-    """A config file that cannot be used; the message names the field (and line)."""
+# Keys LiteLLM reads that Tollway does not declare: warned about as unknown, never taken for
+# a typo of a declared key that happens to be close (``input_cost_per_second``).
+LITELLM_KEYS = frozenset(
+    (
+        "input_cost_per_second",
+        "output_cost_per_second",
+        "output_cost_per_reasoning_token",
+        "input_cost_per_image",
+        "cache_creation_input_token_cost",
+        "num_retries",
+        "aws_session_name",
+        "aws_profile_name",
+        "aws_role_name",
+        "aws_web_identity_token",
+        "aws_bedrock_runtime_endpoint",
+        "litellm_credential_name",
+        "vertex_credentials",
+        "max_budget",
+        "budget_duration",
+        "max_parallel_requests",
+        "additional_drop_params",
+        "reasoning_effort",
+        "fallbacks",
+        "optional_pre_call_checks",
+        "litellm_provider",
+        "supports_reasoning",
+        "supports_response_schema",
+        "supports_prompt_caching",
+        "supports_system_messages",
+        "supports_tool_choice",
+        "access_groups",
+        "tier",
+        "health_check_model",
+    )
+)
 
 
 # ``[{"model-group": ["fallback-group", ...]}, ...]``, as LiteLLM writes fallbacks.
@@ -80,12 +126,19 @@ class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
     input_cost_per_token: float | None = None
     output_cost_per_token: float | None = None
     cache_read_input_token_cost: float | None = None
+    # Unit prices of the non-token endpoints (LiteLLM's names; see ``endpoints/prices.py``).
+    input_cost_per_second: float | None = None
+    input_cost_per_character: float | None = None
+    output_cost_per_image: float | None = None
+    input_cost_per_query: float | None = None
     max_input_tokens: int | None = None
     max_output_tokens: int | None = None
     max_tokens: int | None = None
     supports_function_calling: bool | None = None
     supports_vision: bool | None = None
     description: str | None = None
+    # LiteLLM's model access groups: a key or team listing a group may use its models.
+    access_groups: tuple[str, ...] = ()
 
 
 class ModelEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -151,8 +204,19 @@ class LiteLLMSettings(msgspec.Struct, frozen=True, kw_only=True):
     # LiteLLM's default: messages and replies go to the callbacks unless this is true.
     turn_off_message_logging: bool | None = None
     default_fallbacks: tuple[str, ...] = ()
+    # LiteLLM also reads the fallbacks here (router_settings' win when both are set).
+    fallbacks: Fallbacks = ()
     context_window_fallbacks: Fallbacks = ()
     content_policy_fallbacks: Fallbacks = ()
+    # Providers implemented in Python: ``[{provider: name, custom_handler: module.Class}]``.
+    custom_provider_map: tuple[CustomProviderEntry, ...] = ()
+    # The budget of each end user (a request's ``user``) that has no /customer record.
+    max_end_user_budget: Annotated[float, msgspec.Meta(ge=0)] | None = None
+
+
+class CustomProviderEntry(msgspec.Struct, frozen=True, kw_only=True):
+    provider: str
+    custom_handler: str
 
 
 class Config(msgspec.Struct, frozen=True, kw_only=True):
@@ -176,20 +240,11 @@ NOT_SUPPORTED: dict[type[msgspec.Struct], dict[str, str]] = {
         "use_in_pass_through": "there are no pass-through endpoints",
         "merge_reasoning_content_in_choices": "reasoning is returned as the provider sends it",
     },
-    ModelInfo: {
-        "base_model": "prices come from model_info's costs or the price table entry for "
-        "litellm_params.model",
-    },
     RouterSettings: {
         "enable_pre_call_checks": "deployments are skipped for context size only when the "
         "group has a context_window_fallbacks entry",
-        "redis_host": "router state (cooldowns, usage) is kept per process",
-        "redis_port": "router state (cooldowns, usage) is kept per process",
-        "redis_password": "router state (cooldowns, usage) is kept per process",
-        "redis_url": "router state (cooldowns, usage) is kept per process",
     },
     GeneralSettings: {
-        "store_model_in_db": "models come from the config file only",
         "disable_spend_logs": "spend logs are always written to the SQLite store",
     },
     LiteLLMSettings: {
@@ -216,6 +271,9 @@ OPENAI_COMPATIBLE: dict[str, tuple[str, str]] = {
     "ollama": ("http://127.0.0.1:11434/v1", "OLLAMA_API_KEY"),
     "vllm": ("http://127.0.0.1:8000/v1", "VLLM_API_KEY"),
     "hosted_vllm": ("http://127.0.0.1:8000/v1", "HOSTED_VLLM_API_KEY"),
+    # Hugging Face's OpenAI-compatible router; with an api_base, text-embeddings-inference
+    # (its /rerank serves the rerank endpoints, see endpoints/inference.py).
+    "huggingface": ("https://router.huggingface.co/v1", "HUGGINGFACE_API_KEY"),
 }
 
 # With OPENAI_API_KEY set, OpenAI's own model names route to OpenAI without a prefix too.
@@ -254,10 +312,57 @@ def load_config(path: str | None, environ: Mapping[str, str] | None = None) -> C
         except OSError as exc:
             raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
         source = path
+    if path is None and env.get(QUICK_MODEL_ENV):
+        return quick_start_config(env[QUICK_MODEL_ENV], env.get(QUICK_API_BASE_ENV) or None, env)
     config = parse_config(text, source, env)
     if path is None:
         config = with_env_providers(config, env)
     return config
+
+
+# ``tollway --model gpt-4o [--api_base URL]``: one model, no config file.
+QUICK_MODEL_ENV = "TOLLWAY_MODEL"
+QUICK_API_BASE_ENV = "TOLLWAY_API_BASE"
+# Servers that usually run without a key.
+_KEYLESS = frozenset({"ollama", "vllm", "hosted_vllm", "mock"})
+
+
+def quick_start_config(model: str, api_base: str | None, environ: Mapping[str, str]) -> Config:
+    """The config of ``tollway --model MODEL``: that one model, served under the name given
+    (and its bare name), its key read from the provider's usual environment variable."""
+    provider, sep, name = model.partition("/")
+    if not sep:
+        provider = infer_provider(model) or ("openai" if api_base else "")
+        if not provider:
+            raise ConfigError(
+                f"--model {model}: cannot tell its provider; write it as provider/model "
+                "(e.g. openai/..., anthropic/..., ollama/...)"
+            )
+    params: dict[str, Any] = {"model": model if sep else f"{provider}/{model}"}
+    if api_base:
+        params["api_base"] = api_base
+    variables = _key_variables(provider)
+    found = next((var for var in variables if environ.get(var)), None)
+    if found is not None:
+        params["api_key"] = environ[found]
+    elif variables and not api_base and provider not in _KEYLESS:
+        raise ConfigError(f"--model {model}: set {variables[0]} (the {provider} API key)")
+    if provider == "azure" and not api_base and environ.get("AZURE_API_BASE"):
+        params["api_base"] = environ["AZURE_API_BASE"]
+    names = dict.fromkeys([model, name] if sep else [model])
+    entries = [{"model_name": n, "litellm_params": params} for n in names]
+    try:
+        return msgspec.convert({"model_list": entries}, Config)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"--model {model}: {exc}") from None
+
+
+def _key_variables(provider: str) -> tuple[str, ...]:
+    if provider in OPENAI_COMPATIBLE:
+        return (OPENAI_COMPATIBLE[provider][1],)
+    if provider in ENV_PROVIDERS:
+        return ENV_PROVIDERS[provider][0]
+    return ("AZURE_API_KEY",) if provider == "azure" else ()
 
 
 def config_folder(path: str | None) -> Path:
@@ -275,7 +380,7 @@ def line_of(path: str | None, where: str) -> str:
             root = yaml.compose(fh.read(), Loader=yaml.SafeLoader)
     except (OSError, yaml.YAMLError):
         return ""
-    return _line(root, where)
+    return yaml_line(root, where)
 
 
 def parse_config(text: str, source: str, environ: Mapping[str, str]) -> Config:
@@ -288,12 +393,23 @@ def parse_config(text: str, source: str, environ: Mapping[str, str]) -> Config:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping")
-    resolved = _resolve_env(raw, "$", environ)
+    missing: list[tuple[str, str]] = []
+    resolved = resolve_env(raw, "$", environ, missing)
+    check_missing(missing, root, source, environ)
     for path, unknown, note in _ignored_keys(resolved, Config, "$"):
-        where = f"{_dotted(path)}{_line(root, path)}"
+        where = f"{dotted(path)}{yaml_line(root, path)}"
+        key = path.rpartition(".")[2]
+        if unknown and note and key not in LITELLM_KEYS:
+            # A near miss of a declared key is a typo: ignoring ``master_kye`` would start
+            # the gateway without the setting the user meant (authentication off).
+            raise ConfigError(
+                f"{source}: `{dotted(path)}`{yaml_line(root, path)} is not a config key; "
+                f"did you mean `{note}`?"
+            )
         if unknown:
+            hint = f"; did you mean {note}?" if note else ""
             log.warning(
-                "%s: unknown config key %s is not supported and is ignored%s", source, where, note
+                "%s: unknown config key %s is not supported and is ignored%s", source, where, hint
             )
         else:
             log.warning("%s: %s is not supported and is ignored: %s", source, where, note)
@@ -302,8 +418,8 @@ def parse_config(text: str, source: str, environ: Mapping[str, str]) -> Config:
     except msgspec.ValidationError as exc:
         message = str(exc)
         match = re.search(r"at `(\$[^`]*)`", message)
-        where = _line(root, match.group(1)) if match else ""
-        field = _dotted(match.group(1)) if match else "config"
+        where = yaml_line(root, match.group(1)) if match else ""
+        field = dotted(match.group(1)) if match else "config"
         detail = message.split(" - at ")[0]
         raise ConfigError(f"{source}: invalid {field}: {detail}{where}") from exc
 
@@ -353,22 +469,6 @@ def with_env_providers(config: Config, environ: Mapping[str, str]) -> Config:
     return msgspec.structs.replace(config, model_list=config.model_list + tuple(added))
 
 
-def _resolve_env(value: Any, path: str, environ: Mapping[str, str]) -> Any:
-    if isinstance(value, str) and value.startswith(ENV_PREFIX):
-        name = value[len(ENV_PREFIX) :]
-        if name not in environ:
-            log.warning(
-                "%s refers to environment variable %s, which is not set", _dotted(path), name
-            )
-            return None
-        return environ[name]
-    if isinstance(value, dict):
-        return {k: _resolve_env(v, f"{path}.{k}", environ) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_resolve_env(v, f"{path}[{i}]", environ) for i, v in enumerate(value)]
-    return value
-
-
 def _ignored_keys(value: Any, typ: Any, path: str) -> Iterator[tuple[str, bool, str]]:
     """``(path, unknown, note)`` for every key in ``value`` that ``typ`` (a Struct, possibly
     nested in containers) does not act on: ``unknown`` keys get a "did you mean" note when one
@@ -406,28 +506,4 @@ def _ignored_keys(value: Any, typ: Any, path: str) -> Iterator[tuple[str, bool, 
 
 def _did_you_mean(key: str, fields: tuple[str, ...]) -> str:
     close = difflib.get_close_matches(key, fields, n=1, cutoff=0.8)
-    return f"; did you mean {close[0]}?" if close else ""
-
-
-def _dotted(path: str) -> str:
-    return path.removeprefix("$").removeprefix(".") or "config"
-
-
-def _line(root: yaml.Node | None, path: str) -> str:
-    """`` (line N)`` for ``path``: the line of its key for a mapping entry (a block value starts
-    on the line after its key), the line of the item for a sequence entry."""
-    node = marked = root
-    for part in re.findall(r"\.([^.\[]+)|\[(\d+)\]", path):
-        key, index = part
-        if isinstance(node, yaml.MappingNode) and key:
-            pair = next(((k, v) for k, v in node.value if k.value == key), None)
-            if pair is None:
-                return ""
-            marked, node = pair
-        elif isinstance(node, yaml.SequenceNode) and index and int(index) < len(node.value):
-            marked = node = node.value[int(index)]
-        else:
-            return ""
-    return (
-        f" (line {marked.start_mark.line + 1})" if marked is not None and marked is not root else ""
-    )
+    return close[0] if close else ""

@@ -9,6 +9,7 @@ disk. Spend lives in the ledger: ``Directory`` registers each record's limits th
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TypeVar
 
 from msgspec.structs import asdict
@@ -58,6 +59,9 @@ class Directory:
         self.keys: dict[str, KeyRow] = {}
         self.teams: dict[str, TeamRow] = {}
         self.users: dict[str, UserRow] = {}
+        # Told of each admin write ("keys"/"teams"/"users", record id) so that other workers
+        # re-read the record (``proxy.propagation``); None when nothing needs telling.
+        self.announce: Callable[[str, str], None] | None = None
 
     @property
     def store(self) -> Store:
@@ -129,6 +133,7 @@ class Directory:
         row.updated_at = time.time()
         await table.upsert(row)
         self._hold(held, record_id, row, restore=False)
+        self._announce(held, record_id)
 
     async def _remove(
         self, table: Records[R], held: dict[str, R], account: str, record_id: str
@@ -136,7 +141,25 @@ class Directory:
         removed = await table.delete(record_id)
         held.pop(record_id, None)
         self.ledger.drop_account(account)
+        self._announce(held, record_id)
         return removed
+
+    def _announce(self, held: dict[str, R], record_id: str) -> None:
+        if self.announce is not None:
+            name = "keys" if held is self.keys else "teams" if held is self.teams else "users"
+            self.announce(name, record_id)
+
+    def apply_change(self, held: dict[str, R], record_id: str, row: R | None) -> None:
+        """A change another replica made (``proxy.propagation``): hold the record as stored
+        in ``held`` (``keys``, ``teams`` or ``users``), or forget it when ``row`` is None.
+        Live spend stays this replica's own."""
+        if row is None:
+            gone = held.pop(record_id, None)
+            if gone is not None:
+                self.ledger.drop_account(account_of(gone))
+            return
+        # A record new to this replica starts from its stored spend.
+        self._hold(held, record_id, row, restore=not self.ledger.has_account(account_of(row)))
 
     async def rekey(self, old_hash: str, row: KeyRow) -> None:
         """Move a key record to a new secret (``/key/regenerate``), keeping its spend."""
@@ -150,3 +173,5 @@ class Directory:
         self.keys.pop(old_hash, None)
         self._hold(self.keys, row.token_hash, row, restore=True)
         self.ledger.drop_account(old_account)
+        self._announce(self.keys, old_hash)
+        self._announce(self.keys, row.token_hash)

@@ -24,6 +24,7 @@ translated at the boundary where they occur (``raise UpstreamTimeout(...) from e
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import orjson
@@ -166,7 +167,7 @@ class UpstreamTimeout(TollwayError):
 
 def _retry_after_header(retry_after: float) -> dict[str, str]:
     """``Retry-After`` in whole seconds, rounded up and at least 1."""
-    return {"retry-after": str(max(1, int(retry_after + 0.999)))}
+    return {"retry-after": str(max(1, math.ceil(retry_after)))}
 
 
 def _seconds(retry_after: str | None) -> float | None:

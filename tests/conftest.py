@@ -137,6 +137,9 @@ def start_gateway(
             "TOLLWAY_CONNECT_TIMEOUT_S": "1",
         }
     )
+    # ``TEST_TOLLWAY_SERVER=raw pytest ...`` runs the gateway tests on another server.
+    if os.environ.get("TEST_TOLLWAY_SERVER"):
+        env["TOLLWAY_SERVER"] = os.environ["TEST_TOLLWAY_SERVER"]
     env.update(extra_env or {})
     argv = list(args or [])
     if config_text is not None:
@@ -171,3 +174,12 @@ def auth() -> dict[str, str]:
 
 def chat_body(model: str = "gpt-test", **extra: Any) -> dict[str, Any]:
     return {"model": model, "messages": [{"role": "user", "content": "Say hello"}], **extra}
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """When the UI scale test is selected, start building its 10M-row database now, in
+    another process, so it is built on the second core while the rest of the suite runs."""
+    if any(item.nodeid.startswith("tests/ui/test_scale.py") for item in session.items):
+        from tests.ui import seed, test_scale
+
+        seed.start_in_background(test_scale.ROWS)

@@ -13,7 +13,8 @@ import pytest
 
 from proxy.server.cli import build_parser, main
 from proxy.server.settings import OPTIONS
-from tests.conftest import MASTER_KEY, start_gateway
+from tests.conftest import MASTER_KEY, UPSTREAM_KEY, start_gateway
+from tests.fakes.openai_upstream import FakeOpenAI
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -122,3 +123,62 @@ def test_unknown_config_key_only_warns_and_the_server_starts(tmp_path: Path) -> 
         assert "line 5" in warning
     finally:
         gateway.stop()
+
+
+# -- the quick start: `tollway --model ...`, no config file ---------------------------------
+
+
+def _chat(url: str, model: str) -> httpx.Response:
+    return httpx.post(
+        f"{url}/v1/chat/completions",
+        json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
+        timeout=10,
+    )
+
+
+def test_quick_start_serves_one_model_through_its_api_base(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    # `tollway --model ollama/llama3 --api_base http://...`: Ollama's key variable is read
+    # when set (the fake upstream checks one).
+    gateway = start_gateway(
+        tmp_path,
+        None,
+        extra_env={"OLLAMA_API_KEY": UPSTREAM_KEY},
+        args=["--model", "ollama/llama3", "--api_base", fake_openai.base_url],
+    )
+    try:
+        for name in ("ollama/llama3", "llama3"):
+            resp = _chat(gateway.url, name)
+            assert resp.status_code == 200, resp.text
+        assert fake_openai.last_request()["json"]["model"] == "llama3"
+        models = httpx.get(f"{gateway.url}/v1/models", timeout=5).json()["data"]
+        assert {m["id"] for m in models} == {"ollama/llama3", "llama3"}
+    finally:
+        gateway.stop()
+
+
+def test_quick_start_with_a_bare_name_reads_the_providers_key_variable(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    gateway = start_gateway(
+        tmp_path,
+        None,
+        extra_env={"OPENAI_API_KEY": UPSTREAM_KEY, "TOLLWAY_API_BASE": fake_openai.base_url},
+        args=["--model", "gpt-4o"],
+    )
+    try:
+        resp = _chat(gateway.url, "gpt-4o")
+        assert resp.status_code == 200, resp.text
+        sent = fake_openai.last_request()
+        assert sent["headers"]["Authorization"] == f"Bearer {UPSTREAM_KEY}"
+        assert sent["json"]["model"] == "gpt-4o"
+    finally:
+        gateway.stop()
+
+
+def test_quick_start_without_the_providers_key_exits_2_naming_it() -> None:
+    result = run_tollway("--model", "claude-sonnet-4-5")
+    assert result.returncode == 2
+    assert "ANTHROPIC_API_KEY" in result.stderr
+    assert "listening" not in result.stdout

@@ -11,7 +11,7 @@ from tests.conftest import MASTER_KEY, chat_body, free_port, gateway_config, sta
 from tests.fakes.openai_upstream import REPLY_TEXT, FakeOpenAI
 
 
-@pytest.mark.parametrize("server", ["uvicorn", "granian"])
+@pytest.mark.parametrize("server", ["uvicorn", "raw", "granian"])
 def test_server_choice_serves_chat_and_streams(
     server: str, fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:

@@ -198,15 +198,22 @@ def test_sqlite_database_url_sets_the_db_file(url: str, db: str) -> None:
     assert resolve({}, {}, config).db == db
 
 
-def test_postgres_database_url_is_ignored_with_a_warning(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+def test_postgres_database_url_selects_the_shared_store() -> None:
     config = parse_config(
         "general_settings:\n  database_url: postgresql://u:p@db:5432/litellm\n", "c.yaml", {}
     )
+    settings = resolve({}, {}, config)
+    assert settings.database_url == "postgresql://u:p@db:5432/litellm"
+    assert settings.db == Settings().db
+
+
+def test_an_unknown_database_url_scheme_is_ignored_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = parse_config("general_settings:\n  database_url: mysql://db/x\n", "c.yaml", {})
     with caplog.at_level(logging.WARNING, logger="tollway.settings"):
         settings = resolve({}, {}, config)
-    assert settings.db == Settings().db
+    assert settings.db == Settings().db and settings.database_url is None
     assert any("database_url" in r.getMessage() for r in caplog.records)
 
 

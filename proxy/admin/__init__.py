@@ -7,9 +7,14 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
+from .budgets import BudgetRoutes
 from .common import AdminState
+from .credentials import CredentialRoutes
+from .customers import CustomerRoutes
 from .keys import KeyRoutes
+from .model_groups import ModelGroupRoutes
 from .models import ModelRoutes
+from .organizations import OrganizationRoutes
 from .spend import SpendRoutes
 from .teams import TeamRoutes
 from .users import UserRoutes
@@ -24,4 +29,9 @@ def admin_routes(state: AdminState) -> list[Route]:
         *UserRoutes(state).routes(),
         *SpendRoutes(state).routes(),
         *ModelRoutes(state).routes(),
+        *CredentialRoutes(state).routes(),
+        *CustomerRoutes(state).routes(),
+        *OrganizationRoutes(state).routes(),
+        *BudgetRoutes(state).routes(),
+        *ModelGroupRoutes(state).routes(),
     ]

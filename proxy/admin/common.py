@@ -27,10 +27,15 @@ from ..auth import Authenticator, Principal, Role, hash_key
 from ..clock import Clock
 from ..directory import Directory
 from ..errors import BodyTooLarge, InvalidRequest, NotFound, PermissionDenied
+from ..hierarchy import Hierarchy
 from ..ledger import parse_duration
+from ..pipeline.policy import ModelPolicy
+from ..pricing import ModelPrice, PriceTable
 from ..routing import Router
 from ..server.settings import Settings
 from ..store import KeyRow, Store
+from ..upstream.deployment import Deployment
+from .runtime_models import RuntimeModels
 
 MAX_ADMIN_BODY_BYTES = 1024 * 1024
 MAX_PAGE_SIZE = 1000
@@ -65,11 +70,26 @@ class AdminState(Protocol):
     @property
     def directory(self) -> Directory: ...
     @property
+    def hierarchy(self) -> Hierarchy: ...
+    @property
     def store(self) -> Store: ...
     @property
     def router(self) -> Router: ...
     @property
     def flusher(self) -> Flusher: ...
+    @property
+    def model_policy(self) -> ModelPolicy: ...
+    # Prices for /model/info, and the models stored in the database (None: not enabled).
+    @property
+    def accounting(self) -> PriceSource: ...
+    @property
+    def runtime_models(self) -> RuntimeModels | None: ...
+
+
+class PriceSource(Protocol):
+    def price_of(self, deployment: Deployment, upstream_model: str) -> ModelPrice: ...
+    @property
+    def prices(self) -> PriceTable: ...
 
 
 def check_guardrails(state: AdminState, names: list[str] | None) -> None:
@@ -121,10 +141,12 @@ KEY_TYPE_RANK: dict[str | None, int] = {
 
 
 class Caller(msgspec.Struct, frozen=True):
-    """An authorized admin caller. ``team_scope`` None means unrestricted (the master key)."""
+    """An authorized admin caller. ``team_scope`` None means unrestricted (the master key);
+    ``self_only`` marks a plain key reading itself (its key, user, team and spend)."""
 
     principal: Principal
     team_scope: str | None = None
+    self_only: bool = False
 
     @property
     def is_master(self) -> bool:
@@ -139,7 +161,16 @@ class Caller(msgspec.Struct, frozen=True):
     def created_by(self) -> str:
         return "master" if self.is_master else self.key.token_hash
 
+    def check_self(self, allowed: bool, what: str) -> None:
+        """A self-only caller may read only its own records: 403 otherwise (whether or not
+        the other record exists)."""
+        if self.self_only and not allowed:
+            raise PermissionDenied(f"this key may only read its own {what}", code="self_only")
+
     def check_team(self, team_id: str | None, what: str) -> None:
+        if self.self_only:
+            self.check_self(team_id is not None and team_id == self.key.team_id, what)
+            return
         if not self.is_master and team_id != self.team_scope:
             raise PermissionDenied(
                 f"this key may only act on {what} of its own team", code="team_scope"
@@ -155,9 +186,13 @@ class Caller(msgspec.Struct, frozen=True):
         return self.team_scope
 
 
-def authorize(state: AdminState, request: Request, action: Action) -> Caller:
+def authorize(
+    state: AdminState, request: Request, action: Action, *, allow_self: bool = False
+) -> Caller:
     """The admin guard: 403 when the API is disabled, 401 without a valid key, else 403
-    unless the caller's role allows ``action``."""
+    unless the caller's role allows ``action``. With ``allow_self`` (the info and spend
+    reads) any other key gets a ``self_only`` caller, which the route confines to the key's
+    own records, as LiteLLM lets a key read itself."""
     if state.auth.open:
         raise PermissionDenied(
             "admin API disabled: no master key configured", code="admin_disabled"
@@ -169,6 +204,8 @@ def authorize(state: AdminState, request: Request, action: Action) -> Caller:
     if principal.role is not Role.KEY or key is None:
         raise PermissionDenied("admin routes need the master key", code="admin_only")
     allowed = _ALLOWED.get(key.key_type, frozenset())
+    if allow_self and (action not in allowed or key.team_id is None):
+        return Caller(principal, None, self_only=True)
     if action not in allowed:
         raise PermissionDenied(
             f"a key of type {key.key_type or 'default'!r} may not call {request.url.path}",
@@ -278,6 +315,17 @@ def duration_seconds(duration: str) -> float:
 
 
 # -- query parameters -------------------------------------------------------------------
+
+
+def check_query(request: Request, known: Collection[str]) -> None:
+    """Unknown query parameters are a 400 naming the first: a typo must never widen a
+    filter into every row."""
+    unknown = sorted(set(request.query_params.keys()) - set(known))
+    if unknown:
+        raise InvalidRequest(
+            f"unknown query parameter {unknown[0]!r}; known: {', '.join(sorted(known))}",
+            param=unknown[0],
+        )
 
 
 def query_str(request: Request, name: str) -> str | None:

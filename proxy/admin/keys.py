@@ -18,9 +18,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..auth import MAX_KEY_LENGTH, hash_key
+from ..directory import key_account
 from ..errors import InvalidRequest, NotFound, PermissionDenied
-from ..pipeline.accounting import ALL_TEAM_MODELS
-from ..store import KeyRow
+from ..ledger import Limits
+from ..pipeline.policy import ALL_TEAM_MODELS, allows
+from ..store import KeyRow, UserRow
 from .common import (
     KEY_TYPE_RANK,
     Action,
@@ -31,6 +33,7 @@ from .common import (
     Money,
     authorize,
     check_guardrails,
+    check_query,
     decode_body,
     duration_seconds,
     expiry,
@@ -44,6 +47,7 @@ from .common import (
     set_fields,
     with_iso_times,
 )
+from .key_fields import METADATA_FIELDS, merge_into, register_model_limits, shown
 from .records import RecordRoutes
 
 KeyType = Literal["llm_api", "default", "management", "read_only"]
@@ -53,9 +57,15 @@ KeyType = Literal["llm_api", "default", "management", "read_only"]
 CacheControl = Literal["no-cache", "no-store", "ttl", "s-maxage", "namespace"]
 
 
+ModelBudget = Money | dict[str, Any]
+
+
 class GenerateKey(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Every field of LiteLLM's ``GenerateKeyRequest``: enforced, or stored as given
+    (``STORED_ONLY``); anything else is a 400 naming the field."""
+
     key_alias: str | None = None
-    models: list[str] | UnsetType = UNSET
+    models: list[str] | UnsetType | None = UNSET
     max_budget: Money | None = None
     soft_budget: Money | None = None
     budget_duration: str | None = None
@@ -72,6 +82,37 @@ class GenerateKey(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     blocked: bool | None = None
     key_type: KeyType | None = None
     key: str | None = None
+    spend: Money | None = None
+    aliases: dict[str, str] | None = None
+    model_max_budget: dict[str, ModelBudget] | None = None
+    model_rpm_limit: dict[str, Count] | None = None
+    model_tpm_limit: dict[str, Count] | None = None
+    enforced_params: list[str] | None = None
+    budget_id: Identifier | None = None
+    config: dict[str, Any] | None = None
+    permissions: dict[str, Any] | None = None
+    # Stored as given (README: "stored-only key fields").
+    organization_id: str | None = None
+    project_id: str | None = None
+    agent_id: str | None = None
+    object_permission: dict[str, Any] | None = None
+    prompts: list[str] | None = None
+    policies: list[str] | None = None
+    allowed_routes: list[str] | None = None
+    allowed_passthrough_routes: list[str] | None = None
+    allowed_vector_store_indexes: list[Any] | None = None
+    access_group_ids: list[str] | None = None
+    rpm_limit_type: str | None = None
+    tpm_limit_type: str | None = None
+    budget_limits: list[dict[str, Any]] | None = None
+    budget_fallbacks: dict[str, list[str]] | None = None
+    mcp_rpm_limit: dict[str, int] | None = None
+    tag_rpm_limit: dict[str, int] | None = None
+    router_settings: dict[str, Any] | None = None
+    auto_rotate: bool | None = None
+    rotation_interval: str | None = None
+    send_invite_email: bool | None = None
+    disable_global_guardrails: bool | None = None
 
 
 class UpdateKey(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -93,6 +134,37 @@ class UpdateKey(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     tags: list[str] | UnsetType | None = UNSET
     blocked: bool | UnsetType | None = UNSET
     key_type: KeyType | UnsetType | None = UNSET
+    spend: Money | UnsetType | None = UNSET
+    aliases: dict[str, str] | UnsetType | None = UNSET
+    model_max_budget: dict[str, ModelBudget] | UnsetType | None = UNSET
+    model_rpm_limit: dict[str, Count] | UnsetType | None = UNSET
+    model_tpm_limit: dict[str, Count] | UnsetType | None = UNSET
+    enforced_params: list[str] | UnsetType | None = UNSET
+    budget_id: Identifier | UnsetType | None = UNSET
+    config: dict[str, Any] | UnsetType | None = UNSET
+    permissions: dict[str, Any] | UnsetType | None = UNSET
+    # Stored as given (README: "stored-only key fields").
+    organization_id: str | UnsetType | None = UNSET
+    project_id: str | UnsetType | None = UNSET
+    agent_id: str | UnsetType | None = UNSET
+    object_permission: dict[str, Any] | UnsetType | None = UNSET
+    prompts: list[str] | UnsetType | None = UNSET
+    policies: list[str] | UnsetType | None = UNSET
+    allowed_routes: list[str] | UnsetType | None = UNSET
+    allowed_passthrough_routes: list[str] | UnsetType | None = UNSET
+    allowed_vector_store_indexes: list[Any] | UnsetType | None = UNSET
+    access_group_ids: list[str] | UnsetType | None = UNSET
+    rpm_limit_type: str | UnsetType | None = UNSET
+    tpm_limit_type: str | UnsetType | None = UNSET
+    budget_limits: list[dict[str, Any]] | UnsetType | None = UNSET
+    budget_fallbacks: dict[str, list[str]] | UnsetType | None = UNSET
+    mcp_rpm_limit: dict[str, int] | UnsetType | None = UNSET
+    tag_rpm_limit: dict[str, int] | UnsetType | None = UNSET
+    router_settings: dict[str, Any] | UnsetType | None = UNSET
+    auto_rotate: bool | UnsetType | None = UNSET
+    rotation_interval: str | UnsetType | None = UNSET
+    send_invite_email: bool | UnsetType | None = UNSET
+    disable_global_guardrails: bool | UnsetType | None = UNSET
 
 
 class KeyRef(msgspec.Struct, forbid_unknown_fields=True):
@@ -121,8 +193,7 @@ def key_object(state: AdminState, row: KeyRow) -> dict[str, Any]:
     """A key record as admin responses show it: the hash as ``token``, never the secret."""
     data = state.directory.with_live_spend(row)
     data["token"] = data.pop("token_hash")
-    data["guardrails"] = row.metadata.get("guardrails")
-    data["allowed_cache_controls"] = row.metadata.get("allowed_cache_controls")
+    data.update(shown(row.metadata))
     return with_iso_times(data)
 
 
@@ -151,7 +222,9 @@ class KeyRoutes(RecordRoutes[KeyRow]):
 
     # -- checks ---------------------------------------------------------------------------
 
-    def validate(self, caller: Caller, row: KeyRow) -> None:
+    def validate(self, caller: Caller, row: KeyRow, *, new_user: bool = False) -> None:
+        """Checks on a key about to be written; ``new_user``: its user may not exist yet
+        (``/key/generate`` creates it once everything else has passed)."""
         super().validate(caller, row)
         directory = self.state.directory
         team = None
@@ -159,10 +232,13 @@ class KeyRoutes(RecordRoutes[KeyRow]):
             team = directory.teams.get(row.team_id)
             if team is None:
                 raise InvalidRequest(f"team_id {row.team_id!r} does not exist", param="team_id")
-        if row.user_id is not None and row.user_id not in directory.users:
+        if row.user_id is not None and row.user_id not in directory.users and not new_user:
             raise InvalidRequest(f"user_id {row.user_id!r} does not exist", param="user_id")
         if team is not None and team.models and row.models:
-            outside = sorted(set(row.models) - set(team.models) - {ALL_TEAM_MODELS})
+            groups = self.state.model_policy.groups
+            outside = sorted(
+                m for m in row.models if m != ALL_TEAM_MODELS and not allows(team.models, m, groups)
+            )
             if outside:
                 raise InvalidRequest(
                     f"models {outside} are not allowed for team {team.team_id!r}",
@@ -196,19 +272,17 @@ class KeyRoutes(RecordRoutes[KeyRow]):
         team_id = body.team_id
         if team_id is None and not caller.is_master:
             team_id = caller.team_scope
-        metadata = dict(body.metadata or {})
-        if body.guardrails is not None:
-            check_guardrails(self.state, body.guardrails)
-            metadata["guardrails"] = body.guardrails
-        if body.allowed_cache_controls is not None:
-            metadata["allowed_cache_controls"] = body.allowed_cache_controls
+        check_guardrails(self.state, body.guardrails)
+        if body.spend is not None and not caller.is_master:
+            raise PermissionDenied("only the master key may set spend", param="spend")
+        metadata = merge_into(dict(body.metadata or {}), body)
         row = KeyRow(
             token_hash=token_hash,
             key_alias=body.key_alias,
             key_name=masked(secret),
             team_id=team_id,
             user_id=body.user_id,
-            models=models,
+            models=list(models or []),
             max_budget=body.max_budget,
             soft_budget=body.soft_budget,
             budget_duration=body.budget_duration,
@@ -223,8 +297,40 @@ class KeyRoutes(RecordRoutes[KeyRow]):
             created_at=now,
             created_by=caller.created_by,
         )
+        self.validate(caller, row, new_user=True)
+        await self._create_missing_user(caller, row)
         await self.save(caller, row)
+        if body.spend:
+            await self._set_spend(row, body.spend)
         return json_response({**key_object(self.state, row), "key": secret, "token_id": token_hash})
+
+    async def _create_missing_user(self, caller: Caller, row: KeyRow) -> None:
+        """A key for a user that does not exist yet creates the user, as LiteLLM does (a
+        team-scoped caller only for members of its team)."""
+        user_id = row.user_id
+        directory = self.state.directory
+        if user_id is None or user_id in directory.users:
+            return
+        team = directory.teams.get(row.team_id) if row.team_id else None
+        if not caller.is_master and (team is None or not is_member(team.members, user_id)):
+            return  # ``validate`` refuses it
+        now = self.state.clock.time()
+        await directory.put_user(UserRow(user_id=user_id, created_at=now))
+
+    async def _set_spend(self, row: KeyRow, spend: float) -> None:
+        """Set a key's spend (master key only): the ledger's figure, stored at once."""
+        directory = self.state.directory
+        account = key_account(row.token_hash)
+        state = directory.ledger.account(account)
+        directory.ledger.set_account(
+            account, _limits_of(row), spend=spend, budget_reset_at=state.budget_reset_at
+        )
+        await self.state.store.apply_flush([(account, spend, state.budget_reset_at)], [])
+
+    async def save(self, caller: Caller, row: KeyRow) -> KeyRow:
+        await super().save(caller, row)
+        register_model_limits(self.state.directory.ledger, row)
+        return row
 
     def _check_secret(self, secret: str, param: str) -> str:
         if not secret.startswith("sk-") or not 8 <= len(secret) <= MAX_KEY_LENGTH:
@@ -246,26 +352,25 @@ class KeyRoutes(RecordRoutes[KeyRow]):
         caller = authorize(self.state, request, Action.KEY_WRITE)
         body = await decode_body(request, UpdateKey)
         current = self._visible(caller, self.find(body.key))
-        changes = set_fields(body, skip=("key", "duration", "guardrails", "allowed_cache_controls"))
+        changes = set_fields(body, skip=("key", "duration", "spend", *METADATA_FIELDS))
         if not isinstance(body.guardrails, UnsetType):
             check_guardrails(self.state, body.guardrails)
-        for name in ("guardrails", "allowed_cache_controls"):
-            # Both live in the key's metadata, where the stages read them.
-            value = getattr(body, name)
-            if isinstance(value, UnsetType):
-                continue
-            metadata = dict(changes.get("metadata", current.metadata))
-            if value is None:
-                metadata.pop(name, None)
-            else:
-                metadata[name] = value
-            changes["metadata"] = metadata
+        if not isinstance(body.spend, UnsetType) and not caller.is_master:
+            raise PermissionDenied("only the master key may set spend", param="spend")
+        # These live in the key's metadata, where the stages read them; new metadata keeps them.
+        metadata = dict(changes.get("metadata", current.metadata))
+        for name in METADATA_FIELDS:
+            if name in current.metadata and name not in metadata:
+                metadata[name] = current.metadata[name]
+        changes["metadata"] = merge_into(metadata, body)
         if not isinstance(body.duration, UnsetType):
             duration = body.duration
             changes["expires"] = (
                 None if duration is None else expiry(duration, self.state.clock.time())
             )
         row = await self.save(caller, replace(current, **changes))
+        if not isinstance(body.spend, UnsetType):
+            await self._set_spend(row, body.spend or 0.0)
         return json_response({"key": row.token_hash, **key_object(self.state, row)})
 
     async def delete(self, request: Request) -> Response:
@@ -288,11 +393,16 @@ class KeyRoutes(RecordRoutes[KeyRow]):
         return json_response({"deleted_keys": [*body.keys, *body.key_aliases]})
 
     async def info(self, request: Request) -> Response:
-        caller = authorize(self.state, request, Action.KEY_READ)
+        caller = authorize(self.state, request, Action.KEY_READ, allow_self=True)
+        check_query(request, ("key",))
         key = query_str(request, "key")
         if key is None:
             if caller.is_master:
                 raise InvalidRequest("give the key to look up as ?key=", param="key")
+            row = caller.key
+        elif caller.self_only:
+            # Another key's existence is not revealed: not found and not yours are both 403.
+            caller.check_self(_key_hash(key) == caller.key.token_hash, "key")
             row = caller.key
         else:
             row = self._visible(caller, self.find(key))
@@ -361,6 +471,22 @@ class KeyRoutes(RecordRoutes[KeyRow]):
             _not_more_powerful(caller.key, row)
         await self.put(row)
         return json_response(key_object(self.state, row))
+
+
+def _key_hash(key: str) -> str:
+    """A key given as its secret or as its hash."""
+    is_hash = len(key) == 64 and all(c in "0123456789abcdef" for c in key)
+    return key if is_hash else hash_key(key[:MAX_KEY_LENGTH])
+
+
+def _limits_of(row: KeyRow) -> Limits:
+    return Limits(
+        max_budget=row.max_budget,
+        rpm_limit=row.rpm_limit,
+        tpm_limit=row.tpm_limit,
+        max_parallel_requests=row.max_parallel_requests,
+        budget_duration=row.budget_duration,
+    )
 
 
 def _not_more_powerful(creator: KeyRow, row: KeyRow) -> None:

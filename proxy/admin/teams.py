@@ -3,46 +3,68 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 from msgspec import UNSET, UnsetType
 from msgspec.structs import replace
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
-from ..errors import InvalidRequest
+from ..errors import InvalidRequest, PermissionDenied
 from ..store import TeamRow
 from .common import (
     Action,
-    AdminState,
+    Caller,
     Count,
     Identifier,
     Money,
     authorize,
     check_duration,
     check_guardrails,
+    check_query,
     decode_body,
     is_member,
     json_response,
     query_str,
     set_fields,
-    with_iso_times,
 )
 from .keys import key_object
 from .records import RecordRoutes
+from .team_members import (
+    Member,
+    TeamMemberRoutes,
+    register_member_budgets,
+    resolve_members,
+    team_object,
+)
+
+# LiteLLM's master key acts as this user; it is the admin of the teams it creates.
+DEFAULT_ADMIN_USER = "default_user_id"
 
 
-class Member(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
-    user_id: Identifier | None = None
-    user_email: str | None = None
-    role: Literal["admin", "user"] = "user"
+# LiteLLM's team fields kept in the team's metadata under their own names (the stages read
+# ``model_aliases``; the rest are shown as given).
+_METADATA_FIELDS = (
+    "model_aliases",
+    "organization_id",
+    "tags",
+    "object_permission",
+    "team_member_budget",
+    "team_member_key_duration",
+    "team_member_rpm_limit",
+    "team_member_tpm_limit",
+    "model_rpm_limit",
+    "model_tpm_limit",
+    "prompts",
+)
 
 
 class NewTeam(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     team_id: Identifier | None = None
     team_alias: str | None = None
-    models: list[str] = msgspec.field(default_factory=list)
+    models: list[str] | None = None
     max_budget: Money | None = None
     budget_duration: str | None = None
     rpm_limit: Count | None = None
@@ -50,9 +72,21 @@ class NewTeam(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_parallel_requests: Count | None = None
     members: list[Member] | None = None
     members_with_roles: list[Member] | None = None
+    admins: list[Any] | None = None
     metadata: dict[str, Any] | None = None
     guardrails: list[str] | None = None
     blocked: bool = False
+    model_aliases: dict[str, str] | None = None
+    organization_id: str | None = None
+    tags: list[str] | None = None
+    object_permission: dict[str, Any] | None = None
+    team_member_budget: Money | None = None
+    team_member_key_duration: str | None = None
+    team_member_rpm_limit: Count | None = None
+    team_member_tpm_limit: Count | None = None
+    model_rpm_limit: dict[str, Count] | None = None
+    model_tpm_limit: dict[str, Count] | None = None
+    prompts: list[str] | None = None
 
 
 class UpdateTeam(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -69,16 +103,21 @@ class UpdateTeam(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     metadata: dict[str, Any] | UnsetType | None = UNSET
     guardrails: list[str] | UnsetType | None = UNSET
     blocked: bool | UnsetType | None = UNSET
+    model_aliases: dict[str, str] | UnsetType | None = UNSET
+    organization_id: str | UnsetType | None = UNSET
+    tags: list[str] | UnsetType | None = UNSET
+    object_permission: dict[str, Any] | UnsetType | None = UNSET
+    team_member_budget: Money | UnsetType | None = UNSET
+    team_member_key_duration: str | UnsetType | None = UNSET
+    team_member_rpm_limit: Count | UnsetType | None = UNSET
+    team_member_tpm_limit: Count | UnsetType | None = UNSET
+    model_rpm_limit: dict[str, Count] | UnsetType | None = UNSET
+    model_tpm_limit: dict[str, Count] | UnsetType | None = UNSET
+    prompts: list[str] | UnsetType | None = UNSET
 
 
 class DeleteTeams(msgspec.Struct, forbid_unknown_fields=True):
     team_ids: list[str]
-
-
-def team_object(state: AdminState, row: TeamRow) -> dict[str, Any]:
-    data = state.directory.with_live_spend(row)
-    data["members_with_roles"] = data.pop("members")
-    return with_iso_times(data)
 
 
 def _with_guardrails(
@@ -92,17 +131,23 @@ def _with_guardrails(
     return metadata
 
 
-def _members(members: list[Member] | None, param: str) -> list[Any]:
-    out: list[Any] = []
-    for member in members or []:
-        if member.user_id is None and member.user_email is None:
-            raise InvalidRequest("each member needs a user_id or a user_email", param=param)
-        out.append(msgspec.to_builtins(member))
-    return out
+def _with_fields(metadata: dict[str, Any], body: msgspec.Struct) -> dict[str, Any]:
+    for name in _METADATA_FIELDS:
+        value = getattr(body, name)
+        if isinstance(value, UnsetType):
+            continue
+        if value is None:
+            metadata.pop(name, None)
+        else:
+            metadata[name] = msgspec.to_builtins(value)
+    return metadata
 
 
 class TeamRoutes(RecordRoutes[TeamRow]):
     kind = "team"
+
+    def routes(self) -> list[Route]:
+        return [*super().routes(), *TeamMemberRoutes(self.state).routes()]
 
     @property
     def records(self) -> Mapping[str, TeamRow]:
@@ -111,26 +156,40 @@ class TeamRoutes(RecordRoutes[TeamRow]):
     async def put(self, row: TeamRow) -> None:
         await self.state.directory.put_team(row)
 
+    async def _members(
+        self, caller: Caller, members: list[Member] | None, with_roles: list[Member] | None
+    ) -> list[Any]:
+        listed = await resolve_members(self.state, members, "members")
+        listed += await resolve_members(self.state, with_roles, "members_with_roles")
+        unique: dict[str, Any] = {}
+        for member in listed:
+            unique.setdefault(member["user_id"], member)
+        return list(unique.values())
+
     async def create(self, request: Request) -> Response:
-        authorize(self.state, request, Action.TEAM_WRITE)
+        caller = authorize(self.state, request, Action.TEAM_WRITE)
         body = await decode_body(request, NewTeam)
         check_duration(body.budget_duration, "budget_duration")
         check_guardrails(self.state, body.guardrails)
         team_id = self.new_id(body.team_id)
-        members = _members(body.members, "members") + _members(
-            body.members_with_roles, "members_with_roles"
-        )
+        members = await self._members(caller, body.members, body.members_with_roles)
+        # The creator is the team's admin, as in LiteLLM (whose master key acts as the user
+        # ``default_user_id``).
+        creator = DEFAULT_ADMIN_USER if caller.is_master else caller.key.user_id
+        if creator is not None and all(m["user_id"] != creator for m in members):
+            members.append({"user_id": creator, "user_email": None, "role": "admin"})
+        metadata = _with_guardrails(dict(body.metadata or {}), body.guardrails)
         row = TeamRow(
             team_id=team_id,
             team_alias=body.team_alias,
-            models=body.models,
+            models=list(body.models or []),
             max_budget=body.max_budget,
             budget_duration=body.budget_duration,
             rpm_limit=body.rpm_limit,
             tpm_limit=body.tpm_limit,
             max_parallel_requests=body.max_parallel_requests,
             members=members,
-            metadata=_with_guardrails(dict(body.metadata or {}), body.guardrails),
+            metadata=_with_fields(metadata, body),
             blocked=body.blocked,
             created_at=self.state.clock.time(),
         )
@@ -141,21 +200,25 @@ class TeamRoutes(RecordRoutes[TeamRow]):
         caller = authorize(self.state, request, Action.TEAM_WRITE)
         body = await decode_body(request, UpdateTeam)
         current = self.find(body.team_id)
-        changes = set_fields(body, skip=("team_id", "members", "members_with_roles", "guardrails"))
+        changes = set_fields(
+            body,
+            skip=("team_id", "members", "members_with_roles", "guardrails", *_METADATA_FIELDS),
+        )
+        metadata = dict(changes.get("metadata") or current.metadata)
         if not isinstance(body.guardrails, UnsetType):
             check_guardrails(self.state, body.guardrails)
-            metadata = dict(changes.get("metadata") or current.metadata)
-            changes["metadata"] = _with_guardrails(metadata, body.guardrails, replace_list=True)
+            metadata = _with_guardrails(metadata, body.guardrails, replace_list=True)
+        changes["metadata"] = _with_fields(metadata, body)
         if not (
             isinstance(body.members, UnsetType) and isinstance(body.members_with_roles, UnsetType)
         ):
-            changes["members"] = _members(
-                None if isinstance(body.members, UnsetType) else body.members, "members"
-            ) + _members(
+            changes["members"] = await self._members(
+                caller,
+                None if isinstance(body.members, UnsetType) else body.members,
                 None if isinstance(body.members_with_roles, UnsetType) else body.members_with_roles,
-                "members_with_roles",
             )
         row = await self.save(caller, replace(current, **changes))
+        register_member_budgets(self.state, row)
         return json_response({"team_id": row.team_id, "data": team_object(self.state, row)})
 
     async def delete(self, request: Request) -> Response:
@@ -172,19 +235,21 @@ class TeamRoutes(RecordRoutes[TeamRow]):
         return json_response({"deleted_teams": body.team_ids, "deleted_keys": deleted_keys})
 
     async def info(self, request: Request) -> Response:
-        caller = authorize(self.state, request, Action.TEAM_READ)
+        caller = authorize(self.state, request, Action.TEAM_READ, allow_self=True)
+        check_query(request, ("team_id",))
         team_id = query_str(request, "team_id")
         if team_id is None:
             if caller.is_master:
                 raise InvalidRequest("give the team as ?team_id=", param="team_id")
-            team_id = caller.team_scope
-            assert team_id is not None
-        caller.check_team(team_id, "the team")
+            team_id = caller.team_scope if not caller.self_only else caller.key.team_id
+            if team_id is None:
+                raise PermissionDenied("this key belongs to no team", code="self_only")
+        caller.check_team(team_id, "team")
         row = self.find(team_id)
         keys = [
             key_object(self.state, k)
             for k in self.state.directory.keys.values()
-            if k.team_id == team_id
+            if k.team_id == team_id and (not caller.self_only or k is caller.key)
         ]
         return json_response(
             {"team_id": team_id, "team_info": team_object(self.state, row), "keys": keys}

@@ -5,16 +5,30 @@ account and reserves on all of them atomically without locks. Accounts are opaqu
 ``key:<hash>``, ``user:<id>``, ``team:<id>``; the part before ``:`` (the *kind*) is the only part
 of an id that ever appears in an error message.
 
-Money: ``spend`` is a float dollar total. ``reserved`` (the worst-case cost of requests in
-flight) is kept as an integer count of nano-dollars, so reserving a cost and settling it later
-returns ``reserved`` to exactly its prior value however many requests overlap, and it is
-exactly 0.0 whenever nothing is in flight. Budget comparisons allow ``_EPSILON`` (a billionth
-of a dollar) of float rounding so a budget of 1.00 admits ten reservations of 0.10.
+Money is kept as integer pico-dollars (``MONEY_UNIT`` per dollar: finer than any per-token
+price in the price table): spend, budgets and the worst-case cost of requests in flight. Sums
+are exact, so reserving a cost and settling it later returns ``reserved`` to exactly its prior
+value however many requests overlap, a budget of 1.00 admits exactly ten reservations of 0.10,
+and a spend read back as dollars is the shortest decimal for it (0.00096, never
+0.0009600000000000001). ``round_money`` rounds any dollar figure to the same precision.
+
+Budgets are usable to the last cent (``admit``'s ``output_price``/``max_output_tokens``): when a
+request's worst case does not fit the tightest remaining budget but its prompt and at least
+``min_output_tokens`` of output do, it is admitted with its output capped to what the budget
+pays for (``Reservation.output_cap``); the caller sends that cap upstream as the request's
+output limit, so the guarantee holds: spend never passes a budget. A refusal says by how much
+the request *would exceed* the remaining budget, after LiteLLM's "Budget has been exceeded!".
 
 Windows are exact sliding 60 s windows and are only recorded while the matching limit is set:
 a deque of admission times for rpm, and for tpm a min-heap of ``(admitted_at, tokens)`` for
 settled requests (settles arrive out of admission order, and a heap still prunes the oldest
-first) plus a running count of tokens reserved by requests still in flight.
+first) plus a running count of tokens reserved by requests still in flight. A refusal's
+``retry-after`` is the time until the window admits the request (rounded up by the error), and
+the refusal carries ``x-ratelimit-*`` headers that agree with it.
+
+The interface (mirrored by the Redis ledger): ``set_account`` / ``drop_account`` /
+``has_account``; ``admit`` → ``Reservation`` → exactly one ``settle`` or ``release``;
+``account`` / ``spend`` / ``ratelimit_headers`` reads; ``drain_dirty`` for the flusher.
 """
 
 from __future__ import annotations
@@ -27,11 +41,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from proxy.errors import BudgetExceeded, RateLimited
-from proxy.ledger.durations import Duration, next_reset, parse_duration
+from proxy.ledger.durations import Duration, advance, next_reset, parse_duration
 
 WINDOW_SECONDS = 60.0
-_NANOS = 1_000_000_000
-_EPSILON = 1e-9
+MONEY_UNIT = 1_000_000_000_000  # pico-dollars per dollar
+MONEY_DIGITS = 12
+
+
+def round_money(amount: float) -> float:
+    """A dollar amount at the ledger's precision, as the shortest float for it."""
+    return round(amount, MONEY_DIGITS)
+
+
+def _units(amount: float) -> int:
+    return round(amount * MONEY_UNIT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,19 +83,19 @@ class AccountState:
 class _Account:
     __slots__ = (
         "budget_reset_at",
+        "budget_units",
         "duration",
         "id",
         "in_flight",
         "kind",
         "limits",
-        "max_budget",
         "max_parallel",
         "requests",
-        "reserved_nanos",
         "reserved_tokens",
+        "reserved_units",
         "rpm_limit",
         "settled_tokens",
-        "spend",
+        "spend_units",
         "tpm_limit",
         "window_tokens",
     )
@@ -84,12 +107,12 @@ class _Account:
         self.limits = Limits()
         self.duration: Duration | None = None
         # Copies of the limits, read on every admit without a second attribute hop.
-        self.max_budget: float | None = None
+        self.budget_units: int | None = None
         self.rpm_limit: int | None = None
         self.tpm_limit: int | None = None
         self.max_parallel: int | None = None
-        self.spend = 0.0
-        self.reserved_nanos = 0
+        self.spend_units = 0
+        self.reserved_units = 0
         self.in_flight = 0
         self.budget_reset_at: float | None = None
         self.requests: deque[float] = deque()
@@ -100,7 +123,7 @@ class _Account:
     def apply_limits(self, limits: Limits, duration: Duration | None) -> None:
         self.limits = limits
         self.duration = duration
-        self.max_budget = limits.max_budget
+        self.budget_units = None if limits.max_budget is None else _units(limits.max_budget)
         self.rpm_limit = limits.rpm_limit
         self.tpm_limit = limits.tpm_limit
         self.max_parallel = limits.max_parallel_requests
@@ -116,6 +139,16 @@ class _Account:
         while requests and requests[0] <= cutoff:
             requests.popleft()
         return requests
+
+    def requests_reset(self, now: float, limit: int) -> float:
+        """Seconds until the rpm window has room for one more request (0 if it has now);
+        with room already, until the oldest request leaves (when ``remaining`` next grows)."""
+        requests = self.prune_requests(now)
+        if not requests:
+            return 0.0
+        # Admission needs len - k < limit: the (len - limit)-th oldest must leave first.
+        index = max(0, len(requests) - limit)
+        return requests[index] + WINDOW_SECONDS - now
 
     def tokens_used(self, now: float) -> int:
         heap = self.settled_tokens
@@ -136,25 +169,39 @@ class _Account:
 
 
 class Reservation:
-    """What ``admit`` reserved; hand it back to ``settle`` or ``release`` exactly once."""
+    """What ``admit`` reserved; hand it back to ``settle`` or ``release`` exactly once.
 
-    __slots__ = ("_accounts", "_nanos", "cost", "request_id", "settled", "timestamp", "tokens")
+    ``output_cap`` is set when the budget only paid for a capped output: the request must be
+    sent upstream with its output limit lowered to it.
+    """
+
+    __slots__ = (
+        "_accounts",
+        "_units",
+        "cost",
+        "output_cap",
+        "request_id",
+        "settled",
+        "timestamp",
+        "tokens",
+    )
 
     def __init__(
         self,
         request_id: str,
         accounts: list[_Account],
-        cost: float,
-        nanos: int,
+        units: int,
         tokens: int,
         timestamp: float,
+        output_cap: int | None = None,
     ) -> None:
         self.request_id = request_id
         self._accounts = accounts
-        self.cost = cost
-        self._nanos = nanos
+        self.cost = units / MONEY_UNIT
+        self._units = units
         self.tokens = tokens
         self.timestamp = timestamp
+        self.output_cap = output_cap
         self.settled = False
 
     @property
@@ -164,7 +211,8 @@ class Reservation:
     def __repr__(self) -> str:
         return (
             f"Reservation(request_id={self.request_id!r}, accounts={len(self._accounts)}, "
-            f"cost={self.cost!r}, tokens={self.tokens!r}, settled={self.settled!r})"
+            f"cost={self.cost!r}, tokens={self.tokens!r}, output_cap={self.output_cap!r}, "
+            f"settled={self.settled!r})"
         )
 
 
@@ -187,9 +235,10 @@ class Ledger:
         """Create or update an account; live state (in flight, reserved, windows) is kept.
 
         ``spend`` replaces the current spend (restoring from the database). Without a
-        ``budget_reset_at`` a budget duration that is new or changed gets the next boundary
-        from now, and the account is marked dirty so the flusher stores it. Raises
-        ``ValueError`` for a bad ``budget_duration``, before changing anything.
+        ``budget_reset_at`` a budget duration that is new or changed starts now (its first
+        reset is ``next_reset(duration, now)``), and the account is marked dirty so the
+        flusher stores it. Raises ``ValueError`` for a bad ``budget_duration``, before
+        changing anything.
         """
         duration = (
             None if limits.budget_duration is None else parse_duration(limits.budget_duration)
@@ -200,7 +249,7 @@ class Ledger:
         previous_duration = account.duration
         account.apply_limits(limits, duration)
         if spend is not None:
-            account.spend = float(spend)
+            account.spend_units = _units(float(spend))
         if duration is None:
             account.budget_reset_at = None
         elif budget_reset_at is not None:
@@ -218,38 +267,76 @@ class Ledger:
         return account_id in self._accounts
 
     def admit(
-        self, request_id: str, account_ids: Sequence[str], *, tokens: int, cost: float
+        self,
+        request_id: str,
+        account_ids: Sequence[str],
+        *,
+        tokens: int,
+        cost: float,
+        output_price: float = 0.0,
+        max_output_tokens: int = 0,
+        min_output_tokens: int = 1,
     ) -> Reservation:
         """Reserve ``tokens`` and worst-case ``cost`` on every known account, or on none.
 
-        Unknown ids are skipped. Per account, in order: a due budget reset is applied, then
-        max parallel requests, rpm, tpm and budget are checked. Raises ``RateLimited`` or
-        ``BudgetExceeded`` naming the account's kind, leaving every account unreserved.
+        ``cost`` includes ``max_output_tokens`` of output at ``output_price`` dollars a token
+        (both 0: the output cannot be capped). When the cost does not fit the tightest budget
+        but the rest of it plus ``min_output_tokens`` of output does, the output is capped to
+        the most that fits: ``Reservation.output_cap``, with the reserved cost lowered to match
+        and ``tokens`` by ``max(0, min(max_output_tokens, tokens) - output_cap)``.
+
+        Unknown ids are skipped. A due budget reset is applied first; then the budgets are
+        checked, then per account max parallel requests, rpm and tpm. Raises
+        ``BudgetExceeded`` or ``RateLimited`` naming the account's kind, leaving every
+        account unreserved.
         """
         now = self._clock()
-        nanos = round(cost * _NANOS)
+        units = _units(cost)
         accounts: list[_Account] = []
+        tightest: _Account | None = None
+        room = 0
         get = self._accounts.get
         for account_id in account_ids:
             account = get(account_id)
             if account is None or account in accounts:
                 continue
-            self._check(account, now, tokens, cost)
             accounts.append(account)
+            budget = account.budget_units
+            if budget is None:
+                continue
+            reset_at = account.budget_reset_at
+            if reset_at is not None and now >= reset_at:
+                self._reset_budget(account, now)
+            left = budget - account.spend_units - account.reserved_units
+            if left < units and (tightest is None or left < room):
+                tightest, room = account, left
+        output_cap: int | None = None
+        if tightest is not None:
+            output_cap = _affordable(room, units, output_price, max_output_tokens)
+            if output_cap is None or output_cap < max(min_output_tokens, 1):
+                raise BudgetExceeded(
+                    _refusal(
+                        tightest, units, room, output_price, max_output_tokens, min_output_tokens
+                    )
+                )
+            per_token = _units_per_token(output_price)
+            capped = units - max_output_tokens * per_token + output_cap * per_token
+            units = min(room, math.ceil(capped))
+            # ``tokens`` may count less output than ``max_output_tokens`` (a request without
+            # ``max_tokens`` reserves none for tpm): only output it counted is taken off.
+            tokens -= max(0, min(max_output_tokens, tokens) - output_cap)
+        for account in accounts:
+            self._check_limits(account, now, tokens)
         # Every check passed: reserve on all of them (nothing below can raise).
         for account in accounts:
             account.in_flight += 1
-            account.reserved_nanos += nanos
+            account.reserved_units += units
             account.reserved_tokens += tokens
             if account.rpm_limit is not None:
                 account.requests.append(now)
-        return Reservation(request_id, accounts, cost, nanos, tokens, now)
+        return Reservation(request_id, accounts, units, tokens, now, output_cap)
 
-    def _check(self, account: _Account, now: float, tokens: int, cost: float) -> None:
-        reset_at = account.budget_reset_at
-        if reset_at is not None and now >= reset_at:
-            self._reset_budget(account, now)
-
+    def _check_limits(self, account: _Account, now: float, tokens: int) -> None:
         limit = account.max_parallel
         if limit is not None and account.in_flight >= limit:
             raise RateLimited(
@@ -262,37 +349,49 @@ class Ledger:
         if limit is not None:
             requests = account.prune_requests(now)
             if len(requests) >= limit:
-                raise RateLimited(
+                wait = account.requests_reset(now, limit)
+                error = RateLimited(
                     f"Rate limit reached for {account.kind}: {len(requests)} requests in the "
                     f"last minute, rpm_limit {limit}",
-                    retry_after=requests[0] + WINDOW_SECONDS - now if requests else WINDOW_SECONDS,
+                    retry_after=wait,
                 )
+                error.headers.update(
+                    {
+                        "x-ratelimit-limit-requests": str(limit),
+                        "x-ratelimit-remaining-requests": "0",
+                        "x-ratelimit-reset-requests": error.headers["retry-after"] + "s",
+                    }
+                )
+                raise error
 
         limit = account.tpm_limit
         if limit is not None:
             used = account.tokens_used(now)
             if used and used + tokens > limit:
-                raise RateLimited(
+                error = RateLimited(
                     f"Rate limit reached for {account.kind}: {used} tokens in the last minute "
                     f"+ this request's {tokens} > tpm_limit {limit}",
                     retry_after=account.tokens_retry_after(used + tokens - limit, now),
                 )
-
-        budget = account.max_budget
-        if budget is not None:
-            reserved = account.reserved_nanos / _NANOS
-            if account.spend + reserved + cost > budget + _EPSILON:
-                in_flight = f" + in flight {_money(reserved)}" if reserved else ""
-                raise BudgetExceeded(
-                    f"Budget exceeded for {account.kind}: spend {_money(account.spend)}"
-                    f"{in_flight} + this request's worst case {_money(cost)} > max_budget "
-                    f"{_money(budget)}"
+                error.headers.update(
+                    {
+                        "x-ratelimit-limit-tokens": str(limit),
+                        "x-ratelimit-remaining-tokens": str(max(0, limit - used)),
+                        "x-ratelimit-reset-tokens": error.headers["retry-after"] + "s",
+                    }
                 )
+                raise error
 
     def _reset_budget(self, account: _Account, now: float) -> None:
-        account.spend = 0.0
+        account.spend_units = 0
         duration = account.duration
-        account.budget_reset_at = None if duration is None else next_reset(duration, now)
+        reset_at = account.budget_reset_at
+        if duration is None:
+            account.budget_reset_at = None
+        elif reset_at is None:
+            account.budget_reset_at = next_reset(duration, now)
+        else:
+            account.budget_reset_at = advance(duration, reset_at, now)
         self._dirty.add(account.id)
 
     def settle(self, reservation: Reservation, *, cost: float, tokens: int) -> None:
@@ -306,12 +405,13 @@ class Ledger:
         reservation.settled = True
         admitted_at = reservation.timestamp
         record_tokens = tokens > 0 and admitted_at > self._clock() - WINDOW_SECONDS
+        units = _units(cost)
         for account in reservation._accounts:
             account.in_flight -= 1
-            account.reserved_nanos -= reservation._nanos
+            account.reserved_units -= reservation._units
             account.reserved_tokens -= reservation.tokens
-            if cost:
-                account.spend += cost
+            if units:
+                account.spend_units += units
                 self._dirty.add(account.id)
             if record_tokens and account.tpm_limit is not None:
                 heapq.heappush(account.settled_tokens, (admitted_at, tokens))
@@ -331,8 +431,8 @@ class Ledger:
         return AccountState(
             account_id=account.id,
             limits=account.limits,
-            spend=account.spend,
-            reserved=account.reserved_nanos / _NANOS,
+            spend=account.spend_units / MONEY_UNIT,
+            reserved=account.reserved_units / MONEY_UNIT,
             in_flight=account.in_flight,
             budget_reset_at=account.budget_reset_at,
             requests_in_window=len(account.prune_requests(now)),
@@ -342,13 +442,14 @@ class Ledger:
     def spend(self, account_id: str) -> float | None:
         """The account's spend (None if unknown): the cheap read for response headers."""
         account = self._accounts.get(account_id)
-        return None if account is None else account.spend
+        return None if account is None else account.spend_units / MONEY_UNIT
 
     def ratelimit_headers(self, account_id: str) -> dict[str, str]:
         """``x-ratelimit-*`` headers for the account's rpm and tpm limits ({} if neither).
 
-        ``reset-*`` is the time until the oldest request (or settled tokens) in the window
-        leaves it, i.e. when ``remaining-*`` next grows.
+        ``reset-*`` is the time until ``remaining-*`` next grows: when the window is full, until
+        it admits a request again (the ``retry-after`` of a refusal), else until its oldest
+        request (or settled tokens) leaves it.
         """
         account = self._accounts.get(account_id)
         if account is None:
@@ -360,9 +461,7 @@ class Ledger:
             requests = account.prune_requests(now)
             headers["x-ratelimit-limit-requests"] = str(limit)
             headers["x-ratelimit-remaining-requests"] = str(max(0, limit - len(requests)))
-            headers["x-ratelimit-reset-requests"] = _seconds(
-                requests[0] + WINDOW_SECONDS - now if requests else 0.0
-            )
+            headers["x-ratelimit-reset-requests"] = _seconds(account.requests_reset(now, limit))
         limit = account.tpm_limit
         if limit is not None:
             used = account.tokens_used(now)
@@ -378,7 +477,7 @@ class Ledger:
         """``(account_id, spend, budget_reset_at)`` for accounts changed since the last drain."""
         accounts = self._accounts
         changed = [
-            (account_id, account.spend, account.budget_reset_at)
+            (account_id, account.spend_units / MONEY_UNIT, account.budget_reset_at)
             for account_id in self._dirty
             if (account := accounts.get(account_id)) is not None
         ]
@@ -388,11 +487,60 @@ class Ledger:
     def outstanding(self) -> tuple[int, float]:
         """Total requests in flight and total reserved cost over all accounts."""
         in_flight = 0
-        nanos = 0
+        units = 0
         for account in self._accounts.values():
             in_flight += account.in_flight
-            nanos += account.reserved_nanos
-        return in_flight, nanos / _NANOS
+            units += account.reserved_units
+        return in_flight, units / MONEY_UNIT
+
+
+def _units_per_token(price: float) -> float:
+    return price * MONEY_UNIT
+
+
+def _affordable(room: int, units: int, output_price: float, max_output: int) -> int | None:
+    """The most output tokens that fit ``room`` once the rest of the worst case is paid, or
+    None when the output cannot be capped (no price, nothing to cap) or nothing fits."""
+    if output_price <= 0 or max_output <= 0:
+        return None
+    per_token = _units_per_token(output_price)
+    fixed = units - max_output * per_token
+    if room < fixed:
+        return None
+    return min(max_output, math.floor((room - fixed) / per_token))
+
+
+def _refusal(
+    account: _Account,
+    units: int,
+    room: int,
+    output_price: float,
+    max_output: int,
+    min_output: int,
+) -> str:
+    # LiteLLM's phrase first: clients and LiteLLM's own tests look for it.
+    budget = account.budget_units or 0
+    spent = f"spend {_money_units(account.spend_units)}"
+    if account.reserved_units:
+        spent += f" + in flight {_money_units(account.reserved_units)}"
+    if output_price > 0 and max_output > 0 and min_output > 0:
+        fixed = units - max_output * _units_per_token(output_price)
+        smallest = fixed + min_output * _units_per_token(output_price)
+        need = (
+            f"at least {_money_units(math.ceil(smallest))} (with its output capped to "
+            f"{min_output} tokens)"
+        )
+    else:
+        need = f"up to {_money_units(units)}"
+    return (
+        f"Budget has been exceeded! This request would exceed the {account.kind} budget: it "
+        f"needs {need} but {_money_units(max(room, 0))} remains of max_budget "
+        f"{_money_units(budget)} ({spent})"
+    )
+
+
+def _money_units(units: int) -> str:
+    return _money(units / MONEY_UNIT)
 
 
 def _money(amount: float) -> str:

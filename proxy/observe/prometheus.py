@@ -89,7 +89,9 @@ _EXCEPTION_CLASS: Final = {
     503: "ServiceUnavailableError",
     504: "Timeout",
 }
-_LIMIT_KIND = re.compile(r"for ([a-z_]{1,32}):")
+# The refusal names the level: "Rate limit reached for key: ...", "... would exceed the key
+# budget: ...".
+_LIMIT_KIND = re.compile(r"(?:for|would exceed the) ([a-z_]{1,32})(?::| budget)")
 
 
 def exception_class(status: int, provider: str | None = None) -> str:

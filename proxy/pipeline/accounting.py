@@ -1,10 +1,15 @@
 """The admit and settle stages: what a call may spend before it runs, and what it cost.
 
-Admit reserves the call's worst case on every budget on its path (key → user → team):
-the prompt is counted as one token per body byte — byte-level BPE never yields more tokens
-than bytes, and the JSON around the text is larger than the chat template's per-message
-tokens — plus ``IMAGE_TOKEN_ALLOWANCE`` per image part, plus ``max_tokens`` (or the model's
-max output). Because the reservation bounds the real cost, spend never passes a budget.
+Admit reserves the call's worst case on every level with a budget, in one step
+(organization → team → user → key → end user, and a key's reusable budget): the prompt is
+``proxy.estimate``'s upper estimate of its tokens (one token per body byte when no level has a
+budget, where the figure matters to no one), plus ``IMAGE_TOKEN_ALLOWANCE`` per image part,
+plus ``max_tokens`` (or the model's max output). When that does not fit but the prompt and at
+least ``min_capped_tokens`` of output do, the call is admitted with its output limit lowered
+to what the budget pays for (rewritten in the request, reported in
+``x-tollway-max-tokens-capped``). Because the reservation bounds the real cost, spend never
+passes a budget. The levels of a key are worked out once per key record and kept
+(``_Chain``), so a call pays for the levels it has, never for those it could have.
 
 Settle runs exactly once per admitted call, in the hot path's ``finally``: it swaps the
 reservation for the cost of the usage the upstream reported (or an estimate, flagged, when
@@ -14,25 +19,57 @@ a stream was cut before its usage chunk) and queues the spend-log row for the fl
 from __future__ import annotations
 
 import os
+import re
 import time
-from collections.abc import Callable
-from typing import Literal
+from collections.abc import Callable, Sequence
+from typing import Literal, NamedTuple
 
 import msgspec
 
 from ..auth import Principal, Role
 from ..directory import key_account, team_account, user_account
-from ..errors import BudgetExceeded, PermissionDenied, RateLimited
+from ..errors import BudgetExceeded, InvalidRequest, PermissionDenied, RateLimited, TollwayError
+from ..estimate import prompt_token_bound
+from ..hierarchy import Hierarchy, organization_account
 from ..ledger import Ledger
-from ..pricing import ModelPrice, PriceOverrides, PriceTable, cost, worst_case_cost
+from ..ledger.base import LOCAL_TAG, SharedLedger
+from ..ledger.memory import round_money
+from ..pricing import (
+    DEFAULT_MAX_OUTPUT_TOKENS,
+    ModelPrice,
+    PriceOverrides,
+    PriceTable,
+    cost,
+    unpriced_message,
+)
 from ..request import ParsedRequest
 from ..store import SpendLogRow
 from ..upstream.deployment import Deployment
 from ..usage import Usage, estimate_tokens
 from .call import Call
+from .policy import has_model_limits, member_accounts, model_accounts
 
 IMAGE_TOKEN_ALLOWANCE = 2_000
 ALL_TEAM_MODELS = "all-team-models"
+# Below this many output tokens a capped reply is not worth sending: the call is refused.
+MIN_CAPPED_TOKENS = 16
+_MAX_CHAINS = 65_536
+# Upstream models that take ``max_completion_tokens`` only (OpenAI's reasoning models).
+_COMPLETION_TOKENS_ONLY = re.compile(r"^(?:responses/)?(?:o\d|gpt-5)")
+
+
+class _Chain(NamedTuple):
+    """The ledger accounts of one key's calls, worked out once per key record."""
+
+    key: object
+    user: object
+    team: object
+    generation: int
+    accounts: tuple[str, ...]
+    budgeted: bool
+    # The key's organization's model list (None: no organization, or it allows every model).
+    organization_models: frozenset[str] | None
+    organization_blocked: bool
 
 
 class RequestIds:
@@ -57,8 +94,16 @@ class Accounting:
         enqueue: Callable[[SpendLogRow], None],
         *,
         clock: Callable[[], float] = time.time,
+        shared: SharedLedger | None = None,
+        hierarchy: Hierarchy | None = None,
+        min_capped_tokens: int = MIN_CAPPED_TOKENS,
     ) -> None:
         self.ledger = ledger
+        self.hierarchy = hierarchy
+        self.min_capped_tokens = min_capped_tokens
+        self._chains: dict[str, _Chain] = {}
+        # A shared (Redis) ledger: admission is awaited in ``confirm``; None is the default.
+        self.shared = shared
         self.prices = prices
         self._enqueue = enqueue
         self._clock = clock
@@ -74,7 +119,13 @@ class Accounting:
                     fields[name] = value
             overrides = msgspec.convert(fields, PriceOverrides, strict=False)
             self._overrides[deployment.id] = overrides
-        return self.prices.lookup(f"{deployment.provider}/{upstream_model}", overrides=overrides)
+        # Azure deployment names and custom names are priced as the model they run.
+        model = deployment.info.base_model or f"{deployment.provider}/{upstream_model}"
+        return self.prices.lookup(model, overrides=overrides)
+
+    def forget_price(self, deployment_id: str) -> None:
+        """Drop a deployment's cached price overrides (it was changed at run time)."""
+        self._overrides.pop(deployment_id, None)
 
     def check_models(self, principal: Principal, model: str) -> None:
         """The model allowlists of the key, its user and its team all have to allow it."""
@@ -93,22 +144,200 @@ class Accounting:
                 )
 
     def admit(
-        self, call: Call, principal: Principal, deployment: Deployment, upstream_model: str
+        self,
+        call: Call,
+        principal: Principal,
+        deployment: Deployment,
+        upstream_model: str,
+        others: Sequence[tuple[Deployment, str]] = (),
     ) -> None:
+        """Reserve the call's worst case on every account of its levels (see the module
+        docstring); ``others`` are the deployments a retry or fallback may reach."""
         request = call.request
         assert request is not None
         call.price = price = self.price_of(deployment, upstream_model)
         if principal.role is not Role.KEY or principal.key_hash is None:
             return
-        accounts = [key_account(principal.key_hash)]
-        if principal.user is not None:
-            accounts.append(user_account(principal.user.user_id))
-        if principal.team is not None:
-            accounts.append(team_account(principal.team.team_id))
-        prompt_upper = request.prompt_bytes + IMAGE_TOKEN_ALLOWANCE * _image_parts(request)
-        worst = worst_case_cost(price, prompt_tokens=prompt_upper, max_tokens=request.max_tokens)
+        accounts, budgeted = self.accounts_of(
+            principal, request.model, call.end_user or request.end_user()
+        )
+        # A budget on any level (organization and end user too) cannot price a call blind.
+        if not price.priced and not self.prices.allow_unpriced and budgeted:
+            raise InvalidRequest(
+                unpriced_message(f"{deployment.provider}/{upstream_model}"),
+                param="model",
+                code="model_unpriced",
+            )
+        prompt_cost, output_price, max_output = self.bounds(
+            request, [(deployment, upstream_model), *others], exact=budgeted
+        )
+        worst = prompt_cost + max_output * output_price
         tokens = estimate_tokens(request.prompt_bytes) + (request.max_tokens or 0)
-        call.reservation = self.ledger.admit(call.uid, accounts, tokens=tokens, cost=worst)
+        least = min(self.min_capped_tokens, max_output)
+        if self.shared is None:
+            call.reservation = self.ledger.admit(
+                call.uid,
+                accounts,
+                tokens=tokens,
+                cost=worst,
+                output_price=output_price,
+                max_output_tokens=max_output,
+                min_output_tokens=least,
+            )
+            self._apply_cap(call, upstream_model)
+        else:
+            call.reservation = self.shared.pending(
+                call.uid,
+                accounts,
+                tokens=tokens,
+                cost=worst,
+                output_price=output_price,
+                max_output_tokens=max_output,
+                min_output_tokens=least,
+            )
+            call.admitted_model = upstream_model
+
+    def accounts_of(
+        self, principal: Principal, model: str, end_user: str | None = None
+    ) -> tuple[list[str], bool]:
+        """The ledger accounts a virtual key's call to ``model`` is admitted and billed on
+        (key → user → team → organization → reusable budget, the key's per-model limits, the
+        team member's budget, the end user's), and whether any of them has a budget. Raises
+        ``PermissionDenied`` when the key's organization is blocked or does not allow
+        ``model``. For every admission path (chat's ``admit``, the side endpoints)."""
+        chain = self._chain(principal)
+        if chain.organization_blocked:
+            raise PermissionDenied("the key's organization is blocked", code="organization_blocked")
+        if chain.organization_models is not None and model not in chain.organization_models:
+            raise PermissionDenied(
+                f"this organization may not use model {model!r}",
+                param="model",
+                code="model_not_allowed",
+            )
+        accounts = list(chain.accounts)
+        budgeted = chain.budgeted
+        key = principal.key
+        if key is not None and key.metadata and has_model_limits(key.metadata):
+            accounts += model_accounts(self.ledger, accounts[0], key.metadata, model)
+            budgeted = True
+        if principal.team is not None and principal.team.metadata:
+            extra = member_accounts(self.ledger, principal)
+            if extra:
+                accounts += extra
+                budgeted = True
+        hierarchy = self.hierarchy
+        if end_user and hierarchy is not None and hierarchy.active:
+            account = hierarchy.end_user_account(end_user)
+            if account is not None:
+                accounts.append(account)
+                budgeted = True
+        return accounts, budgeted
+
+    def _chain(self, principal: Principal) -> _Chain:
+        """The key's accounts (key → user → team → organization), kept per key record and
+        rebuilt when the key, its user or team record, or the hierarchy changes."""
+        key_hash = principal.key_hash
+        assert key_hash is not None
+        hierarchy = self.hierarchy
+        generation = hierarchy.generation if hierarchy is not None else 0
+        chain = self._chains.get(key_hash)
+        if (
+            chain is not None
+            and chain.key is principal.key
+            and chain.user is principal.user
+            and chain.team is principal.team
+            and chain.generation == generation
+        ):
+            return chain
+        key, user, team = principal.key, principal.user, principal.team
+        accounts = [key_account(key_hash)]
+        budgeted = any(
+            owner is not None and owner.max_budget is not None for owner in (key, user, team)
+        )
+        if user is not None:
+            accounts.append(user_account(user.user_id))
+        if team is not None:
+            accounts.append(team_account(team.team_id))
+        organization_models: frozenset[str] | None = None
+        organization_blocked = False
+        if hierarchy is not None:
+            organization = hierarchy.organization_of(
+                team.metadata.get("organization_id") if team is not None else None
+            )
+            if organization is not None:
+                accounts.append(organization_account(organization.organization_id))
+                budgeted = budgeted or hierarchy.limits_of(organization).max_budget is not None
+                if organization.models:
+                    organization_models = frozenset(organization.models)
+                organization_blocked = organization.blocked
+            budget_id = key.metadata.get("budget_id") if key is not None else None
+            if isinstance(budget_id, str) and key is not None:
+                account = hierarchy.key_budget(
+                    key_hash, budget_id, self.ledger.spend(accounts[0]) or 0.0
+                )
+                if account is not None:
+                    accounts.append(account)
+                    budgeted = True
+        if len(self._chains) >= _MAX_CHAINS:
+            self._chains.clear()
+        chain = _Chain(
+            key,
+            user,
+            team,
+            generation,
+            tuple(accounts),
+            budgeted,
+            organization_models,
+            organization_blocked,
+        )
+        self._chains[key_hash] = chain
+        return chain
+
+    def bounds(
+        self,
+        request: ParsedRequest,
+        candidates: Sequence[tuple[Deployment, str]],
+        *,
+        exact: bool = True,
+    ) -> tuple[float, float, int]:
+        """(prompt cost, output price per token, output tokens) bounding the call on every
+        candidate deployment: the most any of them can charge. ``exact=False`` (no level has
+        a budget) skips the prompt estimate for the free one-token-per-byte figure."""
+        prompt = prompt_token_bound(request.body) if exact else request.prompt_bytes
+        prompt += IMAGE_TOKEN_ALLOWANCE * _image_parts(request)
+        prompt_cost = output_price = 0.0
+        max_output = 0
+        for deployment, upstream_model in candidates:
+            price = self.price_of(deployment, upstream_model)
+            prompt_cost = max(prompt_cost, cost(price, prompt_tokens=prompt, completion_tokens=0))
+            output_price = max(output_price, price.output_cost_per_token)
+            limit = request.max_tokens or price.max_output_tokens or DEFAULT_MAX_OUTPUT_TOKENS
+            max_output = max(max_output, limit)
+        return prompt_cost, output_price, max_output
+
+    def _apply_cap(self, call: Call, upstream_model: str) -> None:
+        """Send the capped output limit upstream when the budget only paid for that much."""
+        reservation = call.reservation
+        request = call.request
+        if reservation is None or reservation.output_cap is None or request is None:
+            return
+        cap = reservation.output_cap
+        request.cap_output(
+            cap, completion_tokens_field=bool(_COMPLETION_TOKENS_ONLY.match(upstream_model))
+        )
+        call.output_cap = cap
+
+    async def confirm(self, call: Call) -> None:
+        """The shared ledger's admission (one Redis round trip), right after ``admit``."""
+        reservation = call.reservation
+        if reservation is None or self.shared is None:
+            return
+        try:
+            call.reservation = await self.shared.admit_remote(reservation)
+        except TollwayError:
+            call.reservation = None
+            raise
+        self._apply_cap(call, call.admitted_model or "")
 
     def admit_chain(
         self, call: Call, principal: Principal, candidates: list[tuple[Deployment, str]]
@@ -123,14 +352,15 @@ class Accounting:
         request = call.request
         assert request is not None
         worst = max(candidates, key=lambda c: self.worst_case(request, *c))
-        self.admit(call, principal, *worst)
+        self.admit(call, principal, *worst, others=candidates)
 
     def worst_case(
         self, request: ParsedRequest, deployment: Deployment, upstream_model: str
     ) -> float:
-        price = self.price_of(deployment, upstream_model)
-        prompt_upper = request.prompt_bytes + IMAGE_TOKEN_ALLOWANCE * _image_parts(request)
-        return worst_case_cost(price, prompt_tokens=prompt_upper, max_tokens=request.max_tokens)
+        prompt_cost, output_price, max_output = self.bounds(
+            request, [(deployment, upstream_model)], exact=False
+        )
+        return prompt_cost + max_output * output_price
 
     def bill_failed_attempt(
         self, call: Call, deployment: Deployment, upstream_model: str, usage: Usage | None
@@ -149,11 +379,15 @@ class Accounting:
         prompt = usage.prompt_tokens if usage is not None else estimate_tokens(request.prompt_bytes)
         completion = usage.completion_tokens if usage is not None else 0
         cached = usage.cached_tokens if usage is not None else 0
-        amount = cost(
-            price, prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached
+        amount = round_money(
+            cost(price, prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached)
         )
         reservation = call.reservation
-        if reservation is not None:
+        if reservation is not None and self.shared is not None:
+            # Shared ledger: billed under its own id; the reservation is kept (not re-checked).
+            request_id = f"{call.uid}#{call.failed_attempts + 1}"
+            self.shared.charge(reservation, request_id, cost=amount, tokens=prompt + completion)
+        elif reservation is not None:
             self.ledger.settle(reservation, cost=amount, tokens=prompt + completion)
             try:
                 call.reservation = self.ledger.admit(
@@ -204,8 +438,13 @@ class Accounting:
             completion = estimate_tokens(call.response_bytes)
             estimated = True
         price = call.price
+        # Money is shown and stored at the ledger's precision (never 0.0009600000000000001).
         amount = (
-            cost(price, prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached)
+            round_money(
+                cost(
+                    price, prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached
+                )
+            )
             if price is not None
             else 0.0
         )
@@ -241,6 +480,11 @@ class Accounting:
         if principal is None or request is None:
             return
         prompt, completion, cached, amount = billed
+        tags = list(principal.key.tags) if principal.key else []
+        reservation = call.reservation
+        shared = self.shared
+        if shared is not None and reservation is not None and shared.admitted_locally(reservation):
+            tags.append(LOCAL_TAG)
         now = self._clock()
         elapsed = time.perf_counter() - call.started
         self._enqueue(
@@ -260,13 +504,16 @@ class Accounting:
                 latency_ms=round(elapsed * 1000, 3),
                 status=status,
                 status_code=status_code,
-                tags=list(principal.key.tags) if principal.key else [],
+                tags=tags,
                 estimated=estimated,
                 start_time=now - elapsed,
                 end_time=now,
                 guardrails=call.guardrails,
                 cache_hit=call.cache_status == "hit",
-                saved_cost=call.saved_cost,
+                saved_cost=round_money(call.saved_cost),
+                end_user=call.end_user or request.end_user(),
+                organization_id=_organization_of(principal),
+                response_id=call.response_id or None,
             )
         )
 
@@ -288,6 +535,14 @@ def _status(code: int) -> Literal["success", "error", "cancelled"]:
     if code == 499:
         return "cancelled"
     return "success" if 200 <= code < 400 else "error"
+
+
+def _organization_of(principal: Principal) -> str | None:
+    team = principal.team
+    if team is None or not team.metadata:
+        return None
+    organization = team.metadata.get("organization_id")
+    return organization if isinstance(organization, str) else None
 
 
 def _image_parts(request: ParsedRequest) -> int:

@@ -38,6 +38,7 @@ class Attempt(NamedTuple):
 
 class Call:
     __slots__ = (
+        "admitted_model",
         "attempted_fallbacks",
         "attempted_retries",
         "attempts",
@@ -51,12 +52,15 @@ class Call:
         "deployment",
         "disconnected",
         "echo_request_id",
+        "end_user",
         "error",
         "failed_attempts",
         "first_token_s",
         "guardrails",
         "guardrails_selected",
         "headers_sent",
+        "max_retries",
+        "output_cap",
         "price",
         "principal",
         "reached_upstream",
@@ -64,12 +68,15 @@ class Call:
         "request",
         "reservation",
         "response_bytes",
+        "response_id",
         "response_text",
         "saved_cost",
         "settled",
         "started",
         "status",
         "tags_header",
+        "timeout_header",
+        "timeout_s",
         "trace_flags",
         "trace_id",
         "trace_parent",
@@ -95,6 +102,13 @@ class Call:
         self.status = 0
         self.relayed_events = 0
         self.response_bytes = 0
+        # The reply's own id (``chatcmpl-...``), for the spend log (LiteLLM's request_id).
+        self.response_id: str | None = None
+        # The retries the serving deployment allowed (x-litellm-max-retries); the request's
+        # ``x-litellm-timeout`` header and the timeout the last attempt had (x-litellm-timeout).
+        self.max_retries: int | None = None
+        self.timeout_header: str | None = None
+        self.timeout_s: float | None = None
         self.reached_upstream = False
         self.settled = False
         self.headers_sent = False
@@ -126,6 +140,12 @@ class Call:
         self.trace_state: str | None = None
         self.attempts: list[Attempt] | None = None
         self.tags_header: str | None = None
+        # The end user an ``x-litellm-end-user-id`` / ``x-litellm-customer-id`` header named
+        # (else the body's ``user`` field names it); the output limit a budget capped the
+        # call to (``x-tollway-max-tokens-capped``), and the upstream model it was admitted for.
+        self.end_user: str | None = None
+        self.output_cap: int | None = None
+        self.admitted_model: str | None = None
 
     @classmethod
     def start(cls, uid: str, request_id: bytes | None) -> Call:

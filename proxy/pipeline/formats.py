@@ -8,6 +8,7 @@ format's shape (``error_body`` before the headers are sent, ``stream_error`` aft
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 import msgspec
@@ -22,9 +23,9 @@ from ..dialects.common import check_model
 from ..dialects.gemini import inbound as gemini_inbound
 from ..dialects.gemini.reply import decode_reply as decode_gemini_reply
 from ..dialects.responses.outbound_reply import decode_reply as decode_responses_reply
-from ..errors import TollwayError
+from ..errors import InvalidRequest, TollwayError
 from ..model import ChatReply, ChatRequest, EmbeddingReply
-from ..request import Kind, ParsedRequest
+from ..request import Kind, ParsedRequest, refuse_client_credentials
 
 # What a stream encoder is made from when only its error event is wanted.
 _NO_REQUEST = ChatRequest(model="", messages=[])
@@ -81,6 +82,35 @@ class InboundFormat:
         return b"data: " + exc.body() + b"\n\n"
 
 
+class AzureFormat(InboundFormat):
+    """Azure OpenAI clients: ``/openai/deployments/{deployment}/chat/completions`` (and
+    ``completions``, ``embeddings``) ``?api-version=...``; the deployment in the path is the
+    model group, whatever ``model`` the body names (Azure's SDK may send none). Azure's
+    clients send the key in ``api-key``."""
+
+    key_headers = (b"api-key",)
+
+    def parse(
+        self, body: bytes, forwarded: dict[str, str] | None, params: PathParams | None = None
+    ) -> ParsedRequest:
+        deployment = (params or {}).get("deployment", "")
+        check_model(deployment)
+        try:
+            fields = _raw_fields.decode(body)
+        except msgspec.DecodeError as exc:
+            raise InvalidRequest(f"the request body is not a JSON object: {exc}") from None
+        fields["model"] = msgspec.Raw(msgspec.json.encode(deployment))
+        return openai.parse(self.kind, msgspec.json.encode(fields))
+
+
+_raw_fields = msgspec.json.Decoder(dict[str, msgspec.Raw])
+
+
+def azure_path(kind: Kind) -> re.Pattern[str]:
+    """Azure OpenAI's own path for ``kind`` (its ``api-version`` query is not read)."""
+    return re.compile(rf"/openai/deployments/(?P<deployment>[^/]+)/{kind.value}")
+
+
 def _estimated_tokens(request: ParsedRequest) -> int | None:
     """A client-visible token count for embeddings whose provider reports none (about four
     bytes a token); the ledger still bills such a call as estimated."""
@@ -99,6 +129,8 @@ class _TranslatedFormat(InboundFormat):
         self, chat: ChatRequest, body: bytes, forwarded: dict[str, str] | None
     ) -> ParsedRequest:
         check_model(chat.model)
+        # A native upstream may be sent the client's bytes: its credentials never go along.
+        refuse_client_credentials(body)
         return ParsedRequest(
             kind=Kind.CHAT,
             model=chat.model,

@@ -60,6 +60,7 @@ class Responder:
         settle: Callable[[Call], None],
         post_call: Sequence[PostCall] = (),
         capture_text: bool = False,
+        litellm_headers: bool = True,
     ) -> None:
         self.spend = spend
         self.settle = settle
@@ -68,24 +69,50 @@ class Responder:
         # Keep the reply's text on the call for the observability sinks (message logging on
         # and a sink configured); a pass-through JSON reply is then decoded once for it.
         self.capture_text = capture_text
+        # LiteLLM's names for the same values, for dashboards and SDK wrappers written for it.
+        self.litellm_headers = litellm_headers
 
     def headers(self, call: Call, extra: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
         call_id = call.call_id.encode()
+        retries = str(call.attempted_retries).encode()
+        fallbacks = str(call.attempted_fallbacks).encode()
+        litellm = self.litellm_headers
         headers = [
             *extra,
             (b"x-tollway-call-id", call_id),
             (b"x-tollway-overhead-ms", f"{call.overhead_ms():.3f}".encode()),
-            (b"x-tollway-attempted-retries", str(call.attempted_retries).encode()),
-            (b"x-tollway-attempted-fallbacks", str(call.attempted_fallbacks).encode()),
+            (b"x-tollway-attempted-retries", retries),
+            (b"x-tollway-attempted-fallbacks", fallbacks),
         ]
+        if litellm:
+            headers += (
+                (b"x-litellm-call-id", call_id),
+                (b"x-litellm-attempted-retries", retries),
+                (b"x-litellm-attempted-fallbacks", fallbacks),
+            )
+            if call.max_retries is not None:
+                headers.append((b"x-litellm-max-retries", str(call.max_retries).encode()))
+            if call.timeout_s is not None:
+                headers.append((b"x-litellm-timeout", str(call.timeout_s).encode()))
         if call.complexity_tier is not None:
             headers.append((b"x-tollway-complexity-tier", call.complexity_tier.encode()))
         if call.echo_request_id:
             headers.append((b"x-request-id", call_id))
         if call.deployment is not None:
             headers.append((b"x-tollway-model", call.deployment.label.encode()))
+            if litellm:
+                deployment = call.deployment
+                headers.append((b"x-litellm-model-id", deployment.id.encode()))
+                if deployment.params.region_name is not None:
+                    region = deployment.params.region_name.encode()
+                    headers.append((b"x-litellm-model-region", region))
         if call.cost is not None:
-            headers.append((b"x-tollway-response-cost", _money(call.cost)))
+            cost = _money(call.cost)
+            headers.append((b"x-tollway-response-cost", cost))
+            if litellm:
+                headers.append((b"x-litellm-response-cost", cost))
+        if call.output_cap is not None:
+            headers.append((b"x-tollway-max-tokens-capped", str(call.output_cap).encode()))
         if call.cache_status is not None:
             headers.append((b"x-tollway-cache", call.cache_status.encode()))
             if call.cache_key is not None:
@@ -104,9 +131,18 @@ class Responder:
         if principal is not None and principal.key is not None:
             spend = self.spend.key_spend(principal)
             if spend is not None:
-                headers.append((b"x-tollway-key-spend", _money(spend)))
-            for name, value in self.spend.ratelimit_headers(principal).items():
-                headers.append((name.encode(), value.encode()))
+                money = _money(spend)
+                headers.append((b"x-tollway-key-spend", money))
+                if litellm:
+                    headers.append((b"x-litellm-key-spend", money))
+            limits = self.spend.ratelimit_headers(principal)
+            if limits:
+                # A rate-limit refusal already carries the refusing level's own figures.
+                given = {name for name, _ in extra}
+                for name, value in limits.items():
+                    encoded = name.encode()
+                    if encoded not in given:
+                        headers.append((encoded, value.encode()))
         return headers
 
     async def json(self, call: Call, inbound: InboundFormat, reply: Reply, send: Send) -> None:
@@ -133,6 +169,7 @@ class Responder:
             body = inbound.encode_reply(request, reply.typed)
         call.usage = reply.usage
         call.status = reply.status
+        call.response_id = reply_id(body)
         if reply.usage is None and 200 <= reply.status < 300:
             call.response_bytes = len(body)
         # Settle before answering so the reply can carry its cost; settle is idempotent and
@@ -172,6 +209,8 @@ class Responder:
                 call.first_token_s = time.perf_counter() - call.started
                 if encoder is None:
                     async for data in stream.raw():
+                        if call.response_id is None:
+                            call.response_id = reply_id(data)
                         call.relayed_events += data.count(b"data:")
                         await send({"type": "http.response.body", "body": data, "more_body": True})
                 else:
@@ -235,6 +274,20 @@ class Responder:
             await send({"type": "http.response.body", "body": body})
         except OSError:
             call.disconnected = True
+
+
+def reply_id(body: bytes) -> str:
+    """The ``"id"`` a reply (or its first stream chunk) starts with, "" when it has none; a
+    bounded scan of the first bytes, no JSON decode."""
+    start = body.find(b'"id"', 0, 256)
+    if start < 0:
+        return ""
+    start = body.find(b'"', start + 4, start + 16)
+    end = body.find(b'"', start + 1, start + 130) if start >= 0 else -1
+    if end < 0:
+        return ""
+    value = body[start + 1 : end]
+    return value.decode("ascii") if value.isascii() and b"\\" not in value else ""
 
 
 def _money(value: float) -> bytes:

@@ -35,13 +35,19 @@ Send = Callable[[Message], Awaitable[None]]
 
 log = logging.getLogger("tollway.request")
 
+_COMMON_UNREAD = frozenset(
+    (b"host", b"user-agent", b"accept", b"accept-encoding", b"connection", b"content-type")
+)
+
 
 class Authenticate(Protocol):
     def __call__(self, authorization: bytes | None, api_key: bytes | None) -> Principal: ...
 
 
 class Authorize(Protocol):
-    def __call__(self, principal: Principal, model: str) -> None: ...
+    """May rename ``request.model`` (a key's aliases) before checking it."""
+
+    def __call__(self, principal: Principal, request: ParsedRequest) -> None: ...
 
 
 class Admit(Protocol):
@@ -78,6 +84,7 @@ class Stages:
         "around",
         "authenticate",
         "authorize",
+        "confirm",
         "max_body_bytes",
         "next_id",
         "respond",
@@ -97,12 +104,15 @@ class Stages:
         next_id: NextId,
         max_body_bytes: int,
         around: Sequence[AroundCall] = (),
+        confirm: Callable[[Call], Awaitable[None]] | None = None,
     ) -> None:
         self.authenticate = authenticate
         self.authorize = authorize
         self.admit = admit
         self.run = run
         self.around = tuple(around)
+        # A shared (Redis) ledger's admission, awaited after ``admit``; None by default.
+        self.confirm = confirm
         self.respond = respond
         self.settle = settle
         self.next_id = next_id
@@ -116,6 +126,9 @@ class InferenceRoute:
     def __init__(self, stages: Stages, inbound: InboundFormat) -> None:
         self.stages = stages
         self.inbound = inbound
+        # Headers nearly every client sends and this route never reads: one set lookup
+        # skips them instead of the whole comparison chain below.
+        self._unread = _COMMON_UNREAD.difference(inbound.key_headers, inbound.forwarded_headers)
 
     async def _call(self, call: Call, request: ParsedRequest, plan: Plan, index: int) -> Reply:
         """The around-call stages in order, each wrapping the rest; the upstream call last."""
@@ -130,9 +143,14 @@ class InferenceRoute:
         stages = self.stages
         inbound = self.inbound
         authorization = api_key = request_id = content_length = tags = cache_control = None
+        timeout = None
+        end_user = None
         traceparent = tracestate = None
         forwarded: dict[str, str] | None = None
+        unread = self._unread
         for name, value in scope["headers"]:
+            if name in unread:
+                continue
             if name == b"authorization":
                 authorization = value
             elif name == b"x-api-key":
@@ -141,10 +159,14 @@ class InferenceRoute:
                 content_length = value
             elif name == b"x-request-id":
                 request_id = value
+            elif name == b"x-litellm-timeout":
+                timeout = value
             elif name == b"x-tollway-tags":
                 tags = value
             elif name == b"cache-control":
                 cache_control = value
+            elif name == b"x-litellm-end-user-id" or name == b"x-litellm-customer-id":
+                end_user = value
             elif name == b"traceparent":
                 traceparent = value
             elif name == b"tracestate":
@@ -156,10 +178,15 @@ class InferenceRoute:
                     forwarded = {}
                 forwarded[name.decode("latin-1")] = value.decode("latin-1")
         call = Call.start(stages.next_id(), request_id)
+        if timeout is not None:
+            # LiteLLM's per-request timeout; checked where it is applied (the dispatcher).
+            call.timeout_header = timeout.decode("latin-1")
         if tags is not None:
             call.tags_header = tags.decode("latin-1")
         if cache_control is not None:
             call.cache_control = cache_control.decode("latin-1")
+        if end_user is not None:
+            call.end_user = end_user.decode("latin-1")[:256] or None
         if traceparent is not None:
             # A client's W3C trace is continued: this call's span becomes its child.
             parent = parse_traceparent(traceparent.decode("latin-1"))
@@ -177,8 +204,10 @@ class InferenceRoute:
                 raise PermissionDenied("this key may not call models", code="key_type")
             call.principal = principal
             call.request = request = inbound.parse(body, forwarded, scope.get("path_params"))
-            stages.authorize(principal, request.model)
+            stages.authorize(principal, request)
             plan = stages.admit(call, principal, request)
+            if stages.confirm is not None:
+                await stages.confirm(call)
             if stages.around:
                 reply = await self._call(call, request, plan, 0)
             else:  # nothing around the call: no extra frame per request

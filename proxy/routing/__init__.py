@@ -143,6 +143,39 @@ class Router:
     def deployments(self) -> list[Deployment]:
         return [d for group in self._groups.values() for d in group]
 
+    # -- run-time changes (models added through /model/new) ------------------------------------
+    # Groups are replaced, never changed in place: a call in flight keeps the list it resolved.
+
+    def add(self, deployment: Deployment) -> None:
+        """Serve one more deployment from the next request on."""
+        name = deployment.model_name
+        self._states[id(deployment)] = DeploymentState(deployment)
+        self._set_group(name, [*self._groups.get(name, ()), deployment])
+        if deployment.params.tags:
+            self._tagged.add(name)
+
+    def remove(self, deployment_id: str) -> Deployment | None:
+        """Stop routing to a deployment; calls already on it finish."""
+        for name, group in self._groups.items():
+            found = next((d for d in group if d.id == deployment_id), None)
+            if found is not None:
+                self._set_group(name, [d for d in group if d is not found])
+                return found
+        return None
+
+    def _set_group(self, name: str, group: list[Deployment]) -> None:
+        if not group:
+            self._groups.pop(name, None)
+            self._patterns = [(p, g) for p, g in self._patterns if p != name]
+            return
+        self._groups[name] = group
+        if any(ch in name for ch in "*?["):
+            # A wildcard group keeps its place: patterns are tried in config order.
+            patterns = [(p, group if p == name else g) for p, g in self._patterns]
+            if all(p != name for p, _ in patterns):
+                patterns.append((name, group))
+            self._patterns = patterns
+
     # -- picking ------------------------------------------------------------------------------
 
     def pick(self, model: str, **options: object) -> tuple[Deployment, str]:

@@ -16,25 +16,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import re
 import time
 from collections.abc import Sequence
 
+import msgspec
+
 from ..auth import Principal
-from ..errors import NotFound, TollwayError, UpstreamStatusError
+from ..errors import InvalidRequest, NotFound, TollwayError, UpstreamStatusError, UpstreamTimeout
 from ..model import ChatReply
 from ..observe.trace import new_span_id, new_trace_id, traceparent
 from ..pipeline.accounting import Accounting
 from ..pipeline.call import Attempt, Call
+from ..pipeline.policy import client_fallbacks
 from ..request import ParsedRequest
 from ..upstream.deployment import Deployment
 from ..upstream.engine import Engine, Reply
+from ..upstream.mock import RESPONSE_HEADER as MOCK_RESPONSE_HEADER
 from ..upstream.stream import StreamOutcome
+from ..upstream.transport import Deadlines
 from ..usage import estimate_tokens
 from . import AUTO_ROUTER, Router
 from .complexity import classify as classify_complexity
 from .policy import MAX_RETRY_WAIT_S, Failure, backoff_delay, classify
+from .region import in_region, require_region
 from .state import DeploymentState
 
 log = logging.getLogger("tollway.router")
@@ -52,14 +59,22 @@ class ContentRefused(UpstreamStatusError):
 
 
 class Plan:
-    """What admission decided: the model group to try and the request's routing tags."""
+    """What admission decided: the model group to try, the request's routing tags, and the
+    region its end user is restricted to (None: any)."""
 
-    __slots__ = ("group", "model", "tags")
+    __slots__ = ("group", "model", "region", "tags")
 
-    def __init__(self, model: str, group: Sequence[Deployment], tags: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        model: str,
+        group: Sequence[Deployment],
+        tags: tuple[str, ...],
+        region: str | None = None,
+    ) -> None:
         self.model = model
         self.group = group
         self.tags = tags
+        self.region = region
 
 
 class Dispatcher:
@@ -91,21 +106,39 @@ class Dispatcher:
             tier = classify_complexity(request)
             call.complexity_tier = tier.value
             model, group = router.resolve(tiers.model_for(tier))
+        region: str | None = None
+        hierarchy = self.accounting.hierarchy
+        if hierarchy is not None and hierarchy.regions:
+            # Only when some end user has an allowed_model_region: its calls go to that
+            # region's deployments, every fallback included, or nowhere.
+            end_user = call.end_user or request.end_user()
+            region = hierarchy.regions.get(end_user) if end_user else None
+            if region is not None:
+                group = require_region(model, group, region)
         tags = _request_tags(call, request)
-        self.accounting.admit_chain(call, principal, self._reachable(model, group))
-        return Plan(model, group, tags)
+        reachable = self._reachable(model, group, client_fallbacks(request), region)
+        self.accounting.admit_chain(call, principal, reachable)
+        return Plan(model, group, tags, region)
 
     async def run(self, call: Call, request: ParsedRequest, plan: Plan) -> Reply:
         """The attempts: retries in the group, then fallbacks, until one serves."""
-        return await self._run(call, request, plan.model, plan.group, plan.tags)
+        return await self._run(call, request, plan.model, plan.group, plan.tags, plan.region)
 
-    def _reachable(self, model: str, group: Sequence[Deployment]) -> list[tuple[Deployment, str]]:
+    def _reachable(
+        self,
+        model: str,
+        group: Sequence[Deployment],
+        client: tuple[str, ...] = (),
+        region: str | None = None,
+    ) -> list[tuple[Deployment, str]]:
         out = [(d, d.resolve_model(model)) for d in group]
-        for name in self.settings.every_fallback(model):
+        for name in (*client, *self.settings.every_fallback(model)):
             try:
                 target, members = self.router.resolve(name)
             except NotFound:
                 continue
+            if region is not None:
+                members = in_region(members, region)
             out.extend((d, d.resolve_model(target)) for d in members if d.provider != AUTO_ROUTER)
         return out
 
@@ -116,14 +149,23 @@ class Dispatcher:
         model: str,
         group: Sequence[Deployment],
         tags: tuple[str, ...],
+        region: str | None = None,
     ) -> Reply:
         settings = self.settings
         chain: tuple[str, ...] | None = None
         kind: Failure | None = None
         position = 0
         current, members = model, group
+        client = client_fallbacks(request)
+        # LiteLLM's ``mock_testing_fallbacks``: the first group counts as failed, untried.
+        forced = bool(getattr(request.typed, "mock_testing_fallbacks", False))
         while True:
             try:
+                if forced:
+                    forced = False
+                    raise UpstreamStatusError(
+                        500, "mock_testing_fallbacks: the first model group is treated as failed"
+                    )
                 return await self._try_group(
                     call, request, current, members, tags, kind, chain, position, model
                 )
@@ -133,7 +175,8 @@ class Dispatcher:
                     raise
                 if chain is None:
                     kind = failure
-                    chain = settings.fallbacks_for(model, failure)[: settings.max_fallbacks]
+                    chain = client or settings.fallbacks_for(model, failure)
+                    chain = chain[: settings.max_fallbacks]
                 while True:
                     if position >= len(chain):
                         raise
@@ -144,6 +187,11 @@ class Dispatcher:
                     except NotFound:
                         log.warning("fallback %r of %r is not a configured model", name, model)
                         continue
+                    if region is not None:
+                        # A fallback group with nothing in the end user's region is skipped.
+                        members = in_region(members, region)
+                        if not members:
+                            continue
                     break
                 call.attempted_fallbacks += 1
                 self.fallbacks[model] = self.fallbacks.get(model, 0) + 1
@@ -174,17 +222,27 @@ class Dispatcher:
         refusal_fallback = self._refusal_may_fall_back(requested, kind, chain, position)
         failed: set[int] = set()
         retries = 0
+        # LiteLLM's ``mock_testing_rate_limit_error``: the first attempt answers a 429.
+        mock_429 = kind is None and bool(
+            getattr(request.typed, "mock_testing_rate_limit_error", False)
+        )
         while True:
             state = router.choose(model, members, tags=tags, exclude=failed, stream=request.stream)
             deployment = state.deployment
+            allowed = deployment.params.max_retries
+            if allowed is None:
+                allowed = settings.num_retries
+            call.max_retries = allowed
             try:
+                if mock_429:
+                    mock_429 = False
+                    raise UpstreamStatusError(
+                        429, "mock_testing_rate_limit_error: a rate limit, as asked"
+                    )
                 return await self._attempt(
                     call, request, state, deployment.resolve_model(model), refusal_fallback
                 )
             except TollwayError as exc:
-                allowed = deployment.params.max_retries
-                if allowed is None:
-                    allowed = settings.num_retries
                 if classify(exc) is not Failure.RETRYABLE or retries >= allowed:
                     raise
                 retries += 1
@@ -275,18 +333,46 @@ class Dispatcher:
         deployment = state.deployment
         call.deployment = deployment
         call.price = self.accounting.price_of(deployment, upstream_model)
+        target = deployment
+        timeout = _request_timeout(call)
+        if timeout is not None:
+            # LiteLLM's ``x-litellm-timeout``: this request's deadline, on every phase.
+            deadlines = deployment.deadlines
+            target = msgspec.structs.replace(
+                deployment,
+                deadlines=Deadlines(
+                    connect=min(deadlines.connect, timeout),
+                    read=timeout,
+                    total=timeout,
+                    stream_idle=timeout,
+                ),
+            )
+        call.timeout_s = target.deadlines.read
+        if getattr(request.typed, "mock_timeout", False):
+            # LiteLLM's ``mock_timeout``: the attempt times out without reaching the upstream
+            # (and without counting against the deployment).
+            raise UpstreamTimeout(f"mock_timeout: no answer within {call.timeout_s} s")
         router.started(state)
         # Tracing (only with a tracing sink): the attempt gets a span id, sent upstream as the
         # parent of whatever the upstream traces, and is recorded on the call.
         span_id = new_span_id() if self.trace else None
         started = time.perf_counter()
         call.reached_upstream = True
+        extra: dict[str, str] | None = None
+        mock_response = getattr(request.typed, "mock_response", None)
+        if mock_response is not None:
+            # LiteLLM's ``mock_response``: the built-in mock answers, billed as this model
+            # (the canned text goes in the mock's header, not in the cached request head).
+            target = msgspec.structs.replace(target, provider="mock")
+            extra = {MOCK_RESPONSE_HEADER: mock_response}
         try:
-            if span_id is None:
-                reply = await self.engine.send(request, deployment, upstream_model)
+            if span_id is None and extra is None:
+                reply = await self.engine.send(request, target, upstream_model)
             else:
-                trace = _trace_headers(call, span_id)
-                reply = await self.engine.send(request, deployment, upstream_model, trace)
+                trace = {} if span_id is None else _trace_headers(call, span_id)
+                reply = await self.engine.send(
+                    request, target, upstream_model, {**trace, **(extra or {})}
+                )
             if reply.stream is not None:
                 # Handed back only once its first chunk arrived: a failure before any byte
                 # reached the client can still be retried.
@@ -346,6 +432,21 @@ class Dispatcher:
             status=200 if outcome.completed else 499,
             tokens=usage.total_tokens if usage is not None else 0,
         )
+
+
+def _request_timeout(call: Call) -> float | None:
+    raw = call.timeout_header
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not (math.isfinite(value) and 0 < value <= 3600):
+        raise InvalidRequest(
+            "x-litellm-timeout must be a number of seconds in (0, 3600]", param="x-litellm-timeout"
+        )
+    return value
 
 
 def _trace_headers(call: Call, span_id: str) -> dict[str, str]:

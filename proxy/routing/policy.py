@@ -137,7 +137,7 @@ class RoutingSettings(msgspec.Struct, frozen=True, kw_only=True):
             cooldown_s=_first(rs.cooldown_time, None, DEFAULT_COOLDOWN_S),
             backoff_s=float(rs.retry_after) if rs.retry_after else DEFAULT_BACKOFF_S,
             max_fallbacks=_first(rs.max_fallbacks, None, DEFAULT_MAX_FALLBACKS),
-            fallbacks=_fallback_map(rs.fallbacks),
+            fallbacks=_fallback_map(rs.fallbacks or ls.fallbacks),
             context_window_fallbacks=_fallback_map(
                 rs.context_window_fallbacks or ls.context_window_fallbacks
             ),

@@ -21,9 +21,13 @@ from ..cache.config import CacheConfigError, read_settings
 from ..config import Config, ConfigError, config_folder, line_of, load_config
 from ..guardrails.base import Mode
 from ..guardrails.registry import GuardrailSetupError, build_guardrails
+from ..pricing import PriceFileError, PriceTable
+from ..routing import Router, RoutingSettings
+from ..upstream.custom import check_custom_providers
+from ..upstream.providers import build_deployment
 from ..upstream.transport import AiohttpTransport
 from .logs import configure, environment_secrets
-from .settings import OPTIONS, SettingsError, environ_for_workers, resolve
+from .settings import OPTIONS, Settings, SettingsError, environ_for_workers, resolve
 
 log = logging.getLogger("tollway")
 
@@ -47,12 +51,26 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             kwargs["type"] = option.parse
         parser.add_argument(flag, **kwargs)
+    # LiteLLM's quick start: one model, no config file (spelled --api_base there too).
+    parser.add_argument("--model", dest="model", help="serve this one model [TOLLWAY_MODEL]")
+    parser.add_argument(
+        "--api-base", "--api_base", dest="api_base", help="its api_base [TOLLWAY_API_BASE]"
+    )
     parser.add_argument("--version", action="version", version=f"tollway {__version__}")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["rotate-salt-key"]:
+        from ..store.models_db import rotate_salt_key_command
+
+        return rotate_salt_key_command(argv[1:])
     args = vars(build_parser().parse_args(argv))
+    # Exported, so worker processes build the same quick-start config.
+    for name, variable in (("model", "TOLLWAY_MODEL"), ("api_base", "TOLLWAY_API_BASE")):
+        if args.get(name):
+            os.environ[variable] = args[name]
     config_path = args.get("config") or os.environ.get("TOLLWAY_CONFIG") or None
     bootstrap_level = args.get("log_level") or os.environ.get("TOLLWAY_LOG_LEVEL") or "info"
     bootstrap_format = args.get("log_format") or os.environ.get("TOLLWAY_LOG_FORMAT") or "text"
@@ -66,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = resolve(args, os.environ, config)
         check_guardrails(config, config_path)
         check_cache(config)
+        check_models(config, settings, config_path)
     except (ConfigError, SettingsError) as exc:
         return fatal(str(exc), bootstrap_format)
     secrets = [settings.master_key or ""]
@@ -120,6 +139,37 @@ def check_cache(config: Config) -> None:
         raise ConfigError(f"{config_source(config)}: invalid {exc}") from None
 
 
+def check_models(config: Config, settings: Settings, config_path: str | None) -> None:
+    """Build every deployment, load every custom provider and read the price file before the
+    socket is bound, so an unsupported provider, a bare name whose provider is unknown or a
+    handler that does not import stops start-up (exit 2) with its field and line."""
+    source = config_path or "<default config>"
+    try:
+        PriceTable.load(os.environ)
+    except PriceFileError as exc:
+        raise ConfigError(str(exc)) from None
+    custom = check_custom_providers(config, config_folder(config_path), source, config_path)
+    deployments = []
+    for index, entry in enumerate(config.model_list):
+        try:
+            deployments.append(
+                build_deployment(index, entry, config.router_settings, settings, custom)
+            )
+        except ConfigError as exc:
+            field, _, problem = str(exc).partition(": ")
+            where = line_of(config_path, "$." + field)
+            raise ConfigError(f"{source}: invalid {field}{where}: {problem}") from None
+    try:
+        # The router checks what spans deployments (auto_router tiers, strategies).
+        Router(
+            deployments,
+            config.router_settings.model_group_alias,
+            settings=RoutingSettings.from_config(config),
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
 def config_source(config: Config) -> str:
     return os.environ.get("TOLLWAY_CONFIG") or "config"
 
@@ -130,7 +180,7 @@ def serve(settings: Any, config: Any) -> int:
     import uvicorn
 
     from .app import create_app
-    from .uvicorn_protocol import TollwayHttpToolsProtocol
+    from .uvicorn_protocol import TollwayConfig, TollwayHttpToolsProtocol
 
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -147,9 +197,20 @@ def serve(settings: Any, config: Any) -> int:
     shown = f"[{host}]" if family == socket.AF_INET6 else host
     # Tests and scripts read this line to learn the port chosen for --port 0.
     print(f"tollway listening on http://{shown}:{port}", flush=True)
+    from ..ui import startup_line
+
+    try:
+        print(startup_line(settings.master_key, f"http://{shown}:{port}", os.environ), flush=True)
+    except ValueError as exc:
+        return fatal(str(exc), settings.log_format)
+    protocol: type[TollwayHttpToolsProtocol] = TollwayHttpToolsProtocol
+    if settings.server == "raw":
+        from .raw import RawProtocol
+
+        protocol = RawProtocol
     common: dict[str, Any] = {
         "loop": "uvloop",
-        "http": TollwayHttpToolsProtocol,
+        "http": protocol,
         "lifespan": "on",
         "access_log": settings.access_log,
         "log_config": None,
@@ -159,12 +220,15 @@ def serve(settings: Any, config: Any) -> int:
         "proxy_headers": False,
         "timeout_graceful_shutdown": settings.graceful_timeout_s,
         "timeout_keep_alive": 5,
+        # Slowloris guard and connection cap (see uvicorn_protocol.py).
+        "header_timeout_s": settings.header_timeout_s,
+        "limit_concurrency": settings.max_connections or None,
     }
     if settings.workers > 1:
         os.environ.update(environ_for_workers(settings))
         if settings.config:
             os.environ["TOLLWAY_CONFIG"] = os.path.abspath(settings.config)
-        uv_config = uvicorn.Config(
+        uv_config = TollwayConfig(
             "proxy.server.app:app_from_environment",
             factory=True,
             workers=settings.workers,
@@ -174,7 +238,7 @@ def serve(settings: Any, config: Any) -> int:
 
         Multiprocess(uv_config, sockets=[sock]).run()
         return 0
-    uv_config = uvicorn.Config(create_app(settings, config), **common)
+    uv_config = TollwayConfig(create_app(settings, config), **common)
     server = uvicorn.Server(uv_config)
     # uvicorn re-raises the signal it shut down on once it has restored the handlers found
     # at start; with these in place a graceful SIGTERM/SIGINT ends with exit status 0.
@@ -206,8 +270,11 @@ def serve_granian(settings: Any) -> int:
     if settings.config:
         os.environ["TOLLWAY_CONFIG"] = os.path.abspath(settings.config)
     print(f"tollway listening on http://{settings.host}:{port}", flush=True)
+    from ..ui import startup_line
+
+    print(startup_line(settings.master_key, f"http://{settings.host}:{port}", os.environ))
     Granian(
-        "proxy.server.app:app_from_environment",
+        "proxy.server.cli:granian_app",
         factory=True,
         address=settings.host,
         port=port,
@@ -219,3 +286,13 @@ def serve_granian(settings: Any) -> int:
         workers_kill_timeout=int(settings.graceful_timeout_s) or None,
     ).serve()
     return 0
+
+
+def granian_app() -> Any:
+    """Granian's app factory: the gateway, with ``Expect: 100-continue`` decided from the
+    headers first (granian answers ``100 Continue`` on the app's first ``receive()``, and
+    the inference routes read before they authenticate; see ``expect.py``)."""
+    from .app import app_from_environment
+    from .expect import expect_first
+
+    return expect_first(app_from_environment())

@@ -25,6 +25,8 @@ from typing import Any, Final, Generic, Literal, TypeVar
 import aiosqlite
 import msgspec
 
+from .hierarchy_rows import BudgetRow, CustomerRow, KeyBudgetSpendRow, OrganizationRow
+
 logger = logging.getLogger("tollway.store")
 
 
@@ -118,14 +120,20 @@ class SpendLogRow(msgspec.Struct, kw_only=True, gc=False):
     # Answered from the cache: billed 0; ``saved_cost`` is what the upstream would have cost.
     cache_hit: bool = False
     saved_cost: float = 0.0
+    # The end user (customer) the request named: its ``user`` field or end-user header;
+    # the organization of the key's team, when it has one.
+    end_user: str | None = None
+    organization_id: str | None = None
+    # The id of the reply the client got (``chatcmpl-...``), when the reply carried one.
+    response_id: str | None = None
 
 
 SpendUpdate = tuple[str, float, float | None]
 """(account id "key:<hash>" | "user:<id>" | "team:<id>", absolute spend, budget_reset_at)."""
 
-GroupBy = Literal["key", "team", "user", "model"]
+GroupBy = Literal["key", "team", "user", "model", "end_user"]
 
-_R = TypeVar("_R", KeyRow, TeamRow, UserRow, SpendLogRow)
+_R = TypeVar("_R", bound=msgspec.Struct)  # a row type: KeyRow, TeamRow, ..., KeyBudgetSpendRow
 
 _LEDGER_COLUMNS: Final = frozenset({"spend", "budget_reset_at"})
 _KEEP_ON_UPDATE: Final = _LEDGER_COLUMNS | {"created_at"}
@@ -140,7 +148,7 @@ _SQLITE_LOCKED: Final = 6
 class _Table(Generic[_R]):
     """Column names, SQL and row codecs for one record type (built once at import)."""
 
-    def __init__(self, name: str, row_type: type[_R], pk: str) -> None:
+    def __init__(self, name: str, row_type: type[_R], pk: str, *, spend_row: bool = False) -> None:
         self.name = name
         self.row_type: type[_R] = row_type
         self.pk = pk
@@ -160,7 +168,13 @@ class _Table(Generic[_R]):
             f"INSERT INTO {name} ({cols}) VALUES ({marks}) ON CONFLICT({pk}) DO NOTHING"
         )
         self.delete = f"DELETE FROM {name} WHERE {pk} = ?"
-        self.set_spend = f"UPDATE {name} SET spend = ?, budget_reset_at = ? WHERE {pk} = ?"
+        self.set_spend = (  # spend_row: a flushed account without a row gets one
+            f"INSERT INTO {name} (spend, budget_reset_at, {pk}) VALUES (?, ?, ?) "
+            f"ON CONFLICT({pk}) DO UPDATE SET spend = excluded.spend, "
+            "budget_reset_at = excluded.budget_reset_at"
+            if spend_row
+            else f"UPDATE {name} SET spend = ?, budget_reset_at = ? WHERE {pk} = ?"
+        )
 
     def to_params(self, row: _R) -> list[Any]:
         values = list(msgspec.structs.astuple(row))
@@ -187,13 +201,26 @@ _KEYS: Final = _Table("keys", KeyRow, "token_hash")
 _TEAMS: Final = _Table("teams", TeamRow, "team_id")
 _USERS: Final = _Table("users", UserRow, "user_id")
 _LOGS: Final = _Table("spend_logs", SpendLogRow, "request_id")
+_BUDGETS: Final = _Table("budgets", BudgetRow, "budget_id")
+# An end user with no record (``max_end_user_budget``) gets one with its first flushed spend.
+_CUSTOMERS: Final = _Table("end_users", CustomerRow, "user_id", spend_row=True)
+_ORGANIZATIONS: Final = _Table("organizations", OrganizationRow, "organization_id")
+_KEY_BUDGETS: Final = _Table("key_budget_spend", KeyBudgetSpendRow, "account", spend_row=True)
 
-_ACCOUNT_TABLES: Final[dict[str, _Table[Any]]] = {"key": _KEYS, "user": _USERS, "team": _TEAMS}
+_ACCOUNT_TABLES: Final[dict[str, _Table[Any]]] = {
+    "key": _KEYS,
+    "user": _USERS,
+    "team": _TEAMS,
+    "customer": _CUSTOMERS,
+    "organization": _ORGANIZATIONS,
+    "key_budget": _KEY_BUDGETS,
+}
 _GROUP_COLUMNS: Final[dict[str, str]] = {
     "key": "key_hash",
     "team": "team_id",
     "user": "user_id",
     "model": "model",
+    "end_user": "end_user",
 }
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
@@ -251,6 +278,10 @@ class Store:
         self.keys = Records(self, _KEYS)
         self.teams = Records(self, _TEAMS)
         self.users = Records(self, _USERS)
+        self.budgets = Records(self, _BUDGETS)
+        self.customers = Records(self, _CUSTOMERS)
+        self.organizations = Records(self, _ORGANIZATIONS)
+        self.key_budget_spend = Records(self, _KEY_BUDGETS)
 
     @classmethod
     async def open(cls, path: str, *, busy_timeout_ms: int = 100) -> Store:
@@ -340,11 +371,13 @@ class Store:
 
     # -- helpers --------------------------------------------------------------------------
 
-    async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+    # The primitives every query goes through (a PostgreSQL store overrides exactly these).
+
+    async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Any] | None:
         async with self._db.execute(sql, params) as cursor:
             return await cursor.fetchone()
 
-    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> Iterable[sqlite3.Row]:
+    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> Iterable[Sequence[Any]]:
         return await self._db.execute_fetchall(sql, params)
 
     async def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
@@ -423,15 +456,28 @@ class Store:
         end: float | None = None,
         page: int = 1,
         page_size: int = 100,
+        request_id: str | None = None,
+        end_user: str | None = None,
     ) -> list[SpendLogRow]:
         """Spend logs newest first; `start` inclusive, `end` exclusive (epoch seconds)."""
         _check_page(page, page_size)
         where, params = _where(
-            {"key_hash": key_hash, "user_id": user_id, "team_id": team_id, "model": model},
+            {
+                "key_hash": key_hash,
+                "user_id": user_id,
+                "team_id": team_id,
+                "model": model,
+                "end_user": end_user,
+            },
             start,
             end,
         )
-        rows = await self._db.execute_fetchall(
+        if request_id is not None:  # the log's id, the call id or the reply's id
+            where += (" AND" if where else " WHERE") + (
+                " (request_id = ? OR call_id = ? OR response_id = ?)"
+            )
+            params += [request_id, request_id, request_id]
+        rows = await self._fetchall(
             f"{_LOGS.select}{where} ORDER BY start_time DESC, rowid DESC LIMIT ? OFFSET ?",
             (*params, page_size, (page - 1) * page_size),
         )
@@ -453,10 +499,11 @@ class Store:
         if column is None:
             raise ValueError(f"group_by must be one of {sorted(_GROUP_COLUMNS)}")
         where, params = _where({"team_id": team_id}, start, end)
-        rows = await self._db.execute_fetchall(
+        rows = await self._fetchall(
             f"SELECT {column}, COALESCE(SUM(cost), 0), COUNT(*), "
             "COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
-            "COALESCE(SUM(total_tokens), 0), COALESCE(SUM(cache_hit), 0), "
+            "COALESCE(SUM(total_tokens), 0), "
+            "COALESCE(SUM(CASE WHEN cache_hit THEN 1 ELSE 0 END), 0), "
             f"COALESCE(SUM(saved_cost), 0) FROM spend_logs{where} "
             f"GROUP BY {column} ORDER BY 2 DESC, 1",
             params,
@@ -464,7 +511,7 @@ class Store:
         return [
             {
                 "group": r[0],
-                "spend": float(r[1]),
+                "spend": round(float(r[1]), 12),  # a sum of costs, at their precision
                 "requests": int(r[2]),
                 "prompt_tokens": int(r[3]),
                 "completion_tokens": int(r[4]),
@@ -475,10 +522,12 @@ class Store:
             for r in rows
         ]
 
+    async def read(self, sql: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
+        """A read-only query, for the report queries in ``store/reports.py``."""
+        return list(await self._fetchall(sql, params))
+
     async def sum_spend_logs_by_key(self) -> dict[str | None, float]:
-        rows = await self._db.execute_fetchall(
-            "SELECT key_hash, SUM(cost) FROM spend_logs GROUP BY key_hash"
-        )
+        rows = await self._fetchall("SELECT key_hash, SUM(cost) FROM spend_logs GROUP BY key_hash")
         return {r[0]: float(r[1]) for r in rows}
 
     async def count_spend_logs(self) -> int:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 
 from ..dialects import bedrock, openai
 from ..dialects.base import EmbeddingOutbound, EventDecoder, Fault, Target
-from ..errors import InvalidRequest, TollwayError, UpstreamTimeout
+from ..errors import InvalidRequest, TollwayError, UpstreamStatusError, UpstreamTimeout
 from ..model import ChatReply, EmbeddingReply, Usage
 from ..request import Kind, ParsedRequest
 from .deployment import Deployment
@@ -141,9 +141,17 @@ class Engine:
             headers = {**headers_extra, **headers}
         if trace:
             headers = {**headers, **trace}
-        transport = self._mock if provider.name == "mock" else self.transport
+        transport = provider.transport or (
+            self._mock if provider.name == "mock" else self.transport
+        )
         resp = await transport.post(url, body, headers, deployment.deadlines)
         secrets = provider.secrets(deployment)
+        if 300 <= resp.status < 400:
+            # The transports follow no redirect (it could lead around the api_base checks).
+            resp.close()
+            raise UpstreamStatusError(
+                502, f"the upstream answered a redirect (HTTP {resp.status}); none is followed"
+            )
         if resp.status >= 400:
             raw = await _read_all(resp, deployment.deadlines)
             raise _error(provider, resp, raw, secrets)

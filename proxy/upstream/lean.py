@@ -222,7 +222,15 @@ class _Response:
         return self._conn._headers.get(name.lower())
 
     async def read(self) -> bytes:
-        parts = [chunk async for chunk in self.iter_chunks()]
+        conn = self._conn
+        if conn._complete:
+            # The usual small reply arrived whole with its headers: no async generator.
+            parts = []
+            while (chunk := conn.pop_chunk()) is not None:
+                parts.append(chunk)
+            self._finish()
+        else:
+            parts = [chunk async for chunk in self.iter_chunks()]
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     async def iter_chunks(self) -> AsyncGenerator[bytes, None]:
@@ -234,6 +242,13 @@ class _Response:
             if chunk is not None:
                 if idle is not None:
                     timeout = idle
+                if conn._body:
+                    # More has arrived already (a stream's events come several to a read):
+                    # passed on as one piece, one trip through the relay and one write.
+                    parts = [chunk]
+                    while (more := conn.pop_chunk()) is not None:
+                        parts.append(more)
+                    chunk = b"".join(parts)
                 yield chunk
                 continue
             if conn._complete:
@@ -285,36 +300,48 @@ class _Pool:
         self.limit = limit
         self.idle: list[_Connection] = []
         self.active = 0
-        self._slot_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._slot_waiters: collections.deque[asyncio.Future[_Connection | None]] = (
+            collections.deque()
+        )
 
     async def acquire(self, connect_timeout: float, fresh: bool) -> _Connection:
-        now = time.monotonic()
-        while self.idle and not fresh:
-            conn = self.idle.pop()
-            if conn.closed or now - conn.idle_since > _IDLE_SECONDS:
-                conn.abort()
-                continue
-            self.active += 1
-            return conn
-        while self.active >= self.limit:
-            waiter = asyncio.get_running_loop().create_future()
+        # First come, first served: while anyone waits for a slot, a newcomer queues behind
+        # them (no barging), and a released connection is handed to the oldest waiter
+        # directly. Otherwise a woken waiter can lose the freed connection to a request
+        # that arrived later and go back to the end of the queue, again and again: at
+        # 1,000 connections that starvation made a few requests wait seconds.
+        if not self._slot_waiters:
+            now = time.monotonic()
+            while self.idle and not fresh:
+                conn = self.idle.pop()
+                if conn.closed or now - conn.idle_since > _IDLE_SECONDS:
+                    conn.abort()
+                    continue
+                self.active += 1
+                return conn
+        if self.active >= self.limit or self._slot_waiters:
+            waiter: asyncio.Future[_Connection | None] = asyncio.get_running_loop().create_future()
             self._slot_waiters.append(waiter)
             try:
                 async with asyncio.timeout(connect_timeout):
-                    await waiter
-            except TimeoutError:
-                raise UpstreamTimeout("no upstream connection became free in time") from None
-            if self.idle and not fresh:
-                conn = self.idle.pop()
-                if not conn.closed:
-                    self.active += 1
-                    return conn
-        self.active += 1
+                    handed = await waiter
+            except BaseException as exc:
+                if waiter.done() and not waiter.cancelled():
+                    # The slot was handed over just as the wait ended: pass it on.
+                    self._pass_on(waiter.result())
+                if isinstance(exc, TimeoutError):
+                    raise UpstreamTimeout("no upstream connection became free in time") from None
+                raise
+            if handed is not None and not fresh and not handed.closed:
+                return handed  # its slot (``active``) came with it
+            if handed is not None:
+                handed.abort()  # a fresh connection was asked for: keep the slot only
+        else:
+            self.active += 1
         try:
             return await self._connect(connect_timeout)
         except BaseException:
-            self.active -= 1
-            self._wake_one()
+            self._free_slot()
             raise
 
     async def _connect(self, timeout: float) -> _Connection:
@@ -337,22 +364,26 @@ class _Pool:
         return protocol
 
     def release(self, conn: _Connection) -> None:
-        self.active -= 1
         conn.idle_since = time.monotonic()
-        self.idle.append(conn)
-        self._wake_one()
+        self._pass_on(conn)
 
     def discard(self, conn: _Connection) -> None:
-        self.active -= 1
         conn.abort()
-        self._wake_one()
+        self._free_slot()
 
-    def _wake_one(self) -> None:
+    def _pass_on(self, conn: _Connection | None) -> None:
+        """Hand a slot (with ``conn`` when reusable) to the oldest waiter, or free it."""
         while self._slot_waiters:
             waiter = self._slot_waiters.popleft()
             if not waiter.done():
-                waiter.set_result(None)
+                waiter.set_result(conn)
                 return
+        self.active -= 1
+        if conn is not None:
+            self.idle.append(conn)
+
+    def _free_slot(self) -> None:
+        self._pass_on(None)
 
     def close(self) -> None:
         for conn in self.idle:
@@ -361,12 +392,24 @@ class _Pool:
 
 
 class _Target:
-    __slots__ = ("host_header", "path", "pool")
+    __slots__ = ("head_for", "head_prefix", "host_header", "path", "pool")
 
     def __init__(self, pool: _Pool, host_header: str, path: str) -> None:
         self.pool = pool
         self.host_header = host_header
         self.path = path
+        # The request head without its length, encoded for the last headers mapping seen:
+        # providers hand the same (never mutated) mapping to every call of a deployment.
+        self.head_for: Mapping[str, str] | None = None
+        self.head_prefix = b""
+
+    def head(self, headers: Mapping[str, str], length: int) -> bytes:
+        if headers is not self.head_for:
+            lines = [f"POST {self.path} HTTP/1.1\r\nhost: {self.host_header}\r\n"]
+            lines.extend(f"{name}: {value}\r\n" for name, value in headers.items())
+            self.head_prefix = "".join(lines).encode("latin-1")
+            self.head_for = headers
+        return b"%bcontent-length: %d\r\n\r\n" % (self.head_prefix, length)
 
 
 class LeanTransport:
@@ -410,10 +453,7 @@ class LeanTransport:
         self, url: str, body: bytes, headers: Mapping[str, str], deadlines: Deadlines
     ) -> UpstreamResponse:
         target = self._target(url)
-        lines = [f"POST {target.path} HTTP/1.1\r\nhost: {target.host_header}\r\n"]
-        lines.extend(f"{name}: {value}\r\n" for name, value in headers.items())
-        lines.append(f"content-length: {len(body)}\r\n\r\n")
-        head = "".join(lines).encode("latin-1")
+        head = target.head(headers, len(body))
         pool = target.pool
         fresh = False
         for _ in range(2):

@@ -7,10 +7,11 @@ Adding an OpenAI-compatible provider is one line in ``config.OPENAI_COMPATIBLE``
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from urllib.parse import quote
 
 from ..config import OPENAI_COMPATIBLE, ConfigError, ModelEntry, RouterSettings
@@ -18,13 +19,14 @@ from ..dialects import anthropic, bedrock, cohere, gemini, openai
 from ..dialects.base import Outbound
 from ..dialects.responses.outbound import OUTBOUND as RESPONSES_OUTBOUND
 from ..errors import UpstreamStatusError
+from ..pricing import infer_provider
 from ..server.settings import Settings
 from .deployment import AUTO_ROUTER, Deployment
 from .mock import MOCK_BASE, RESPONSE_HEADER
 from .native import AnthropicNative, DecodedNative, ModelInURLNative, NativeFactory, OpenAINative
 from .sigv4 import Signer, make_signer
 from .spec import Framing, Operation
-from .transport import Deadlines
+from .transport import Deadlines, Transport
 
 CHAT = frozenset({Operation.CHAT})
 CHAT_AND_EMBEDDINGS = frozenset({Operation.CHAT, Operation.EMBEDDING})
@@ -77,6 +79,8 @@ class Provider:
 
     # False when the headers depend on the body (a signature): they are then built per call.
     cacheable = True
+    # Set for a provider served in-process (a custom provider): requests go here, not out.
+    transport: Transport | None = None
 
     def __init__(self, name: str, dialect: Outbound, default_base: str | None = None) -> None:
         self.name = name
@@ -309,24 +313,44 @@ SUPPORTED = tuple(
 
 
 def split_model(model: str) -> tuple[str, str]:
-    """``"openai/gpt-4o"`` → ``("openai", "gpt-4o")``; a bare name is OpenAI's."""
+    """``"openai/gpt-4o"`` → ``("openai", "gpt-4o")``; a bare name's provider is inferred from
+    the price table and LiteLLM's name patterns (``claude-*`` → anthropic), "" when unknown."""
     provider, sep, name = model.partition("/")
     if not sep:
-        return "openai", model
+        return infer_provider(model) or "", model
     return provider, name
 
 
 def build_deployment(
-    index: int, entry: ModelEntry, router: RouterSettings, settings: Settings
+    index: int,
+    entry: ModelEntry,
+    router: RouterSettings,
+    settings: Settings,
+    custom: Collection[str] = (),
 ) -> Deployment:
+    """One deployment from one ``model_list`` entry; ``custom`` names the providers added by
+    ``litellm_settings.custom_provider_map``. A provider that cannot be served is a
+    ``ConfigError`` naming the field (and the nearest supported provider)."""
     params = entry.litellm_params
+    where = f"model_list[{index}].litellm_params.model"
     provider, name = split_model(params.model)
     if params.custom_llm_provider:
         provider, name = params.custom_llm_provider, params.model
-    if provider not in SUPPORTED and provider != AUTO_ROUTER:
+    if not provider:
+        if not params.api_base:
+            raise ConfigError(
+                f"{where}: cannot tell the provider of {params.model!r}; write it as "
+                "provider/model (e.g. openai/..., anthropic/..., ollama/...)"
+            )
+        # A bare unknown name with an api_base: an OpenAI-compatible server, as LiteLLM's
+        # openai-compatible default.
+        provider = "openai"
+    known = (*SUPPORTED, *custom)
+    if provider not in known and provider != AUTO_ROUTER:
+        close = difflib.get_close_matches(provider, known, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? " if close else ""
         raise ConfigError(
-            f"model_list[{index}].litellm_params.model: provider {provider!r} is not supported "
-            f"(supported: {', '.join(SUPPORTED)})"
+            f"{where}: provider {provider!r} is not supported; {hint}supported: {', '.join(known)}"
         )
     if provider == "azure" and not params.api_base:
         raise ConfigError(

@@ -8,7 +8,7 @@ the client could not use yet anyway) and, when the gateway itself asked the upst
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Protocol
 
 import msgspec
@@ -56,17 +56,26 @@ class SSERelay:
         self.done = False
 
     def feed(self, chunk: bytes) -> bytes:
+        if (
+            not self._buffer
+            and chunk.endswith(b"\n\n")
+            and chunk.find(b"\n\n") == len(chunk) - 2
+            and b"\r" not in chunk
+        ):
+            # The usual chunk: exactly one whole event, "\n\n" its only boundary (the
+            # regular expression below costs several times more than these two scans).
+            return b"" if self._inspect(chunk[:-2]) else chunk
         data = self._buffer + chunk if self._buffer else chunk
         parts: list[bytes] | None = None
         emit_from = 0
         last_end = 0
-        for match in EVENT_BOUNDARY.finditer(data):
-            if self._inspect(data[last_end : match.start()]):
+        for start, end in _boundaries(data):
+            if self._inspect(data[last_end:start]):
                 if parts is None:
                     parts = []
                 parts.append(data[emit_from:last_end])
-                emit_from = match.end()
-            last_end = match.end()
+                emit_from = end
+            last_end = end
         self._buffer = data[last_end:]
         if parts is None:
             return data if last_end == len(data) else data[:last_end]
@@ -97,6 +106,19 @@ class SSERelay:
             return False
         self.usage = usage
         return self.strip_usage_chunk and choices == 0
+
+
+def _boundaries(data: bytes) -> Iterator[tuple[int, int]]:
+    """Where each event of ``data`` ends: (start, end) of its blank line, in order."""
+    if b"\r" in data:
+        for match in EVENT_BOUNDARY.finditer(data):
+            yield match.start(), match.end()
+        return
+    # Only "\n\n" can match without a CR: found by bytes.find, several times faster.
+    start = data.find(b"\n\n")
+    while start >= 0:
+        yield start, start + 2
+        start = data.find(b"\n\n", start + 2)
 
 
 async def relay(chunks: AsyncIterator[bytes], state: ByteRelay) -> AsyncIterator[bytes]:

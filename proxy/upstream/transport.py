@@ -131,7 +131,11 @@ class AiohttpTransport:
             total=None, sock_connect=deadlines.connect, sock_read=deadlines.read
         )
         try:
-            resp = await self._session(url).post(url, data=body, headers=headers, timeout=timeout)
+            # Never follow a redirect: a 3xx to a metadata address would bypass the checks
+            # api_base passed (TOLLWAY_UPSTREAM_ALLOW / _DENY), and would re-send the key.
+            resp = await self._session(url).post(
+                url, data=body, headers=headers, timeout=timeout, allow_redirects=False
+            )
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise UpstreamTimeout("the upstream did not answer in time") from exc
         except aiohttp.ClientConnectorError as exc:

@@ -20,7 +20,11 @@ def test_team_new_info_and_update(admin: Admin) -> None:
         },
     )
     assert team["team_id"] == "research" and team["spend"] == 0
-    assert team["members_with_roles"] == [{"user_id": "ann", "role": "admin"}]
+    # The master key's LiteLLM user, ``default_user_id``, is the admin of teams it creates.
+    assert team["members_with_roles"] == [
+        {"user_id": "ann", "user_email": None, "role": "admin"},
+        {"user_id": "default_user_id", "user_email": None, "role": "admin"},
+    ]
     assert team["budget_reset_at"].endswith("Z") and team["created_at"].endswith("Z")
     duplicate = admin.post("/team/new", {"team_id": "research"})
     assert duplicate.status_code == 400 and error_of(duplicate)["param"] == "team_id"
@@ -46,7 +50,7 @@ def test_team_new_info_and_update(admin: Admin) -> None:
         pytest.param("/team/update", {"max_budget": 1}, "team_id", id="update-no-id"),
         pytest.param("/user/new", {"max_budget": -0.5}, "max_budget", id="user-negative"),
         pytest.param("/user/new", {"user_role": "god"}, "user_role", id="user-role"),
-        pytest.param("/user/new", {"spend": 1}, "spend", id="user-spend"),
+        pytest.param("/user/new", {"spend": -1}, "spend", id="user-spend"),
         pytest.param("/user/update", {"user_id": "u", "created_at": 1}, "created_at", id="u-ts"),
     ],
 )
@@ -113,7 +117,7 @@ def test_user_lifecycle(admin: Admin) -> None:
     assert admin.chat(explicit["key"]).status_code == 401
     assert admin.get("/user/info", user_id="bob").status_code == 404
     team = admin.ok("GET", "/team/info", team_id="ops")["team_info"]
-    assert team["members_with_roles"] == []
+    assert [m["user_id"] for m in team["members_with_roles"]] == ["default_user_id"]
 
 
 def test_user_new_without_key(admin: Admin) -> None:

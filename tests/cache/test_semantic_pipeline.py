@@ -4,6 +4,7 @@ paraphrase in another conversation never does; the Redis cache shares answers.""
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Any
 
@@ -85,10 +86,13 @@ def test_an_unknown_cache_type_stops_start_up(tmp_path: Path) -> None:
 
     path = tmp_path / "config.yaml"
     path.write_text(CONFIG.format(params="    type: memcached"))
+    # The config's os.environ/ references must be set: an unset one stops start-up first.
+    env = {**os.environ, "TEST_UPSTREAM_KEY": "sk-up", "TEST_MASTER_KEY": "sk-master"}
     result = subprocess.run(
         [sys.executable, "-m", "proxy", "--config", str(path), "--port", "0"],
         capture_output=True,
         text=True,
+        env=env,
         timeout=30,
         check=False,
     )

@@ -64,7 +64,10 @@ def test_settled_spend_counts_against_the_budget(ledger: Ledger) -> None:
         reservation = ledger.admit(f"r{i}", [KEY], tokens=10, cost=0.25)
         ledger.settle(reservation, cost=0.25, tokens=10)
 
-    with pytest.raises(BudgetExceeded, match=r"spend 1\.00 \+ this request's worst case 0\.01"):
+    with pytest.raises(
+        BudgetExceeded,
+        match=r"needs up to 0\.01 but 0\.00 remains of max_budget 1\.00 \(spend 1\.00\)",
+    ):
         ledger.admit("r5", [KEY], tokens=10, cost=0.01)
     assert ledger.account(KEY).spend == pytest.approx(1.0)
 
@@ -75,7 +78,10 @@ def test_team_budget_is_shared_by_two_keys(ledger: Ledger) -> None:
     ledger.set_account(TEAM, Limits(max_budget=1.0))
     first = ledger.admit("a", [KEY, TEAM], tokens=1, cost=0.6)
 
-    with pytest.raises(BudgetExceeded, match=r"^Budget exceeded for team:"):
+    with pytest.raises(
+        BudgetExceeded,
+        match=r"^Budget has been exceeded! This request would exceed the team budget",
+    ):
         ledger.admit("b", [OTHER_KEY, TEAM], tokens=1, cost=0.6)
     ledger.admit("c", [OTHER_KEY, TEAM], tokens=1, cost=0.4)
 
@@ -106,8 +112,9 @@ def test_tightest_budget_wins_and_the_message_names_its_level(
         ledger.admit("over", [KEY, USER, TEAM], tokens=1, cost=0.01)
 
     assert info.value.message == (
-        f"Budget exceeded for {level}: spend 0.00 + in flight 0.50 + this request's worst case "
-        "0.01 > max_budget 0.50"
+        "Budget has been exceeded! This request would exceed the "
+        f"{level} budget: it needs up to 0.01 but 0.00 remains of max_budget 0.50 "
+        "(spend 0.00 + in flight 0.50)"
     )
     assert KEY.partition(":")[2] not in info.value.message
 
@@ -117,7 +124,7 @@ def test_rejection_at_team_leaves_key_and_user_untouched(ledger: Ledger) -> None
     ledger.set_account(USER, Limits(max_parallel_requests=1))
     ledger.set_account(TEAM, Limits(max_budget=0.1))
 
-    with pytest.raises(BudgetExceeded, match="for team"):
+    with pytest.raises(BudgetExceeded, match="the team budget"):
         ledger.admit("r", [KEY, USER, TEAM], tokens=50, cost=0.2)
 
     for account_id in (KEY, USER):
@@ -230,7 +237,12 @@ def test_rpm_admits_exactly_n_per_window_and_slides(ledger: Ledger, clock: FakeC
     with pytest.raises(RateLimited) as info:
         ledger.admit("r30", [KEY], tokens=1, cost=0.0)
     assert info.value.retry_after == 30.0
-    assert info.value.headers == {"retry-after": "30"}
+    assert info.value.headers == {
+        "retry-after": "30",
+        "x-ratelimit-limit-requests": "3",
+        "x-ratelimit-remaining-requests": "0",
+        "x-ratelimit-reset-requests": "30s",
+    }
     assert "rpm_limit 3" in info.value.message
     assert KEY.partition(":")[2] not in info.value.message
 
@@ -349,11 +361,11 @@ def test_new_budget_duration_gets_a_reset_time_and_is_flushed(
     clock.now = datetime(2024, 12, 15, 10, tzinfo=UTC).timestamp()
     new_year = datetime(2025, 1, 1, tzinfo=UTC).timestamp()
 
-    ledger.set_account(KEY, Limits(max_budget=5.0, budget_duration="1mo"))
+    ledger.set_account(KEY, Limits(max_budget=5.0, budget_duration="1mo@calendar"))
 
     assert ledger.account(KEY).budget_reset_at == new_year
     assert ledger.drain_dirty() == [(KEY, 0.0, new_year)]
-    ledger.set_account(KEY, Limits(max_budget=6.0, budget_duration="1mo"))
+    ledger.set_account(KEY, Limits(max_budget=6.0, budget_duration="1mo@calendar"))
     assert ledger.drain_dirty() == []  # same duration: the schedule is kept
     ledger.set_account(KEY, Limits(max_budget=6.0))
     assert ledger.account(KEY).budget_reset_at is None
@@ -361,7 +373,7 @@ def test_new_budget_duration_gets_a_reset_time_and_is_flushed(
 
 def test_bad_budget_duration_is_rejected_before_any_change(ledger: Ledger) -> None:
     with pytest.raises(ValueError, match="invalid budget_duration"):
-        ledger.set_account(KEY, Limits(max_budget=1.0, budget_duration="1w"))
+        ledger.set_account(KEY, Limits(max_budget=1.0, budget_duration="1y"))
     assert not ledger.has_account(KEY)
 
 
@@ -494,5 +506,8 @@ def test_sub_cent_costs_accumulate_and_show_in_messages(ledger: Ledger) -> None:
         ledger.settle(reservation, cost=0.00002, tokens=10)
 
     assert ledger.account(KEY).spend == pytest.approx(0.02)
-    with pytest.raises(BudgetExceeded, match=r"worst case 0\.000025 > max_budget 0\.02$"):
+    with pytest.raises(
+        BudgetExceeded,
+        match=r"needs up to 0\.000025 but 0\.00 remains of max_budget 0\.02 \(spend 0\.02\)$",
+    ):
         ledger.admit("over", [KEY], tokens=10, cost=0.000025)

@@ -15,7 +15,14 @@ import msgspec
 
 from ...errors import InvalidRequest
 from ...model import ChatRequest, StreamOptions
-from ...request import ChatBody, CompletionBody, EmbeddingBody, Kind, ParsedRequest
+from ...request import (
+    ChatBody,
+    CompletionBody,
+    EmbeddingBody,
+    Kind,
+    ParsedRequest,
+    check_client_credentials,
+)
 from ..common import check_model
 
 _decoders: dict[Kind, msgspec.json.Decoder[Any]] = {
@@ -40,6 +47,8 @@ def parse(kind: Kind, body: bytes) -> ParsedRequest:
         raise InvalidRequest(f"invalid request body: {exc}", param=_param(exc)) from exc
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"the request body is not valid JSON: {exc}") from exc
+    # Decoded with the light view itself (escaped keys too): free when absent.
+    check_client_credentials(typed)
     check_model(typed.model)
     stream = kind is not Kind.EMBEDDING and bool(typed.stream)
     wants_usage = False
@@ -84,6 +93,16 @@ def _gateway_fields(typed: ChatBody | CompletionBody | EmbeddingBody) -> tuple[s
         present.append("cache")
     if typed.use_cache is not None:
         present.append("use-cache")
+    if not isinstance(typed, EmbeddingBody):
+        for name in (
+            "fallbacks",
+            "mock_response",
+            "mock_testing_fallbacks",
+            "mock_testing_rate_limit_error",
+            "mock_timeout",
+        ):
+            if getattr(typed, name) is not None:
+                present.append(name)
     return tuple(present)
 
 

@@ -31,8 +31,8 @@ MARKS: tuple[tuple[float, str, str], ...] = (
     (0.85, "threshold_crossed", "Low"),
 )
 _GROUP_NAMES = {"key": "Key", "team": "Team", "internal_user": "User"}
-# The ledger's refusal names the kind of account: "Budget exceeded for key: ...".
-_REFUSED = re.compile(r"Budget exceeded for (key|user|team)\b")
+# The ledger's refusal names the kind of account: "... would exceed the key budget: ...".
+_REFUSED = re.compile(r"would exceed the (key|user|team) budget\b")
 _PRUNE_AT = 10_000
 _BLANK = Alert(alert_type="budget_alerts", event="", event_group="", event_message="", level="")
 

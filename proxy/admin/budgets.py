@@ -1,0 +1,169 @@
+"""``/budget/*``: reusable budgets (new, update, info, delete, list, settings); master key only.
+
+A budget is a set of limits (``max_budget``, ``budget_duration``, rpm/tpm/parallel) that an
+organization, an end user or a key borrows by naming its ``budget_id`` when it sets no budget
+of its own; each borrower spends against its own copy (the budget has no spend). Changing a
+budget changes every borrower's limits at once. Response shapes are LiteLLM's
+(``LiteLLM_BudgetTable``); ``budget_object`` is also what ``litellm_budget_table`` shows on an
+organization or end user.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import msgspec
+from msgspec import UNSET, UnsetType
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..errors import InvalidRequest, NotFound
+from ..store.hierarchy_rows import BudgetRow
+from .common import (
+    Action,
+    AdminRoutes,
+    Count,
+    Identifier,
+    Money,
+    authorize,
+    check_duration,
+    check_query,
+    decode_body,
+    iso,
+    json_response,
+    query_str,
+    set_fields,
+)
+
+
+class NewBudget(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    budget_id: Identifier | None = None
+    max_budget: Money | None = None
+    soft_budget: Money | None = None
+    budget_duration: str | None = None
+    rpm_limit: Count | None = None
+    tpm_limit: Count | None = None
+    max_parallel_requests: Count | None = None
+    # LiteLLM fields accepted and stored nowhere: per-model budgets belong on keys.
+    model_max_budget: dict[str, Any] | None = None
+    budget_reset_at: str | None = None
+
+
+class UpdateBudget(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    budget_id: Identifier
+    max_budget: Money | UnsetType | None = UNSET
+    soft_budget: Money | UnsetType | None = UNSET
+    budget_duration: str | UnsetType | None = UNSET
+    rpm_limit: Count | UnsetType | None = UNSET
+    tpm_limit: Count | UnsetType | None = UNSET
+    max_parallel_requests: Count | UnsetType | None = UNSET
+    model_max_budget: dict[str, Any] | UnsetType | None = UNSET
+    budget_reset_at: str | UnsetType | None = UNSET
+
+
+class BudgetIds(msgspec.Struct, forbid_unknown_fields=True):
+    budgets: list[str]
+
+
+class DeleteBudget(msgspec.Struct, forbid_unknown_fields=True):
+    id: str
+
+
+_IGNORED = ("model_max_budget", "budget_reset_at")
+
+
+def budget_object(row: BudgetRow | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    data = msgspec.structs.asdict(row)
+    data["created_at"] = iso(row.created_at)
+    data["updated_at"] = iso(row.updated_at)
+    return data
+
+
+class BudgetRoutes(AdminRoutes):
+    def routes(self) -> list[Route]:
+        return [
+            Route("/budget/new", self.create, methods=["POST"]),
+            Route("/budget/update", self.update, methods=["POST", "PATCH"]),
+            Route("/budget/info", self.info, methods=["POST"]),
+            Route("/budget/settings", self.settings, methods=["GET"]),
+            Route("/budget/list", self.list, methods=["GET"]),
+            Route("/budget/delete", self.delete, methods=["POST", "DELETE"]),
+        ]
+
+    def _find(self, budget_id: str) -> BudgetRow:
+        row = self.state.hierarchy.budgets.get(budget_id)
+        if row is None:
+            raise NotFound(f"budget {budget_id!r} not found", param="budget_id", code="not_found")
+        return row
+
+    async def create(self, request: Request) -> Response:
+        caller = authorize(self.state, request, Action.USER_WRITE)
+        body = await decode_body(request, NewBudget)
+        check_duration(body.budget_duration, "budget_duration")
+        hierarchy = self.state.hierarchy
+        budget_id = body.budget_id or str(uuid.uuid4())
+        if budget_id in hierarchy.budgets:
+            raise InvalidRequest(f"budget {budget_id!r} already exists", param="budget_id")
+        row = BudgetRow(
+            budget_id=budget_id,
+            max_budget=body.max_budget,
+            soft_budget=body.soft_budget,
+            budget_duration=body.budget_duration,
+            rpm_limit=body.rpm_limit,
+            tpm_limit=body.tpm_limit,
+            max_parallel_requests=body.max_parallel_requests,
+            created_at=self.state.clock.time(),
+            created_by=caller.created_by,
+        )
+        await hierarchy.put_budget(row)
+        return json_response(budget_object(row))
+
+    async def update(self, request: Request) -> Response:
+        authorize(self.state, request, Action.USER_WRITE)
+        body = await decode_body(request, UpdateBudget)
+        if isinstance(body.budget_duration, str):
+            check_duration(body.budget_duration, "budget_duration")
+        row = self._find(body.budget_id)
+        changes = set_fields(body, ("budget_id", *_IGNORED))
+        updated = msgspec.structs.replace(row, **changes)
+        await self.state.hierarchy.put_budget(updated)
+        return json_response(budget_object(updated))
+
+    async def info(self, request: Request) -> Response:
+        authorize(self.state, request, Action.USER_READ)
+        body = await decode_body(request, BudgetIds)
+        return json_response([budget_object(self._find(b)) for b in body.budgets])
+
+    async def settings(self, request: Request) -> Response:
+        authorize(self.state, request, Action.USER_READ)
+        check_query(request, ("budget_id",))
+        budget_id = query_str(request, "budget_id")
+        if budget_id is None:
+            raise InvalidRequest("give the budget as ?budget_id=", param="budget_id")
+        data = budget_object(self._find(budget_id)) or {}
+        return json_response(
+            [
+                {"field_name": name, "field_value": data.get(name), "field_type": "number"}
+                for name in ("max_budget", "soft_budget", "rpm_limit", "tpm_limit")
+            ]
+        )
+
+    async def list(self, request: Request) -> Response:
+        authorize(self.state, request, Action.USER_READ)
+        check_query(request, ())
+        rows = sorted(
+            self.state.hierarchy.budgets.values(),
+            key=lambda b: (b.created_at or 0.0, b.budget_id),
+        )
+        return json_response([budget_object(b) for b in rows])
+
+    async def delete(self, request: Request) -> Response:
+        authorize(self.state, request, Action.USER_WRITE)
+        body = await decode_body(request, DeleteBudget)
+        row = self._find(body.id)
+        await self.state.hierarchy.remove_budget(row.budget_id)
+        return json_response(budget_object(row))
