@@ -1,8 +1,8 @@
 """Tollway's exception tree; every error a client can see is one of these.
 
 Each class carries its HTTP status, contract ``type`` and extra headers; ``body()`` renders
-the contract's ``{"error": {...}}`` shape, and ``proxy.app.error_response`` is the one place
-that turns any exception into a response. Foreign exceptions are
+the contract's ``{"error": {...}}`` shape, and ``proxy.server.web_errors.error_response`` is
+the one place that turns any exception into a response. Foreign exceptions are
 translated at the boundary where they occur (``raise UpstreamTimeout(...) from exc``).
 
     TollwayError                      500 internal_error

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
-
-import aiohttp
+from typing import TYPE_CHECKING, TypeAlias
 
 from ..dialects import anthropic, cohere, openai
 from ..errors import TollwayError, UpstreamTimeout, UpstreamUnreachable
@@ -21,7 +20,11 @@ from ..upstream.errors import to_error
 from ..upstream.providers import ANTHROPIC_VERSION, AZURE_API_VERSION, openai_headers
 from ..upstream.transport import Deadlines
 
-Body = bytes | aiohttp.FormData | None
+if TYPE_CHECKING:
+    import aiohttp
+
+# aiohttp (about 14 MB resident) is imported when these routes are first used.
+Body: TypeAlias = "bytes | aiohttp.FormData | None"
 
 
 class UpstreamReply:
@@ -35,6 +38,8 @@ class UpstreamReply:
         self.headers = resp.headers
 
     async def read(self, deadline: float | None = None) -> bytes:
+        import aiohttp
+
         try:
             async with asyncio.timeout(deadline):
                 return await self._resp.read()
@@ -47,6 +52,8 @@ class UpstreamReply:
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives (binary audio, a pass-through stream)."""
+        import aiohttp
+
         try:
             async for chunk in self._resp.content.iter_any():
                 yield chunk
@@ -64,6 +71,8 @@ class SideClient:
         self._session: aiohttp.ClientSession | None = None
 
     def _open(self) -> aiohttp.ClientSession:
+        import aiohttp
+
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30),
@@ -82,6 +91,8 @@ class SideClient:
         body: Body,
         deadlines: Deadlines,
     ) -> UpstreamReply:
+        import aiohttp
+
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=deadlines.connect, sock_read=deadlines.read
         )

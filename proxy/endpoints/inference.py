@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import aiohttp
 import msgspec
 import orjson
 from starlette.datastructures import UploadFile
@@ -37,6 +36,9 @@ from ..usage import estimate_tokens
 from .client import UpstreamReply
 from .meter import Meter, Side, json_response
 from .prices import UnitPrice
+
+if TYPE_CHECKING:
+    import aiohttp
 
 # OpenAI's own upload limit for audio, and a little room for the multipart envelope.
 AUDIO_MAX_BYTES = 25 * 1024 * 1024 + 64 * 1024
@@ -171,6 +173,8 @@ async def read_form(side: Side, limit: int) -> tuple[dict[str, str], list[Upload
 
 
 def form_data(fields: dict[str, str], files: list[Upload]) -> aiohttp.FormData:
+    import aiohttp  # on first use: a gateway that uploads nothing never loads it
+
     data = aiohttp.FormData()
     for name, value in fields.items():
         data.add_field(name, value)

@@ -19,12 +19,12 @@ the ledger and every sink see one kind of row whatever the endpoint.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, TypeGuard, cast
 
 import orjson
-from aiohttp import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -50,6 +50,9 @@ from .prices import UnitPrice, UnitPrices
 BodyFor = Callable[[Deployment, str], Body]
 # Providers whose deployments no side endpoint serves (a fallback skips them).
 NOT_SERVING = frozenset(("mock", "auto_router", "bedrock", "gemini"))
+
+if TYPE_CHECKING:
+    import aiohttp
 
 
 class ModelCheck(Protocol):
@@ -280,10 +283,10 @@ class Side:
         # aiohttp's FormData is callable too: a ``BodyFor`` is told apart as what it is not.
         fixed: Body = None
         build: BodyFor | None = None
-        if body is None or isinstance(body, bytes | FormData):
+        if body is None or isinstance(body, bytes) or _is_form(body):
             fixed = body
         else:
-            build = body
+            build = cast("BodyFor", body)
         rebuild = build is not None
         failed: set[int] = set()
         chain: tuple[str, ...] | None = None
@@ -583,3 +586,9 @@ class Relay(Response):
 
     def _chunks(self) -> AsyncIterator[bytes]:
         return self._reply.chunks()
+
+
+def _is_form(body: object) -> TypeGuard[aiohttp.FormData]:
+    """Whether ``body`` is an aiohttp ``FormData`` (only possible once aiohttp is loaded)."""
+    aiohttp = sys.modules.get("aiohttp")
+    return aiohttp is not None and isinstance(body, aiohttp.FormData)

@@ -45,7 +45,7 @@ from ..config import Config, ConfigError
 from ..directory import Directory
 from ..routing import Router
 from ..server.logs import scrub_text
-from ..upstream.transport import AiohttpTransport, Transport
+from ..upstream.transport import Transport
 from .alerting.budgets import BudgetWatch
 from .alerting.delivery import AlertDelivery, Destination
 from .alerting.deployments import DeploymentWatch
@@ -195,8 +195,12 @@ class Alerter:
         self._poll_interval_s = poll_interval_s
         self._poller: asyncio.Task[None] | None = None
         # Its own client: alerts must reach the webhook whatever carries upstream calls.
+        if transport is None:
+            from ..upstream.aiohttp_transport import AiohttpTransport
+
+            transport = AiohttpTransport(pool_size=4)
         self.delivery = AlertDelivery(
-            transport or AiohttpTransport(pool_size=4),
+            transport,
             self._destinations,
             queue_size=queue_size,
         )

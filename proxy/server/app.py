@@ -36,7 +36,7 @@ from ..clock import Clock, SystemClock
 from ..config import Config, config_folder, load_config
 from ..directory import Directory
 from ..endpoints import Endpoints, ModelGroupPath, PathPattern
-from ..errors import NotFound, PermissionDenied, TollwayError
+from ..errors import PermissionDenied, TollwayError
 from ..guardrails.registry import build_guardrails
 from ..guardrails.routes import guardrail_routes
 from ..guardrails.stage import Guardrails
@@ -73,13 +73,14 @@ from ..store import SpendLogRow, Store
 from ..upstream.engine import Engine
 from ..upstream.lean import LeanTransport, transport_kind
 from ..upstream.providers import Provider, build_deployment, build_registry
-from ..upstream.transport import AiohttpTransport, Transport
+from ..upstream.transport import Transport
 from .expect import ExpectGate
 from .logs import configure as configure_logging
 from .logs import environment_secrets, log_access
 from .reload import Reloader
 from .settings import Settings, from_environment
 from .storage import open_directory
+from .web_errors import http_error, method_not_allowed, tollway_error, unexpected_error
 
 if TYPE_CHECKING:
     from ..ledger.redis import RedisLedger
@@ -163,6 +164,9 @@ class GatewayState:
             if transport_kind(settings.upstream_client, os.environ) == "lean":
                 transport = LeanTransport(pool_size=settings.pool_size)
             else:
+                # Imported only here: aiohttp costs about 14 MB resident.
+                from ..upstream.aiohttp_transport import AiohttpTransport
+
                 transport = AiohttpTransport(pool_size=settings.pool_size)
         self.transport: Transport = transport
         self.engine = Engine(transport, {**build_registry(), **custom} if custom else None)
@@ -435,9 +439,9 @@ class Gateway:
             routes=_web_routes(state),
             lifespan=self._lifespan,
             exception_handlers={
-                TollwayError: _tollway_error,
-                HTTPException: _http_error,
-                Exception: _unexpected_error,
+                TollwayError: tollway_error,
+                HTTPException: http_error,
+                Exception: unexpected_error,
             },
         )
         # /ui, /docs, /openapi.json: routes of the web app only (and, with a master key, the
@@ -453,7 +457,7 @@ class Gateway:
                 if scope["method"] == "POST":
                     await route(scope, receive, send)
                     return
-                await _send_error(send, _method_not_allowed())
+                await _send_error(send, method_not_allowed())
                 return
         await self.web(scope, receive, send)
 
@@ -555,41 +559,6 @@ def _web_routes(state: GatewayState) -> list[BaseRoute]:
 
 def _json_response(body: object, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
-
-
-def error_response(exc: TollwayError) -> Response:
-    """The one place an exception becomes a response on the framework routes."""
-    return Response(
-        exc.body(), status_code=exc.status, media_type="application/json", headers=exc.headers
-    )
-
-
-async def _tollway_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, TollwayError)
-    return error_response(exc)
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    if exc.status_code == 404:
-        return error_response(NotFound(f"no route {request.url.path}", code="not_found"))
-    if exc.status_code == 405:
-        return error_response(_method_not_allowed())
-    err = TollwayError(str(exc.detail))
-    err.status = exc.status_code
-    return error_response(err)
-
-
-async def _unexpected_error(request: Request, exc: Exception) -> Response:
-    log.exception("unexpected error on %s", request.url.path, exc_info=exc)
-    return error_response(TollwayError("internal error"))
-
-
-def _method_not_allowed() -> TollwayError:
-    err = TollwayError("method not allowed", code="method_not_allowed")
-    err.status = 405
-    err.type = "invalid_request_error"
-    return err
 
 
 async def _send_error(send: Send, exc: TollwayError) -> None:

@@ -24,8 +24,8 @@ from ..guardrails.registry import GuardrailSetupError, build_guardrails
 from ..pricing import PriceFileError, PriceTable
 from ..routing import Router, RoutingSettings
 from ..upstream.custom import check_custom_providers
+from ..upstream.lean import LeanTransport
 from ..upstream.providers import build_deployment
-from ..upstream.transport import AiohttpTransport
 from .logs import configure, environment_secrets
 from .settings import OPTIONS, Settings, SettingsError, environ_for_workers, resolve
 
@@ -111,7 +111,7 @@ def check_guardrails(config: Config, config_path: str | None) -> None:
     try:
         built = build_guardrails(
             config.guardrails,
-            transport=AiohttpTransport(),
+            transport=LeanTransport(),
             environ=os.environ,
             config_dir=config_folder(config_path),
         )

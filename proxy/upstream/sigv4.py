@@ -11,12 +11,15 @@ never leaves the process: only the signature made with it does.
 from __future__ import annotations
 
 from collections.abc import Mapping
-
-from botocore.auth import SigV4Auth  # type: ignore[import-untyped]
-from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
-from botocore.credentials import Credentials  # type: ignore[import-untyped]
+from typing import TYPE_CHECKING, Any
 
 from .deployment import Deployment
+
+if TYPE_CHECKING:
+    from botocore.credentials import Credentials  # type: ignore[import-untyped]
+
+# botocore (about 8 MB resident) is imported by the first deployment that signs with a key
+# pair, not by every gateway.
 
 SERVICE = "bedrock"
 DEFAULT_REGION = "us-west-2"  # LiteLLM's default, so its configs behave the same
@@ -26,7 +29,7 @@ _EVENTSTREAM = "application/vnd.amazon.eventstream"
 class Signer:
     """Where one deployment's calls go and how they are authenticated."""
 
-    __slots__ = ("_auth", "bearer", "endpoint", "region", "secrets")
+    __slots__ = ("_auth", "_request", "bearer", "endpoint", "region", "secrets")
 
     def __init__(
         self,
@@ -38,7 +41,14 @@ class Signer:
         self.endpoint = endpoint.rstrip("/")
         self.region = region
         self.bearer = bearer
-        self._auth = SigV4Auth(credentials, SERVICE, region) if credentials else None
+        self._auth: Any = None
+        self._request: Any = None
+        if credentials:
+            from botocore.auth import SigV4Auth  # type: ignore[import-untyped]
+            from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
+
+            self._auth = SigV4Auth(credentials, SERVICE, region)
+            self._request = AWSRequest
         secrets = [bearer]
         if credentials is not None:
             secrets += [credentials.secret_key, credentials.token, credentials.access_key]
@@ -53,7 +63,7 @@ class Signer:
             if self.bearer:
                 headers["authorization"] = f"Bearer {self.bearer}"
         else:
-            signed = AWSRequest(method="POST", url=url, data=body, headers=headers)
+            signed = self._request(method="POST", url=url, data=body, headers=headers)
             self._auth.add_auth(signed)
             headers = {name.lower(): value for name, value in signed.headers.items()}
         # Added after signing (so not signed): the relay reads the bytes uncompressed.
@@ -86,6 +96,8 @@ def make_signer(deployment: Deployment, environ: Mapping[str, str]) -> Signer:
         token = environ.get("AWS_SESSION_TOKEN")
     credentials = None
     if access_key and secret_key:
+        from botocore.credentials import Credentials
+
         credentials = Credentials(access_key, secret_key, token or None)
     bearer = deployment.api_key or environ.get("AWS_BEARER_TOKEN_BEDROCK")
     return Signer(endpoint, region, credentials, bearer)

@@ -31,8 +31,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from botocore.credentials import Credentials  # type: ignore[import-untyped]
 
+from proxy.upstream.aiohttp_transport import AiohttpTransport
 from proxy.upstream.lean import LeanTransport
-from proxy.upstream.transport import AiohttpTransport, Transport
+from proxy.upstream.transport import Transport
 from tests.providers.harness_bedrock import sigv4_problem
 
 NAMES = ("John Smith", "Jane Doe")

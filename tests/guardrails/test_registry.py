@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from proxy.guardrails.registry import GuardrailSetupError, build_guardrails
-from proxy.upstream.transport import AiohttpTransport
+from proxy.upstream.aiohttp_transport import AiohttpTransport
 
 
 def build(*entries: dict[str, Any]) -> dict[str, Any]:

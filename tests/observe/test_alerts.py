@@ -25,7 +25,8 @@ from proxy.observe.alerting.delivery import AlertDelivery
 from proxy.observe.alerting.payload import Alert
 from proxy.observe.alerts import AlertSettings
 from proxy.observe.event import CallEvent
-from proxy.upstream.transport import AiohttpTransport, Deadlines
+from proxy.upstream.aiohttp_transport import AiohttpTransport
+from proxy.upstream.transport import Deadlines
 from tests.inprocess import FakeClock, InProcessGateway, bearer
 from tests.providers.scripted import Canned, ScriptedTransport
 

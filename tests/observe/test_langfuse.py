@@ -17,7 +17,7 @@ from proxy.config import ConfigError
 from proxy.observe.bus import EventBus
 from proxy.observe.event import CallEvent
 from proxy.observe.sinks.langfuse import LangfuseSink, build, ingestion_events
-from proxy.upstream.transport import AiohttpTransport
+from proxy.upstream.aiohttp_transport import AiohttpTransport
 from tests.conftest import free_port
 from tests.inprocess import InProcessGateway, bearer
 

@@ -18,7 +18,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from proxy.observe.event import AttemptEvent, CallEvent
 from proxy.observe.sinks.otel import build, traces_endpoint
-from proxy.upstream.transport import AiohttpTransport
+from proxy.upstream.aiohttp_transport import AiohttpTransport
 from tests.conftest import MASTER_KEY, UPSTREAM_KEY, chat_body, free_port, gateway_config
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.threaded import ThreadedApp

@@ -23,7 +23,7 @@ from proxy.config import ConfigError, parse_config
 from proxy.observe.bus import EventBus
 from proxy.observe.event import CallEvent
 from proxy.observe.sinks.s3 import S3Sink, build
-from proxy.upstream.transport import AiohttpTransport
+from proxy.upstream.aiohttp_transport import AiohttpTransport
 from tests.inprocess import InProcessGateway, bearer
 
 ACCESS_KEY = "AKIATESTTOLLWAY00001"

@@ -21,7 +21,8 @@ from proxy.observe.sinks.webhook import (
     parse_headers,
     standard_logging_payload,
 )
-from proxy.upstream.transport import AiohttpTransport, Deadlines
+from proxy.upstream.aiohttp_transport import AiohttpTransport
+from proxy.upstream.transport import Deadlines
 from tests.inprocess import InProcessGateway, bearer
 
 TOKEN = "Bearer sink-secret-4242"

@@ -23,10 +23,10 @@ from proxy.errors import UpstreamStatusError, UpstreamUnreachable
 from proxy.pipeline.formats import InboundFormat, MessagesFormat
 from proxy.request import Kind, ParsedRequest
 from proxy.server.settings import Settings
+from proxy.upstream.aiohttp_transport import AiohttpTransport
 from proxy.upstream.deployment import Deployment
 from proxy.upstream.engine import Engine, Reply
 from proxy.upstream.providers import build_deployment
-from proxy.upstream.transport import AiohttpTransport
 from tests.providers.harness_anthropic import AnthropicHarness
 from tests.providers.scripted import Canned, ScriptedTransport, client_body, collect
 

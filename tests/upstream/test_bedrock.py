@@ -24,6 +24,7 @@ from proxy.dialects.bedrock import JSON_TOOL, from_converse, to_converse
 from proxy.errors import TollwayError, UpstreamStatusError, UpstreamTimeout
 from proxy.request import Kind, ParsedRequest
 from proxy.server.settings import Settings
+from proxy.upstream.aiohttp_transport import AiohttpTransport
 from proxy.upstream.deployment import Deployment
 from proxy.upstream.engine import Engine
 from proxy.upstream.eventstream import (
@@ -34,7 +35,7 @@ from proxy.upstream.eventstream import (
 from proxy.upstream.lean import LeanTransport
 from proxy.upstream.providers import build_deployment, build_registry
 from proxy.upstream.sigv4 import make_signer
-from proxy.upstream.transport import AiohttpTransport, Deadlines, Transport
+from proxy.upstream.transport import Deadlines, Transport
 from tests.dialects.bedrock_payloads import CONVERSE_REPLY, tool_stream
 from tests.providers.harness_bedrock import (
     ACCESS_KEY_ID,

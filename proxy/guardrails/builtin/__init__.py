@@ -7,20 +7,40 @@ lists the fields it reads.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from proxy.guardrails.base import Guardrail
-from proxy.guardrails.builtin import content_filter, injection, json_output, limits
 
 Factory = Callable[[str, dict[str, Any], Path], Guardrail]
 
+
+def _on_first_use(module: str, cls: str) -> Factory:
+    """A factory that imports its module when a config first names it: ``re2`` and
+    ``jsonschema`` (about 9 MB resident) are loaded only by a gateway that uses them."""
+
+    def build(name: str, params: dict[str, Any], config_dir: Path) -> Guardrail:
+        found = importlib.import_module(f"proxy.guardrails.builtin.{module}")
+        built: Guardrail = getattr(found, cls).from_params(name, params, config_dir)
+        return built
+
+    return build
+
+
+# The type names; each module's ``NAMES`` holds the same tuple.
 BUILTINS: dict[str, Factory] = {
-    **dict.fromkeys(content_filter.NAMES, content_filter.ContentFilter.from_params),
-    **dict.fromkeys(injection.NAMES, injection.PromptInjection.from_params),
-    **dict.fromkeys(limits.NAMES, limits.MaxInputTokens.from_params),
-    **dict.fromkeys(json_output.NAMES, json_output.JsonOutput.from_params),
+    **dict.fromkeys(
+        ("litellm_content_filter", "content_filter"),
+        _on_first_use("content_filter", "ContentFilter"),
+    ),
+    **dict.fromkeys(
+        ("prompt_injection", "detect_prompt_injection"),
+        _on_first_use("injection", "PromptInjection"),
+    ),
+    **dict.fromkeys(("max_input_tokens",), _on_first_use("limits", "MaxInputTokens")),
+    **dict.fromkeys(("json_output",), _on_first_use("json_output", "JsonOutput")),
 }
 
 __all__ = ["BUILTINS", "Factory"]

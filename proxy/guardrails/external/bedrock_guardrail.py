@@ -27,7 +27,6 @@ from urllib.parse import quote
 
 import msgspec
 import orjson
-from botocore.credentials import Credentials  # type: ignore[import-untyped]
 
 from ...upstream.sigv4 import DEFAULT_REGION, Signer
 from ...upstream.transport import Transport
@@ -83,6 +82,9 @@ class BedrockGuardrail:
             token = environ.get("AWS_SESSION_TOKEN")
         credentials = None
         if access_key and secret_key:
+            # Imported here: botocore costs about 8 MB resident, paid only when used.
+            from botocore.credentials import Credentials  # type: ignore[import-untyped]
+
             credentials = Credentials(access_key, secret_key, token or None)
         bearer = read.text("api_key", environ.get("AWS_BEARER_TOKEN_BEDROCK"))
         if credentials is None and bearer is None:
