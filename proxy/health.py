@@ -8,6 +8,8 @@ model) and are listed as skipped.
 
 ``/health/readiness`` needs no key and does no I/O: the gateway is ready once started; the
 body says, per model group, whether at least one deployment is usable (not cooling down).
+``/health/readiness/details`` (master key) adds LiteLLM's diagnostics: version, cache type,
+callbacks, log level.
 A cooling group does not make the replica unready — every replica shares the same upstreams,
 so taking pods out of service would only turn a partial outage into a total one.
 """
@@ -15,6 +17,7 @@ so taking pods out of service would only turn a partial outage into a total one.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any, Protocol
 
@@ -23,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from . import __version__
 from .auth import Authenticator, Role
 from .config import Config
 from .dialects.openai import parse
@@ -156,6 +160,26 @@ def readiness(router: Router, started: bool) -> tuple[int, dict[str, Any]]:
     return (200 if started else 503), body
 
 
+def readiness_details(config: Config, started: bool) -> dict[str, Any]:
+    """LiteLLM's readiness diagnostics (``litellm_version`` is the gateway's version, under
+    the name LiteLLM's clients read), from the configuration only: no I/O."""
+    settings = config.litellm_settings
+    cache: Any = None
+    if settings.cache:
+        cache = (settings.cache_params or {}).get("type") or "local"
+    level = logging.getLogger("tollway").getEffectiveLevel()
+    return {
+        "status": "healthy" if started else "unhealthy",
+        "db": "connected" if started else "not connected",
+        "cache": cache,
+        "litellm_version": __version__,
+        "tollway_version": __version__,
+        "success_callbacks": [*settings.success_callback, *settings.callbacks],
+        "log_level": logging.getLevelName(level),
+        "is_detailed_debug": level <= logging.DEBUG,
+    }
+
+
 def health_routes(state: HealthSource) -> list[Route]:
     checker = HealthChecker(state.router, state.engine)
 
@@ -169,6 +193,13 @@ def health_routes(state: HealthSource) -> list[Route]:
         status, body = readiness(state.router, state.ready)
         return _json(body, status)
 
+    async def ready_details(request: Request) -> Response:
+        principal = state.auth.authenticate_headers(request.headers)
+        if principal.role is not Role.MASTER:
+            raise PermissionDenied("/health/readiness/details needs the master key")
+        status, body = readiness(state.router, state.ready)
+        return _json({**readiness_details(state.config, state.ready), **body}, status)
+
     registry = registry_for(state)
 
     async def metrics(request: Request) -> Response:
@@ -181,6 +212,7 @@ def health_routes(state: HealthSource) -> list[Route]:
     return [
         Route("/health", health, methods=["GET"]),
         Route("/health/readiness", ready, methods=["GET"]),
+        Route("/health/readiness/details", ready_details, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/metrics/", metrics, methods=["GET"]),
     ]

@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..errors import InvalidRequest, NotFound
+from ..ledger.durations import advance, next_reset, parse_duration
 from ..store.hierarchy_rows import BudgetRow
 from .common import (
     Action,
@@ -74,13 +75,30 @@ class DeleteBudget(msgspec.Struct, forbid_unknown_fields=True):
 _IGNORED = ("model_max_budget", "budget_reset_at")
 
 
-def budget_object(row: BudgetRow | None) -> dict[str, Any] | None:
+def budget_object(row: BudgetRow | None, now: float | None = None) -> dict[str, Any] | None:
+    """LiteLLM's budget shape. ``budget_reset_at`` is when the budget's period ends: one
+    ``budget_duration`` after it was created (the UTC boundary for an ``@calendar``
+    duration), stepped past ``now`` when given; each borrower's own reset is on its record."""
     if row is None:
         return None
     data = msgspec.structs.asdict(row)
     data["created_at"] = iso(row.created_at)
     data["updated_at"] = iso(row.updated_at)
+    data["budget_reset_at"] = iso(_reset_at(row, now))
     return data
+
+
+def _reset_at(row: BudgetRow, now: float | None) -> float | None:
+    if row.budget_duration is None or row.created_at is None:
+        return None
+    try:
+        duration = parse_duration(row.budget_duration)
+    except ValueError:
+        return None
+    reset_at = next_reset(duration, row.created_at)
+    if now is not None and reset_at <= now:
+        reset_at = advance(duration, reset_at, now)
+    return reset_at
 
 
 class BudgetRoutes(AdminRoutes):
@@ -120,7 +138,7 @@ class BudgetRoutes(AdminRoutes):
             created_by=caller.created_by,
         )
         await hierarchy.put_budget(row)
-        return json_response(budget_object(row))
+        return json_response(budget_object(row, row.created_at))
 
     async def update(self, request: Request) -> Response:
         authorize(self.state, request, Action.USER_WRITE)
@@ -131,12 +149,13 @@ class BudgetRoutes(AdminRoutes):
         changes = set_fields(body, ("budget_id", *_IGNORED))
         updated = msgspec.structs.replace(row, **changes)
         await self.state.hierarchy.put_budget(updated)
-        return json_response(budget_object(updated))
+        return json_response(budget_object(updated, self.state.clock.time()))
 
     async def info(self, request: Request) -> Response:
         authorize(self.state, request, Action.USER_READ)
         body = await decode_body(request, BudgetIds)
-        return json_response([budget_object(self._find(b)) for b in body.budgets])
+        now = self.state.clock.time()
+        return json_response([budget_object(self._find(b), now) for b in body.budgets])
 
     async def settings(self, request: Request) -> Response:
         authorize(self.state, request, Action.USER_READ)
@@ -159,7 +178,8 @@ class BudgetRoutes(AdminRoutes):
             self.state.hierarchy.budgets.values(),
             key=lambda b: (b.created_at or 0.0, b.budget_id),
         )
-        return json_response([budget_object(b) for b in rows])
+        now = self.state.clock.time()
+        return json_response([budget_object(b, now) for b in rows])
 
     async def delete(self, request: Request) -> Response:
         authorize(self.state, request, Action.USER_WRITE)

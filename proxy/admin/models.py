@@ -1,6 +1,7 @@
 """``/model/info`` (every deployment, its price and where the price came from, without any
-credential) and ``/model/new|update|delete`` for models stored in the database
-(``store_model_in_db: true`` / ``STORE_MODEL_IN_DB=True``; master key only)."""
+credential; a plain key sees the deployments of the models it may call) and
+``/model/new|update|delete`` for models stored in the database (``store_model_in_db: true`` /
+``STORE_MODEL_IN_DB=True``; master key only)."""
 
 from __future__ import annotations
 
@@ -113,24 +114,40 @@ class ModelRoutes(AdminRoutes):
         return out
 
     async def info(self, request: Request) -> Response:
-        caller = authorize(self.state, request, Action.MODEL_READ)
+        """Admin keys see every deployment (a team-scoped one, its key's models) with the
+        router's live state; any other key, as LiteLLM allows, the deployments of the models
+        it may call (its key's, user's and team's lists, wildcards and access groups), with
+        credentials masked and without the router's state."""
+        caller = authorize(self.state, request, Action.MODEL_READ, allow_self=True)
         wanted = query_str(request, "litellm_model_id")
         allowed: set[str] | None = None
-        if not caller.is_master and caller.key.models:
+        if not caller.is_master and not caller.self_only and caller.key.models:
             allowed = set(caller.key.models)
         router = self.state.router
         runtime = self.state.runtime_models
         price_of = self.state.accounting.price_of
+        policy = self.state.model_policy
+        visible: dict[str, bool] = {}
+
+        def shown(deployment: Deployment) -> bool:
+            if allowed is not None:
+                return deployment.model_name in allowed
+            if not caller.self_only:
+                return True
+            name = deployment.model_name
+            if name not in visible:
+                visible[name] = policy.may_use(caller.principal, name)
+            return visible[name]
+
         data = [
             deployment_object(
                 d,
-                router.state(d).snapshot(),
+                None if caller.self_only else router.state(d).snapshot(),
                 price_of(d, d.upstream_model),
                 stored=runtime is not None and runtime.is_stored(d.id),
             )
             for d in router.deployments()
-            if (wanted is None or d.id == wanted or d.info.id == wanted)
-            and (allowed is None or d.model_name in allowed)
+            if (wanted is None or d.id == wanted or d.info.id == wanted) and shown(d)
         ]
         return json_response({"data": data})
 

@@ -14,8 +14,7 @@ from starlette.routing import Route
 from ..auth import hash_key
 from ..errors import InvalidRequest
 from ..store import SpendLogRow
-from ..store.reports import daily_report, teams_report
-from ..store.sqlite import GroupBy
+from ..store.reports import ReportGroup, daily_report, group_report, teams_report
 from .common import (
     Action,
     AdminRoutes,
@@ -35,6 +34,7 @@ _GROUP_FIELDS = {
     "user": "user_id",
     "model": "model",
     "end_user": "end_user",
+    "tag": "tag",
 }
 
 
@@ -143,7 +143,7 @@ class SpendRoutes(AdminRoutes):
         group_by = _GROUP_ALIASES.get(group_by, group_by)
         if group_by not in _GROUP_FIELDS:
             raise InvalidRequest(
-                "group_by must be one of key (api_key), team, user, model, end_user",
+                "group_by must be one of key (api_key), team, user, model, end_user, tag",
                 param="group_by",
             )
         # A team-scoped caller sees only its own team's spend, whatever the grouping.
@@ -158,7 +158,7 @@ class SpendRoutes(AdminRoutes):
         if daily == "true":
             days = await daily_report(
                 self.state.store,
-                cast(GroupBy, group_by),
+                cast(ReportGroup, group_by),
                 start=start,
                 end=end,
                 team_id=team_filter,
@@ -168,8 +168,8 @@ class SpendRoutes(AdminRoutes):
                     {field: g.pop("group"), **g} for g in day.pop("groups")
                 ]
             return json_response(days)
-        rows = await self.state.store.spend_report(
-            cast(GroupBy, group_by), start=start, end=end, team_id=team_filter
+        rows = await group_report(
+            self.state.store, cast(ReportGroup, group_by), start=start, end=end, team_id=team_filter
         )
         return json_response([{field: r["group"], **r, "total_spend": r["spend"]} for r in rows])
 
@@ -183,11 +183,12 @@ class SpendRoutes(AdminRoutes):
 
 
 # LiteLLM's group names, and the list each day of a daily report holds (its shape).
-_GROUP_ALIASES = {"api_key": "key"}
+_GROUP_ALIASES = {"api_key": "key", "tags": "tag"}
 _DAY_LISTS = {
     "key": "api_keys",
     "team": "teams",
     "user": "users",
     "model": "models",
     "end_user": "end_users",
+    "tag": "tags",
 }

@@ -27,6 +27,10 @@ from .common import (
     decode_body,
     is_member,
     json_response,
+    page_count,
+    page_of,
+    query_int,
+    query_page,
     query_str,
     set_fields,
 )
@@ -256,8 +260,12 @@ class TeamRoutes(RecordRoutes[TeamRow]):
         )
 
     async def list(self, request: Request) -> Response:
+        """The teams, oldest first: a list, or one page of them when ``page``, ``page_size``
+        (or ``size``) is given (LiteLLM's ``/v2/team/list`` shape)."""
         caller = authorize(self.state, request, Action.TEAM_READ)
+        check_query(request, _LIST_PARAMS)
         user_id = query_str(request, "user_id")
+        organization_id = query_str(request, "organization_id")
         teams = sorted(
             self.state.directory.teams.values(), key=lambda t: (t.created_at or 0.0, t.team_id)
         )
@@ -265,4 +273,21 @@ class TeamRoutes(RecordRoutes[TeamRow]):
             teams = [t for t in teams if t.team_id == caller.team_scope]
         if user_id is not None:
             teams = [t for t in teams if is_member(t.members, user_id)]
-        return json_response([team_object(self.state, t) for t in teams])
+        if organization_id is not None:
+            teams = [t for t in teams if t.metadata.get("organization_id") == organization_id]
+        if not any(name in request.query_params for name in ("page", "page_size", "size")):
+            return json_response([team_object(self.state, t) for t in teams])
+        # ``size`` is the key list's name for it; ``page_size`` LiteLLM's for teams.
+        page, size = query_page(request, "page_size", query_int(request, "size", 10))
+        return json_response(
+            {
+                "teams": [team_object(self.state, t) for t in page_of(teams, page, size)],
+                "total": len(teams),
+                "page": page,
+                "page_size": size,
+                "total_pages": page_count(len(teams), size),
+            }
+        )
+
+
+_LIST_PARAMS = ("user_id", "organization_id", "page", "page_size", "size")

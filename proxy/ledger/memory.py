@@ -266,6 +266,20 @@ class Ledger:
     def has_account(self, account_id: str) -> bool:
         return account_id in self._accounts
 
+    def fits(self, account_ids: Sequence[str], cost: float) -> bool:
+        """Whether ``cost`` fits every budget of ``account_ids`` as they stand (reserved
+        included; a due reset is not applied, so a False may be pessimistic). Reads only: the
+        admission path asks it before paying for a tighter prompt estimate."""
+        units = _units(cost)
+        get = self._accounts.get
+        for account_id in account_ids:
+            account = get(account_id)
+            if account is None or account.budget_units is None:
+                continue
+            if account.budget_units - account.spend_units - account.reserved_units < units:
+                return False
+        return True
+
     def admit(
         self,
         request_id: str,

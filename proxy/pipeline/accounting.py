@@ -157,10 +157,23 @@ class Accounting:
         assert request is not None
         call.price = price = self.price_of(deployment, upstream_model)
         if principal.role is not Role.KEY or principal.key_hash is None:
-            return
-        accounts, budgeted = self.accounts_of(
-            principal, request.model, call.end_user or request.end_user()
-        )
+            # The master key has no levels, but the end user it names does: LiteLLM holds
+            # an end user to its limits whichever key calls for it.
+            hierarchy = self.hierarchy
+            if hierarchy is None or not hierarchy.active:
+                return
+            end_user = call.end_user or request.end_user()
+            account = hierarchy.end_user_account(end_user) if end_user else None
+            if account is None:
+                return
+            # Only a budget (its own, its budget_id's or max_end_user_budget) needs a price.
+            row = hierarchy.customers.get(end_user) if end_user else None
+            budgeted = row is None or hierarchy.limits_of(row).max_budget is not None
+            accounts = [account]
+        else:
+            accounts, budgeted = self.accounts_of(
+                principal, request.model, call.end_user or request.end_user()
+            )
         # A budget on any level (organization and end user too) cannot price a call blind.
         if not price.priced and not self.prices.allow_unpriced and budgeted:
             raise InvalidRequest(
@@ -168,10 +181,15 @@ class Accounting:
                 param="model",
                 code="model_unpriced",
             )
-        prompt_cost, output_price, max_output = self.bounds(
-            request, [(deployment, upstream_model), *others], exact=budgeted
-        )
+        candidates = [(deployment, upstream_model), *others]
+        prompt_cost, output_price, max_output = self.bounds(request, candidates, exact=False)
         worst = prompt_cost + max_output * output_price
+        if budgeted and (self.shared is not None or not self.ledger.fits(accounts, worst)):
+            # The one-token-per-byte bound does not fit (or cannot be checked here): pay for
+            # the tight estimate (linear in the body: ~3.5 ms for 1 MB), so the budget can be
+            # spent to the last cent. When the loose bound fits, both admit the same call.
+            prompt_cost, output_price, max_output = self.bounds(request, candidates, exact=True)
+            worst = prompt_cost + max_output * output_price
         tokens = estimate_tokens(request.prompt_bytes) + (request.max_tokens or 0)
         least = min(self.min_capped_tokens, max_output)
         if self.shared is None:

@@ -20,9 +20,10 @@ from typing import Any, Protocol
 from ..auth import Principal
 from ..errors import PermissionDenied, TollwayError
 from ..observe.trace import parse_traceparent
-from ..request import ParsedRequest
+from ..request import Kind, ParsedRequest
 from ..routing.dispatch import Plan
 from ..upstream.engine import Reply
+from .batch import Captured, batch_models, combined, with_model
 from .call import Call
 from .formats import InboundFormat
 from .read import ClientGone, read_body
@@ -139,6 +140,73 @@ class InferenceRoute:
             call, request, lambda: self._call(call, request, plan, index + 1)
         )
 
+    async def _batch(
+        self,
+        call: Call,
+        request: ParsedRequest,
+        body: bytes,
+        forwarded: dict[str, str] | None,
+        scope: Scope,
+        send: Send,
+    ) -> None:
+        """Each model of a comma-separated list called as a request of its own (admitted,
+        billed and logged alone), at once; the answers sent as one JSON list."""
+        models = batch_models(request)
+        # Each model's call is settled (billed, counted, logged) on its own; this one is not.
+        call.settled = True
+        principal = call.principal
+        assert principal is not None
+        answers = [Captured() for _ in models]
+        async with asyncio.TaskGroup() as group:
+            for model, answer in zip(models, answers, strict=True):
+                sub = Call.start(self.stages.next_id(), None)
+                sub.principal = principal
+                sub.end_user = call.end_user
+                sub.tags_header = call.tags_header
+                sub.timeout_header = call.timeout_header
+                sub.cache_control = call.cache_control
+                group.create_task(
+                    self._batch_one(sub, with_model(body, model), forwarded, scope, answer.send)
+                )
+        status, headers, payload = combined(answers)
+        call.status = status
+        call.headers_sent = True
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
+    async def _batch_one(
+        self,
+        call: Call,
+        body: bytes,
+        forwarded: dict[str, str] | None,
+        scope: Scope,
+        send: Send,
+    ) -> None:
+        """One model of a batch: the stages after parse, answering into ``send``."""
+        stages = self.stages
+        inbound = self.inbound
+        principal = call.principal
+        assert principal is not None
+        try:
+            call.request = request = inbound.parse(body, forwarded, scope.get("path_params"))
+            stages.authorize(principal, request)
+            plan = stages.admit(call, principal, request)
+            if stages.confirm is not None:
+                await stages.confirm(call)
+            reply = await self._call(call, request, plan, 0)
+            if reply.stream is not None:  # a batch is never streamed; close what came
+                await reply.stream.aclose()
+                raise TollwayError(f"internal error (call {call.call_id})")
+            await stages.respond.json(call, inbound, reply, send)
+        except TollwayError as exc:
+            await stages.respond.error(call, inbound, exc, send)
+        except Exception:
+            log.exception("call %s failed inside the gateway", call.call_id)
+            error = TollwayError(f"internal error (call {call.call_id})")
+            await stages.respond.error(call, inbound, error, send)
+        finally:
+            stages.settle(call)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         stages = self.stages
         inbound = self.inbound
@@ -204,6 +272,11 @@ class InferenceRoute:
                 raise PermissionDenied("this key may not call models", code="key_type")
             call.principal = principal
             call.request = request = inbound.parse(body, forwarded, scope.get("path_params"))
+            if "," in request.model and request.kind is Kind.CHAT and inbound.name == "openai":
+                # LiteLLM's batch completions: one call per model (``batch.py``).
+                call.request = None
+                await self._batch(call, request, body, forwarded, scope, send)
+                return
             stages.authorize(principal, request)
             plan = stages.admit(call, principal, request)
             if stages.confirm is not None:

@@ -1,15 +1,22 @@
-"""Spend report queries beyond the per-group totals of ``Store.spend_report``: the proxy's
-total, per-day totals (LiteLLM's ``group_by_day``) and ``/global/spend/teams``.
+"""Spend report queries: per-group totals (``/global/spend/report``, by key, team, user,
+model, end user or tag), the proxy's total, per-day totals (LiteLLM's ``group_by_day``) and
+``/global/spend/teams``.
 
 Every query reads ``spend_logs`` through ``Store.read`` with bound parameters only; the
-column names come from the constant table below.
+column names come from the constant table below. The SQL is the dialect SQLite and
+PostgreSQL share: a tag breakdown groups by the stored JSON list of tags and splits each
+list here (a handful of distinct lists), rather than with a JSON table function.
 """
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, Literal
 
-from .sqlite import GroupBy, Store
+import msgspec
+
+from .sqlite import Store
+
+ReportGroup = Literal["key", "team", "user", "model", "end_user", "tag"]
 
 # The group's column in spend_logs.
 _COLUMNS: Final[dict[str, str]] = {
@@ -18,8 +25,24 @@ _COLUMNS: Final[dict[str, str]] = {
     "user": "user_id",
     "model": "model",
     "end_user": "end_user",
+    "tag": "tags",
 }
 _DAY: Final = "strftime('%Y-%m-%d', start_time, 'unixepoch')"
+# A call a guardrail blocked: its JSON list of verdicts holds an ``"action":"block"`` (the
+# store writes compact JSON; a quote inside a reason is escaped, so it cannot match).
+_BLOCKED: Final = '%"action":"block"%'
+_decode_tags = msgspec.json.Decoder(list[str] | None).decode
+
+
+def _groups(group_by: ReportGroup, value: Any) -> list[Any]:
+    """The groups one stored value counts in: itself, or each of its tags (None: untagged)."""
+    if group_by != "tag":
+        return [value]
+    try:
+        tags = _decode_tags(value) if value else None
+    except msgspec.DecodeError:
+        tags = None
+    return list(dict.fromkeys(tags)) if tags else [None]
 
 
 def _where(start: float | None, end: float | None, team_id: str | None) -> tuple[str, list[Any]]:
@@ -43,9 +66,71 @@ async def total_spend(store: Store) -> float:
     return float(rows[0][0])
 
 
+# What group_report sums per group, in the order its query selects them.
+_SUMS: Final = (
+    "spend",
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "cache_hits",
+    "cache_savings",
+    "guardrail_blocks",
+)
+
+
+async def group_report(
+    store: Store,
+    group_by: ReportGroup,
+    *,
+    start: float | None = None,
+    end: float | None = None,
+    team_id: str | None = None,
+) -> list[dict[str, Any]]:
+    """Totals per group, highest spend first: ``[{"group", "spend", "requests",
+    "prompt_tokens", "completion_tokens", "total_tokens", "cache_hits", "cache_savings",
+    "guardrail_blocks"}]``. By tag, a call with several tags counts in each of them and an
+    untagged call in the group None."""
+    column = _COLUMNS[group_by]
+    where, params = _where(start, end, team_id)
+    rows = await store.read(
+        f"SELECT {column}, COALESCE(SUM(cost), 0), COUNT(*), "
+        "COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), "
+        "COALESCE(SUM(total_tokens), 0), "
+        "COALESCE(SUM(CASE WHEN cache_hit THEN 1 ELSE 0 END), 0), "
+        "COALESCE(SUM(saved_cost), 0), "
+        "COALESCE(SUM(CASE WHEN guardrails LIKE ? THEN 1 ELSE 0 END), 0) "
+        f"FROM spend_logs{where} GROUP BY {column}",
+        [_BLOCKED, *params],
+    )
+    totals: dict[Any, dict[str, Any]] = {}
+    for value, *sums in rows:
+        for group in _groups(group_by, value):
+            entry = totals.setdefault(group, dict.fromkeys(_SUMS, 0))
+            for name, amount in zip(_SUMS, sums, strict=True):
+                entry[name] += amount
+    report = [
+        {
+            "group": group,
+            "spend": round(float(t["spend"]), 12),  # a sum of costs, at their precision
+            "requests": int(t["requests"]),
+            "prompt_tokens": int(t["prompt_tokens"]),
+            "completion_tokens": int(t["completion_tokens"]),
+            "total_tokens": int(t["total_tokens"]),
+            "cache_hits": int(t["cache_hits"]),
+            "cache_savings": float(t["cache_savings"]),
+            "guardrail_blocks": int(t["guardrail_blocks"]),
+        }
+        for group, t in totals.items()
+    ]
+    # Highest spend first; ties by name, the group None (no key, team, tag...) first.
+    report.sort(key=lambda r: (-r["spend"], r["group"] is not None, str(r["group"])))
+    return report
+
+
 async def daily_report(
     store: Store,
-    group_by: GroupBy,
+    group_by: ReportGroup,
     *,
     start: float | None = None,
     end: float | None = None,
@@ -63,16 +148,23 @@ async def daily_report(
         params,
     )
     days: dict[str, dict[Any, dict[str, Any]]] = {}
-    for day, group, model, spend, tokens, requests in rows:
+    for day, value, model, spend, tokens, requests in rows:
         groups = days.setdefault(day, {})
-        entry = groups.setdefault(
-            group, {"group": group, "total_spend": 0.0, "requests": 0, "metadata": []}
-        )
-        entry["total_spend"] = round(entry["total_spend"] + float(spend), 12)
-        entry["requests"] += int(requests)
-        entry["metadata"].append(
-            {"model": model, "spend": round(float(spend), 12), "total_tokens": int(tokens)}
-        )
+        for group in _groups(group_by, value):
+            entry = groups.setdefault(
+                group, {"group": group, "total_spend": 0.0, "requests": 0, "metadata": {}}
+            )
+            entry["total_spend"] = round(entry["total_spend"] + float(spend), 12)
+            entry["requests"] += int(requests)
+            # By tag, two tag lists of one day can share a tag and a model: one entry each.
+            item = entry["metadata"].setdefault(
+                model, {"model": model, "spend": 0.0, "total_tokens": 0}
+            )
+            item["spend"] = round(item["spend"] + float(spend), 12)
+            item["total_tokens"] += int(tokens)
+    for groups in days.values():
+        for entry in groups.values():
+            entry["metadata"] = sorted(entry["metadata"].values(), key=lambda m: -m["spend"])
     return [
         {
             "group_by_day": day,

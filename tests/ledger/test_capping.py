@@ -249,3 +249,43 @@ async def test_every_format_gets_its_own_output_limit_capped(
         cap = int(reply.headers["x-tollway-max-tokens-capped"])
         assert 16 <= cap < 100
         assert used(reply.json()) == cap
+
+
+def test_fits_reads_every_budget_with_what_is_reserved_and_changes_nothing() -> None:
+    ledger = Ledger(clock=lambda: 1000.0)
+    ledger.set_account("key:a", Limits(max_budget=1.0))
+    ledger.set_account("team:t", Limits(max_budget=0.5))
+    ledger.set_account("user:u", Limits())
+    ids = ["key:a", "team:t", "user:u", "unknown"]
+    assert ledger.fits(ids, 0.5)
+    assert not ledger.fits(ids, 0.51)  # the team's budget is the tighter one
+    held = ledger.admit("r1", ids, tokens=1, cost=0.3)
+    assert not ledger.fits(ids, 0.21)  # 0.3 reserved of the team's 0.5
+    assert ledger.fits(ids, 0.2)
+    assert ledger.account("team:t").reserved == pytest.approx(0.3)
+    ledger.release(held)
+
+
+async def test_the_tight_prompt_estimate_runs_only_when_the_loose_bound_does_not_fit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import proxy.pipeline.accounting as accounting
+
+    estimated: list[int] = []
+    real = accounting.prompt_token_bound
+
+    def counting(body: bytes) -> int:
+        estimated.append(len(body))
+        return real(body)
+
+    monkeypatch.setattr(accounting, "prompt_token_bound", counting)
+    async with gateway(tmp_path) as client:
+        roomy = await new_key(client, max_budget=100.0)
+        reply = await client.post("/v1/chat/completions", json=chat(2), headers=bearer(roomy))
+        assert reply.status_code == 200, reply.text
+        assert estimated == []  # a budget far from its end never pays for the estimate
+        tight = await new_key(client, max_budget=0.0001)
+        reply = await client.post("/v1/chat/completions", json=chat(2), headers=bearer(tight))
+        assert reply.status_code == 200, reply.text
+        assert len(estimated) == 1  # near the end of a budget, the tight estimate decides
+        assert "x-tollway-max-tokens-capped" in reply.headers

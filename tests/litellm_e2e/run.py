@@ -8,9 +8,11 @@ with a Python that has their dependencies (``litellm``, ``aiohttp``, ``openai``,
 ``/tmp/litellm_e2e/venv/bin/python``). This script then
 
 1. starts the fake OpenAI upstream (``tests/fakes/openai_upstream.py``) on a free port,
+   reporting the prompt tokens OpenAI would count (the spend tests count them too),
 2. writes a config shaped like LiteLLM's CI config (``proxy_server_config.yaml``): the same
    model names, every deployment on the fake upstream, Azure's gpt-35-turbo prices,
-3. starts Tollway on 127.0.0.1:4000 with master key ``sk-1234`` and a fresh database,
+3. starts Tollway on 127.0.0.1:4000 with master key ``sk-1234`` and a fresh database, and
+   creates the two keys LiteLLM's CI database already holds (``SEEDED_KEYS``),
 4. runs each test file with pytest (a per-test timeout) and prints passed / failed /
    skipped per file, and the failures with their first error line.
 
@@ -22,12 +24,14 @@ Not collected by pytest (it is no test module); it needs port 4000 free.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -51,6 +55,10 @@ MASTER_KEY = "sk-1234"
 PORT = 4000
 # The one test that sleeps for 610 s (waiting for LiteLLM's 10-minute budget-reset job).
 SLOW = ("test_keys.py::test_key_with_budgets",)
+# Keys that exist in the database LiteLLM's CI runs against (test_openai_endpoints'
+# "old key" test and test_fallbacks' timeout test call with them): made the same way here,
+# through /key/generate with a given key value, unless --no-seed.
+SEEDED_KEYS = ("sk-ecMXHujzUtKCvHcwacdaTw", "sk-PIp1h0RekR")
 
 # (model_name, upstream model on the fake (openai/ unless a provider is named), extra
 # litellm_params / model_info lines)
@@ -75,6 +83,9 @@ DEPLOYMENTS: tuple[tuple[str, str, dict[str, object]], ...] = (
     ("gpt-instruct", "gpt-35-turbo-instruct", _AZURE_PRICE),
     ("o3-mini", "o3-mini", _AZURE_PRICE),
     ("mistral-embed", "fake-embed", {"input_cost_per_token": 1e-07}),
+    # Image models, priced per image from the price table (openai/dall-e-2, openai/dall-e-3).
+    ("dall-e-2", "dall-e-2", {}),
+    ("dall-e-3", "dall-e-3", {}),
     # LiteLLM's provider wildcard; only /model_group/info reads it here.
     ("anthropic/*", "anthropic/*", {}),
 )
@@ -119,6 +130,18 @@ def wait_ready(proc: subprocess.Popen[bytes], deadline_s: float = 30.0) -> None:
             return
         time.sleep(0.1)
     raise SystemExit("tollway did not start listening on 4000")
+
+
+def seed_keys() -> None:
+    for key in SEEDED_KEYS:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{PORT}/key/generate",
+            data=json.dumps({"key": key}).encode(),
+            headers={"Authorization": f"Bearer {MASTER_KEY}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            if response.status != 200:
+                raise SystemExit(f"could not seed key {key[:6]}...: {response.status}")
 
 
 def run_file(
@@ -170,6 +193,9 @@ def main() -> int:
     parser.add_argument("--tests", default="/tmp/litellm_e2e/tests", type=Path)
     parser.add_argument("--python", default="/tmp/litellm_e2e/venv/bin/python")
     parser.add_argument("--file", action="append", help="only these files (repeatable)")
+    parser.add_argument(
+        "--no-seed", action="store_true", help="do not create LiteLLM CI's pre-existing keys"
+    )
     args = parser.parse_args()
     tests: Path = args.tests
     if not (tests / "test_keys.py").exists():
@@ -183,7 +209,7 @@ def main() -> int:
         # A stand-in (LiteLLM's is not stored): about 5,600 tokens, more than gpt-3.5-turbo's
         # 4,097 in the config above, so the context-window fallback is exercised.
         large_text.write_text(f"text = {('Alexander the Great was a king. ' * 700)!r}\n")
-    fake = FakeOpenAI(api_key="fake-key")
+    fake = FakeOpenAI(api_key="fake-key", real_usage=True)
     fake.start()
     work = Path(tempfile.mkdtemp(prefix="tollway-litellm-e2e-"))
     config = work / "config.yaml"
@@ -204,6 +230,8 @@ def main() -> int:
     failures: list[str] = []
     try:
         wait_ready(gateway)
+        if not args.no_seed:
+            seed_keys()
         test_env = {**os.environ, "LITELLM_MASTER_KEY": MASTER_KEY, "PYTHONPATH": str(tests.parent)}
         print(f"{'file':<28}{'passed':>8}{'failed':>8}{'skipped':>9}")
         for name in args.file or FILES:
@@ -215,6 +243,8 @@ def main() -> int:
             failures += [f"{name}::{test}: {why}" for test, why in outcome["failed"]]
         print(f"{'total':<28}{totals['passed']:>8}{totals['failed']:>8}{totals['skipped']:>9}")
         print(f"not run (610 s sleep): {', '.join(SLOW)}")
+        if not args.no_seed:
+            print(f"seeded keys (as in LiteLLM CI's database): {len(SEEDED_KEYS)}")
         for line in failures:
             print("FAILED", line)
         print(f"gateway log: {work / 'tollway.log'}")

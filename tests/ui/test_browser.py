@@ -160,6 +160,7 @@ def test_admin_ui_end_to_end(browser: webdriver.Chrome, ui_gateway: GatewayProce
             "#key-create-team_id": "team-search",
             "#key-create-max_budget": "5",
             "#key-create-rpm_limit": "100",
+            "#key-create-tags": "checkout",
         }
     )
     page.find("#key-create button[type=submit]").click()
@@ -205,6 +206,17 @@ def test_admin_ui_end_to_end(browser: webdriver.Chrome, ui_gateway: GatewayProce
     assert sum(requests) >= 3
     page.screenshots("usage")
     page.axe("usage")
+
+    # ... and under the key's tag, in the breakdown by tag.
+    page.go("#/usage?group_by=tag")
+    by_tag = page.wait(
+        lambda d: d.execute_script(
+            "const c = window.Chart && Chart.getChart('chart-groups');"
+            "return c ? [c.data.labels, c.data.datasets[0].data] : null;"
+        )
+    )
+    assert dict(zip(*by_tag, strict=True)).get("checkout", 0) > 0, by_tag
+    assert "Spend by tag" in page.text_of("#view caption")
 
     # Every other page, at both widths, through axe.
     page.go("#/logs")

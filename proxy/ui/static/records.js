@@ -106,18 +106,26 @@ const TEAM_FIELDS = [
   { name: "metadata", label: "Metadata (JSON)", type: "json" },
 ];
 
-export async function teamsPage(view, session) {
+export async function teamsPage(view, session, params) {
+  const page = Number(params.get("page") || 1);
   const panel = h("div");
   const body = h("div", {}, loading());
-  const reload = () => teamsPage(view, session);
+  const reload = () => teamsPage(view, session, params);
+  const show = (p) => { if (p === page) return reload(); location.hash = `#/teams?page=${p}`; };
+  // Teams are listed oldest first: a new team is on the last page.
+  const created = async () => {
+    const after = await get("/team/list", { page: 1, page_size: PAGE_SIZE });
+    await show(Math.max(1, after.total_pages));
+  };
   const create = session.role === "master" ? h("details", {}, h("summary", {}, "New team"),
-    form({ id: "team-create", submit: "Create team", fields: TEAM_FIELDS, onSubmit: async (v) => { await post("/team/new", v); await reload(); } })) : null;
+    form({ id: "team-create", submit: "Create team", fields: TEAM_FIELDS, onSubmit: async (v) => { await post("/team/new", v); await created(); } })) : null;
   clear(view, h("h1", {}, "Teams"), create, panel, body);
   try {
-    const teams = await get("/team/list");
+    const data = await get("/team/list", { page, page_size: PAGE_SIZE });
+    const teams = data.teams || [];
     const update = (row, change) => async () => { await post("/team/update", { team_id: row.team_id, ...change }); await reload(); };
     clear(body, table({
-      caption: count(teams.length, "team"), empty: "No teams yet.", rows: teams,
+      caption: count(data.total ?? teams.length, "team"), empty: "No teams yet.", rows: teams,
       columns: [
         { title: "Alias", render: (r) => r.team_alias || "—" },
         { title: "Id", render: (r) => h("code", {}, r.team_id) },
@@ -139,7 +147,7 @@ export async function teamsPage(view, session) {
             await post("/team/delete", { team_ids: [r.team_id] }); await reload();
           } }, "Delete")) },
       ],
-    }));
+    }), pager({ page, totalPages: data.total_pages, onPage: show }));
   } catch (err) {
     clear(body, failure(err));
   }
