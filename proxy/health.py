@@ -198,7 +198,7 @@ def health_routes(state: HealthSource) -> list[Route]:
         if principal.role is not Role.MASTER:
             raise PermissionDenied("/health/readiness/details needs the master key")
         status, body = readiness(state.router, state.ready)
-        return _json({**readiness_details(state.config, state.ready), **body}, status)
+        return _json({**body, **readiness_details(state.config, state.ready)}, status)
 
     registry = registry_for(state)
 

@@ -10,6 +10,7 @@ list here (a handful of distinct lists), rather than with a JSON table function.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Final, Literal
 
 import msgspec
@@ -66,19 +67,6 @@ async def total_spend(store: Store) -> float:
     return float(rows[0][0])
 
 
-# What group_report sums per group, in the order its query selects them.
-_SUMS: Final = (
-    "spend",
-    "requests",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-    "cache_hits",
-    "cache_savings",
-    "guardrail_blocks",
-)
-
-
 async def group_report(
     store: Store,
     group_by: ReportGroup,
@@ -100,32 +88,39 @@ async def group_report(
         "COALESCE(SUM(CASE WHEN cache_hit THEN 1 ELSE 0 END), 0), "
         "COALESCE(SUM(saved_cost), 0), "
         "COALESCE(SUM(CASE WHEN guardrails LIKE ? THEN 1 ELSE 0 END), 0) "
-        f"FROM spend_logs{where} GROUP BY {column}",
+        f"FROM spend_logs{where} GROUP BY {column} ORDER BY 2 DESC, 1",
         [_BLOCKED, *params],
     )
-    totals: dict[Any, dict[str, Any]] = {}
-    for value, *sums in rows:
-        for group in _groups(group_by, value):
-            entry = totals.setdefault(group, dict.fromkeys(_SUMS, 0))
-            for name, amount in zip(_SUMS, sums, strict=True):
-                entry[name] += amount
-    report = [
+    if group_by == "tag":
+        rows = _by_tag(rows)
+    return [
         {
-            "group": group,
-            "spend": round(float(t["spend"]), 12),  # a sum of costs, at their precision
-            "requests": int(t["requests"]),
-            "prompt_tokens": int(t["prompt_tokens"]),
-            "completion_tokens": int(t["completion_tokens"]),
-            "total_tokens": int(t["total_tokens"]),
-            "cache_hits": int(t["cache_hits"]),
-            "cache_savings": float(t["cache_savings"]),
-            "guardrail_blocks": int(t["guardrail_blocks"]),
+            "group": r[0],
+            "spend": round(float(r[1]), 12),  # a sum of costs, at their precision
+            "requests": int(r[2]),
+            "prompt_tokens": int(r[3]),
+            "completion_tokens": int(r[4]),
+            "total_tokens": int(r[5]),
+            "cache_hits": int(r[6]),
+            "cache_savings": float(r[7]),
+            "guardrail_blocks": int(r[8]),
         }
-        for group, t in totals.items()
+        for r in rows
     ]
-    # Highest spend first; ties by name, the group None (no key, team, tag...) first.
-    report.sort(key=lambda r: (-r["spend"], r["group"] is not None, str(r["group"])))
-    return report
+
+
+def _by_tag(rows: list[Sequence[Any]]) -> list[Sequence[Any]]:
+    """Rows per stored tag list as rows per tag, highest spend first (untagged: None)."""
+    totals: dict[Any, list[Any]] = {}
+    for value, *sums in rows:
+        for tag in _groups("tag", value):
+            entry = totals.get(tag)
+            if entry is None:
+                totals[tag] = [tag, *sums]
+            else:
+                for i, amount in enumerate(sums, 1):
+                    entry[i] += amount
+    return sorted(totals.values(), key=lambda r: (-r[1], r[0] is not None, str(r[0])))
 
 
 async def daily_report(

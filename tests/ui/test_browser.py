@@ -217,6 +217,8 @@ def test_admin_ui_end_to_end(browser: webdriver.Chrome, ui_gateway: GatewayProce
     )
     assert dict(zip(*by_tag, strict=True)).get("checkout", 0) > 0, by_tag
     assert "Spend by tag" in page.text_of("#view caption")
+    page.screenshots("usage-tags")
+    page.axe("usage-tags")
 
     # Every other page, at both widths, through axe.
     page.go("#/logs")
