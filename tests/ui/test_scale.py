@@ -134,13 +134,18 @@ def test_the_spend_log_queries_use_an_index(seeded: Path) -> None:
             " ORDER BY start_time DESC, rowid DESC LIMIT 50",
             "SELECT model, SUM(cost) FROM spend_logs WHERE start_time >= 1 AND start_time < 2"
             " GROUP BY model",
-            # The tag breakdown and the guardrail-block count read two JSON columns.
-            "SELECT tags, SUM(cost), SUM(CASE WHEN guardrails LIKE '%b%' THEN 1 ELSE 0 END)"
-            " FROM spend_logs WHERE start_time >= 1 AND start_time < 2 GROUP BY tags",
+            # The tag breakdown reads a JSON column.
+            "SELECT tags, SUM(cost) FROM spend_logs WHERE start_time >= 1 AND start_time < 2"
+            " GROUP BY tags",
+            # The guardrail-block count reads only the blocked calls' partial index.
+            "SELECT key_hash, COUNT(*) FROM spend_logs WHERE start_time >= 1 AND start_time < 2"
+            ' AND guardrails LIKE \'%"action":"block"%\' GROUP BY key_hash',
         ]
         for sql in queries:
             steps = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql)]
             on_table = [step for step in steps if "spend_logs" in step]
             assert on_table and all("INDEX" in step for step in on_table), (sql, steps)
+            if "block" in sql:
+                assert any("spend_logs_blocked" in step for step in on_table), steps
     finally:
         db.close()

@@ -41,6 +41,9 @@ SELF_SERVICE = {
     "/team/info",
     "/spend/logs",
     "/model_group/info",
+    # The models the key may use, secrets masked (LiteLLM lets any key read them).
+    "/model/info",
+    "/v1/model/info",
     "/guardrails/list",
     "/v2/guardrails/list",
     "/guardrails/apply_guardrail",
