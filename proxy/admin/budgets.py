@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..errors import InvalidRequest, NotFound
+from ..hierarchy import Hierarchy
 from ..ledger.durations import advance, next_reset, parse_duration
 from ..store.hierarchy_rows import BudgetRow
 from .common import (
@@ -73,6 +74,12 @@ class DeleteBudget(msgspec.Struct, forbid_unknown_fields=True):
 
 
 _IGNORED = ("model_max_budget", "budget_reset_at")
+
+
+def check_budget_id(hierarchy: Hierarchy, budget_id: str | None) -> None:
+    """A ``budget_id`` given on a key, end user or organization names a budget that exists."""
+    if budget_id is not None and budget_id not in hierarchy.budgets:
+        raise InvalidRequest(f"budget {budget_id!r} does not exist", param="budget_id")
 
 
 def budget_object(row: BudgetRow | None, now: float | None = None) -> dict[str, Any] | None:

@@ -22,7 +22,7 @@ from starlette.routing import Route
 from ..errors import InvalidRequest, NotFound
 from ..hierarchy import customer_account
 from ..store.hierarchy_rows import CustomerRow
-from .budgets import budget_object
+from .budgets import budget_object, check_budget_id
 from .common import (
     Action,
     AdminRoutes,
@@ -122,15 +122,11 @@ class CustomerRoutes(AdminRoutes):
             raise NotFound(f"end user {user_id!r} not found", param="user_id", code="not_found")
         return row
 
-    def _check_budget_id(self, budget_id: str | None) -> None:
-        if budget_id is not None and budget_id not in self.state.hierarchy.budgets:
-            raise InvalidRequest(f"budget {budget_id!r} does not exist", param="budget_id")
-
     async def create(self, request: Request) -> Response:
         authorize(self.state, request, Action.USER_WRITE)
         body = await decode_body(request, NewCustomer)
         check_duration(body.budget_duration, "budget_duration")
-        self._check_budget_id(body.budget_id)
+        check_budget_id(self.state.hierarchy, body.budget_id)
         hierarchy = self.state.hierarchy
         if body.user_id in hierarchy.customers:
             raise InvalidRequest(f"end user {body.user_id!r} already exists", param="user_id")
@@ -162,7 +158,7 @@ class CustomerRoutes(AdminRoutes):
         if isinstance(body.budget_duration, str):
             check_duration(body.budget_duration, "budget_duration")
         if isinstance(body.budget_id, str):
-            self._check_budget_id(body.budget_id)
+            check_budget_id(self.state.hierarchy, body.budget_id)
         row = self._find(body.user_id)
         changes = set_fields(body, ("user_id", *_IGNORED))
         updated = msgspec.structs.replace(row, **changes)

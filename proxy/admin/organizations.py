@@ -23,6 +23,7 @@ from starlette.routing import Route
 from ..errors import InvalidRequest, NotFound
 from ..hierarchy import organization_account
 from ..store.hierarchy_rows import OrganizationRow
+from .budgets import check_budget_id
 from .common import (
     Action,
     AdminRoutes,
@@ -142,15 +143,11 @@ class OrganizationRoutes(AdminRoutes):
             )
         return row
 
-    def _check_budget_id(self, budget_id: str | None) -> None:
-        if budget_id is not None and budget_id not in self.state.hierarchy.budgets:
-            raise InvalidRequest(f"budget {budget_id!r} does not exist", param="budget_id")
-
     async def create(self, request: Request) -> Response:
         caller = authorize(self.state, request, Action.USER_WRITE)
         body = await decode_body(request, NewOrganization)
         check_duration(body.budget_duration, "budget_duration")
-        self._check_budget_id(body.budget_id)
+        check_budget_id(self.state.hierarchy, body.budget_id)
         hierarchy = self.state.hierarchy
         organization_id = body.organization_id or str(uuid.uuid4())
         if organization_id in hierarchy.organizations:
@@ -181,7 +178,7 @@ class OrganizationRoutes(AdminRoutes):
         if isinstance(body.budget_duration, str):
             check_duration(body.budget_duration, "budget_duration")
         if isinstance(body.budget_id, str):
-            self._check_budget_id(body.budget_id)
+            check_budget_id(self.state.hierarchy, body.budget_id)
         row = self._find(body.organization_id)
         changes = set_fields(body, ("organization_id", *_IGNORED))
         updated = msgspec.structs.replace(row, **changes)
