@@ -30,7 +30,6 @@ import os
 import platform
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -42,22 +41,27 @@ from typing import Any
 import orjson
 import yaml
 
+from bench.loadgen import (
+    CHAT_PATH,
+    MODEL,
+    USER_CLASSES,
+    WRK_METRICS,
+    ensure_litellm,
+    loadgen,
+    run_locust,
+)
 from bench.probe import run_probe
 from bench.procs import Child, RSSSampler, free_port, pin, start_gateway, tree_rss_bytes
 from bench.redis_server import start_redis
 from bench.report import METRICS, added_latency, feature_cost, markdown, summarise
 from bench.scaling import run_scaling, scaling_rows
 from bench.setup_keys import create_bench_key
+from bench.wrk import run_wrk
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 RESULTS = BENCH_DIR / "results"
-LITELLM_VENV = BENCH_DIR / ".litellm-venv"
-LITELLM_PIN = "litellm[proxy]==1.83.8"
 MASTER_KEY = "sk-bench-master"
-MODEL = "bench-model"
-CHAT_PATH = "/v1/chat/completions"
-USER_CLASSES = {"non-stream": "ChatUser", "stream": "StreamChatUser"}
 
 # BENCH_FEATURES: feature name -> the config fragment that turns it on. Each feature listed
 # runs as its own target, ``tollway+<name>``: another gateway process with the plain bench
@@ -218,7 +222,9 @@ def _plain_config(upstream_url: str) -> str:
 
 
 def cpu_plan(pinning: bool) -> tuple[set[int] | None, set[int] | None]:
-    """(CPUs for the servers, CPUs for the load generator): the last CPU drives the load."""
+    """(CPUs for the gateways under test, CPUs for everything else): the last CPU runs the
+    load generator, the fake upstream and redis-server, so each gateway (and LiteLLM) has
+    the other CPU(s) to itself — the per-core figure the throughput claim is about."""
     cpus = sorted(os.sched_getaffinity(0))
     if not pinning or len(cpus) < 2:
         return None, None
@@ -231,105 +237,6 @@ def cpu_model() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or "unknown"
-
-
-def ensure_litellm() -> Path | None:
-    """``bench/.litellm-venv/bin/litellm``, installing the pinned release if needed."""
-    litellm = LITELLM_VENV / "bin" / "litellm"
-    python = LITELLM_VENV / "bin" / "python"
-    if litellm.exists():
-        check = subprocess.run(
-            [str(python), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if check.stdout.strip() == LITELLM_PIN.split("==")[1]:
-            return litellm
-    print(f"installing {LITELLM_PIN} into {LITELLM_VENV} (not a project dependency) ...")
-    try:
-        if not python.exists():
-            subprocess.run(
-                [sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True, timeout=300
-            )
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", LITELLM_PIN],
-            check=True,
-            timeout=1200,
-        )
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
-        print(f"LiteLLM comparison skipped: installing {LITELLM_PIN} failed: {exc}")
-        return None
-    if not litellm.exists():
-        print(f"LiteLLM comparison skipped: {litellm} missing after install")
-        return None
-    return litellm
-
-
-def run_locust(
-    *,
-    scenario: str,
-    users: int,
-    seconds: int,
-    host: str,
-    key: str,
-    work: Path,
-    tag: str,
-    cpus: set[int] | None,
-    extra_env: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """One bounded headless locust run; returns its full-precision raw record."""
-    prefix = work / f"locust-{tag}"
-    raw_path = work / f"raw-{tag}.json"
-    env = dict(
-        os.environ,
-        BENCH_KEY=key,
-        BENCH_MODEL=MODEL,
-        BENCH_PATH=CHAT_PATH,
-        BENCH_RAW_OUT=str(raw_path),
-        PYTHONPATH=str(ROOT),
-        **(extra_env or {}),
-    )
-    argv = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(BENCH_DIR / "locustfile.py"),
-        "--headless",
-        "-u",
-        str(users),
-        "-r",
-        str(users),
-        "--run-time",
-        f"{seconds}s",
-        "--host",
-        host,
-        "--csv",
-        str(prefix),
-        "--only-summary",
-        "--loglevel",
-        "WARNING",
-        USER_CLASSES[scenario],
-    ]
-    with open(work / f"locust-{tag}.log", "wb") as log:
-        process = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True
-        )
-        try:
-            if cpus is not None:
-                with contextlib.suppress(OSError):
-                    os.sched_setaffinity(process.pid, cpus)
-            process.wait(timeout=seconds + 60)
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-    if not raw_path.exists():
-        log_text = (work / f"locust-{tag}.log").read_text(errors="replace")[-2000:]
-        raise RuntimeError(f"locust run {tag} wrote no results; its log:\n{log_text}")
-    raw: dict[str, Any] = orjson.loads(raw_path.read_bytes())
-    return raw
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -354,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     pinning = os.environ.get("BENCH_PIN", "1") != "0"
     features = parse_features(os.environ.get("BENCH_FEATURES", ""))
     server_cpus, load_cpus = cpu_plan(pinning)
+    generator = loadgen()
 
     # A SIGTERM (e.g. from make being interrupted) unwinds through the finally blocks below.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -371,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         children.append(upstream)
         upstream_url = upstream.wait_listening(10)
-        pin(upstream.pid, server_cpus)
+        pin(upstream.pid, load_cpus)
 
         gateway = start_gateway(work, bench_config(upstream_url), env)
         children.append(gateway)
@@ -396,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         if any(feature in FEATURE_REDIS_ENV for feature in features):
             redis = start_redis(work, env)
             children.append(redis)
-            pin(redis.pid, server_cpus)
+            pin(redis.pid, load_cpus)
             redis_url = redis.url
         # One more gateway per feature: same config plus the feature, its own process and
         # database (so its own bench key), pinned like the plain one.
@@ -475,35 +383,59 @@ def main(argv: list[str] | None = None) -> int:
                     if name.startswith("tollway+") and users not in feature_users:
                         continue
                     tag = f"{scenario}-{users}-{name}"
-                    print(f"locust: {tag} ({seconds} s) ...", flush=True)
+                    use_wrk = generator == "wrk" and users > 1
+                    print(f"{'wrk' if use_wrk else 'locust'}: {tag} ({seconds} s) ...", flush=True)
                     with RSSSampler(pid) as sampler:
-                        raw = run_locust(
-                            scenario=scenario,
-                            users=users,
-                            seconds=seconds,
-                            host=url,
-                            key=target_key,
-                            work=work,
-                            tag=tag,
-                            cpus=load_cpus,
-                            extra_env=client_env.get(name),
-                        )
+                        if use_wrk:
+                            summaries = {
+                                WRK_METRICS[scenario]: run_wrk(
+                                    scenario=scenario,
+                                    users=users,
+                                    seconds=seconds,
+                                    url=url + CHAT_PATH,
+                                    key=target_key,
+                                    work=work,
+                                    tag=tag,
+                                    cpus=load_cpus,
+                                    extra_env=client_env.get(name),
+                                )
+                            }
+                        else:
+                            raw = run_locust(
+                                scenario=scenario,
+                                users=users,
+                                seconds=seconds,
+                                host=url,
+                                key=target_key,
+                                work=work,
+                                tag=tag,
+                                cpus=load_cpus,
+                                extra_env=client_env.get(name),
+                            )
+                            summaries = {m: summarise(raw, m) for m in METRICS[scenario]}
+                            if raw["failures"]:
+                                top = sorted(raw["failures"].items(), key=lambda kv: -kv[1])[:3]
+                                notes.append(
+                                    f"{tag}: errors " + "; ".join(f"{n} x {t}" for t, n in top)
+                                )
                     if pid is not None:
                         memory[name]["peak"] = max(memory[name].get("peak", 0), sampler.peak)
-                    for metric in METRICS[scenario]:
+                    for metric, summary in summaries.items():
                         row = {
                             "scenario": scenario,
                             "users": users,
                             "target": name,
                             "metric": metric,
-                            **summarise(raw, metric),
+                            "loadgen": "wrk" if use_wrk else "locust",
+                            **summary,
                         }
                         if pid is not None:
                             row["peak_rss_bytes"] = sampler.peak
                         runs.append(row)
-                    if raw["failures"]:
-                        top = sorted(raw["failures"].items(), key=lambda kv: -kv[1])[:3]
-                        notes.append(f"{tag}: errors " + "; ".join(f"{n} x {t}" for t, n in top))
+                        kinds = summary.get("error_kinds")
+                        if kinds:
+                            shown = ", ".join(f"{k} {v}" for k, v in kinds.items())
+                            notes.append(f"{tag}: wrk errors {shown}")
                     for child in children:
                         if child.process.poll() is not None:
                             raise RuntimeError(f"{child.name} died during {tag}:\n{child.tail()}")
@@ -557,9 +489,10 @@ def main(argv: list[str] | None = None) -> int:
                 "probe_requests": probe_requests,
                 "features": features,
                 "client_env": client_env,
+                "loadgen": generator,
                 "pinning": (
-                    f"servers on CPUs {sorted(server_cpus)}, locust and probe "
-                    f"on {sorted(load_cpus)}"
+                    f"gateways on CPUs {sorted(server_cpus)}; the load generator, the probe, "
+                    f"the fake upstream and redis-server on {sorted(load_cpus)}"
                 )
                 if load_cpus and server_cpus
                 else "off",
