@@ -6,7 +6,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 # The stamp changes whenever the dependency list or the lock does, so `make` reinstalls.
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock 2>/dev/null | cksum | cut -d' ' -f1)
 
-.PHONY: install run test lint format bench bench-micro bench-soak redis-server chromium postgresql lock clean
+.PHONY: install run test lint format bench bench-micro bench-soak redis-server chromium postgresql wrk lock clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -57,7 +57,14 @@ format: install
 	$(VENV)/bin/ruff format proxy tests bench
 	$(VENV)/bin/ruff check --fix proxy tests bench
 
-bench: install
+# The load generator of `make bench`'s rows above one user (bench/wrk.py).
+wrk:
+	@command -v wrk >/dev/null 2>&1 || { \
+	  echo "installing wrk"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+
+bench: install wrk
 	$(PY) -m bench.run
 
 bench-micro: install

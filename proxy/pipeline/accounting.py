@@ -81,6 +81,11 @@ class RequestIds:
         self._prefix = os.urandom(6).hex()
         self._count = 0
 
+    @property
+    def count(self) -> int:
+        """Ids handed out since start-up (one per inference request)."""
+        return self._count
+
     def next(self) -> str:
         self._count += 1
         return f"{self._prefix}{self._count:010x}"

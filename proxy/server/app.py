@@ -80,6 +80,7 @@ from .logs import environment_secrets, log_access
 from .reload import Reloader
 from .settings import Settings, from_environment
 from .storage import open_directory
+from .trim import Trimmer
 from .web_errors import http_error, method_not_allowed, tollway_error, unexpected_error
 
 if TYPE_CHECKING:
@@ -478,6 +479,8 @@ class Gateway:
         # collection walks every one of them (20-40 ms of CPU, measured by bench.memory): one
         # full collection per 100 middle ones instead of per 10 (same memory, no such pauses).
         gc.set_threshold(700, 10, 100)
+        trimmer = Trimmer(lambda: self.state.request_ids.count, self.state.settings.memory_trim_s)
+        trimmer.start()
         log.info("tollway ready: %d deployments", len(self.state.router.deployments()))
         # SIGHUP: the new config's routes replace ``self.hot`` in one assignment.
         reloader = Reloader(
@@ -487,6 +490,7 @@ class Gateway:
             yield
         finally:
             await reloader.uninstall()
+            await trimmer.stop()
             await self.state.stop()
 
 

@@ -53,6 +53,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     header_timeout_s: float = 10.0
     max_connections: int = 4096
     min_capped_tokens: int = 16
+    memory_trim_s: float = 10.0
 
 
 class Option(NamedTuple):
@@ -234,6 +235,13 @@ OPTIONS: tuple[Option, ...] = (
         "TOLLWAY_MAX_CONNECTIONS",
         _positive_int,
         "open connections beyond this are answered 503 and closed (0: no limit)",
+    ),
+    Option(
+        "memory_trim_s",
+        "TOLLWAY_MEMORY_TRIM_S",
+        _non_negative_float,
+        "every this many seconds, when the request rate has fallen from a burst, freed heap "
+        "memory is returned to the system (glibc malloc_trim; 0: off)",
     ),
     Option(
         "min_capped_tokens",

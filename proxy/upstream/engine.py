@@ -211,7 +211,10 @@ def _is_stream(content_type: bytes, provider: Provider) -> bool:
 async def _read_all(resp: UpstreamResponse, deadlines: Deadlines) -> bytes:
     """A reply's whole body, within the deployment's total deadline."""
     try:
-        if deadlines.total is not None:
+        # A reply that arrived whole with its headers (the usual small one) is read without
+        # waiting: no deadline to arm (``asyncio.timeout``'s bookkeeping showed in the
+        # profile at about 4 % of the request's CPU).
+        if deadlines.total is not None and not getattr(resp, "arrived", False):
             async with asyncio.timeout(deadlines.total):
                 return await resp.read()
         return await resp.read()

@@ -221,6 +221,11 @@ class _Response:
     def header(self, name: str) -> str | None:
         return self._conn._headers.get(name.lower())
 
+    @property
+    def arrived(self) -> bool:
+        """The whole body is here: ``read()`` returns without waiting."""
+        return self._conn._complete
+
     async def read(self) -> bytes:
         conn = self._conn
         if conn._complete:
