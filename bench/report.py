@@ -48,8 +48,12 @@ def added_latency(runs: Sequence[Mapping[str, Any]], baseline: str) -> list[dict
     return out
 
 
-# The metrics a feature's cost is shown on: JSON latency and time to first byte of a stream.
-FEATURE_METRICS = (("non-stream", "chat", "json"), ("stream", "stream-ttfb", "ttfb"))
+# The metrics a feature's cost is shown on: JSON latency and time to first byte of a stream
+# (rows driven by wrk time whole streams only: there the stream column is the whole stream).
+FEATURE_METRICS = (
+    ("non-stream", ("chat",), "json"),
+    ("stream", ("stream-ttfb", "stream-total"), "ttfb"),
+)
 
 
 def feature_cost(
@@ -67,7 +71,10 @@ def feature_cost(
     for target in targets:
         for count in users:
             row: dict[str, Any] = {"target": target, "users": count}
-            for scenario, metric, label in FEATURE_METRICS:
+            for scenario, metrics, label in FEATURE_METRICS:
+                metric = next(
+                    (m for m in metrics if (scenario, count, m, baseline) in index), metrics[0]
+                )
                 run = index.get((scenario, count, metric, target))
                 base = index.get((scenario, count, metric, baseline))
                 if run is None or base is None:
@@ -125,7 +132,18 @@ def markdown(result: Mapping[str, Any]) -> str:
         f"Load runs: {settings['seconds']} s each (measured after all users spawned), users "
         f"{settings['users']}, key: {result['key_kind']}, CPU pinning: {settings['pinning']}."
     )
-    parts += ["", "## Load (locust FastHttpUser, latency in ms)", ""]
+    loadgen = settings.get("loadgen", "locust")
+    parts += [
+        "",
+        f"## Load (latency in ms; one user: locust FastHttpUser; above: {loadgen})",
+        "",
+    ]
+    if loadgen == "wrk":
+        parts += [
+            "Rows above one user are driven by wrk, which times whole responses: their stream "
+            "metric is the whole stream (`stream-total`), not its first byte.",
+            "",
+        ]
     parts.append(
         _table(
             [
@@ -138,6 +156,7 @@ def markdown(result: Mapping[str, Any]) -> str:
                 "p90",
                 "p99",
                 "p99.9",
+                "max",
                 "errors",
                 "peak RSS MB",
             ],
@@ -152,6 +171,7 @@ def markdown(result: Mapping[str, Any]) -> str:
                     _ms(r["p90"]),
                     _ms(r["p99"]),
                     _ms(r["p99.9"]),
+                    _ms(r["max"]) if "max" in r else "",
                     r["errors"],
                     _mb(r.get("peak_rss_bytes")),
                 ]
@@ -195,8 +215,9 @@ def markdown(result: Mapping[str, Any]) -> str:
             "",
             "## Cost of each feature vs plain tollway (Δ ms, same load; req/s as a ratio)",
             "",
-            'Rows "probe" come from the precise probe (sequential, interleaved); there the '
-            "stream column is the whole stream, not its first byte.",
+            'Rows "probe" come from the precise probe (sequential, interleaved); there, and '
+            "in rows driven by wrk (above one user), the stream column is the whole stream, "
+            "not its first byte.",
             "",
         ]
         parts.append(
