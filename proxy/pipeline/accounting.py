@@ -72,6 +72,10 @@ class _Chain(NamedTuple):
     organization_blocked: bool
 
 
+# Prices cached per (deployment, upstream model) before the cache starts over.
+_MAX_PRICED = 4096
+
+
 class RequestIds:
     """Unique spend-log ids across restarts: a random boot prefix and a counter."""
 
@@ -113,8 +117,21 @@ class Accounting:
         self._enqueue = enqueue
         self._clock = clock
         self._overrides: dict[str, PriceOverrides] = {}
+        self._priced: dict[tuple[str, str], ModelPrice] = {}
 
     def price_of(self, deployment: Deployment, upstream_model: str) -> ModelPrice:
+        # Asked two or three times per request (context check, the call's price, routing by
+        # cost): one dict lookup instead of hashing the overrides struct each time.
+        key = (deployment.id, upstream_model)
+        price = self._priced.get(key)
+        if price is None:
+            price = self._price_of(deployment, upstream_model)
+            if len(self._priced) >= _MAX_PRICED:
+                self._priced.clear()  # wildcard deployments: any number of model names
+            self._priced[key] = price
+        return price
+
+    def _price_of(self, deployment: Deployment, upstream_model: str) -> ModelPrice:
         overrides = self._overrides.get(deployment.id)
         if overrides is None:
             fields = msgspec.structs.asdict(deployment.info)
@@ -129,8 +146,15 @@ class Accounting:
         return self.prices.lookup(model, overrides=overrides)
 
     def forget_price(self, deployment_id: str) -> None:
-        """Drop a deployment's cached price overrides (it was changed at run time)."""
+        """Drop a deployment's cached prices (it was changed at run time)."""
         self._overrides.pop(deployment_id, None)
+        for key in [k for k in self._priced if k[0] == deployment_id]:
+            del self._priced[key]
+
+    def forget_prices(self) -> None:
+        """Drop every cached price (the config was reloaded)."""
+        self._overrides.clear()
+        self._priced.clear()
 
     def check_models(self, principal: Principal, model: str) -> None:
         """The model allowlists of the key, its user and its team all have to allow it."""

@@ -189,7 +189,19 @@ class Responder:
         assert stream is not None and call.request is not None
         task = asyncio.current_task()
         assert task is not None
-        watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, call, task))
+        # The server's disconnect hook when it has one (``RawCycle.watch_disconnect``), else a
+        # task reading ``receive`` until the client goes away.
+        watch = getattr(getattr(receive, "__self__", None), "watch_disconnect", None)
+        watcher = None
+        if watch is not None:
+
+            def gone() -> None:
+                call.disconnected = True
+                task.cancel()
+
+            watch(gone)
+        else:
+            watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, call, task))
         call.status = reply.status
         for post_call in self.post_call:
             stage = post_call.stream_stage(call)
@@ -245,7 +257,10 @@ class Responder:
             call.disconnected = True
             call.status = 499
         finally:
-            watcher.cancel()
+            if watcher is not None:
+                watcher.cancel()
+            elif watch is not None:
+                watch(None)
             if texts:
                 call.response_text = "".join(texts)
             # Settle reads the final usage: the stream must be closed (and over) first. A

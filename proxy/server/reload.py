@@ -174,7 +174,7 @@ class Reloader:
             state.model_policy, state.guardrails = parts.model_policy, parts.guardrails
             state.cache = parts.cache
             # Price overrides are cached per deployment id; ids may now name other entries.
-            state.accounting._overrides.clear()
+            state.accounting.forget_prices()
             # The one switch: requests accepted from here on take the new routes.
             self._rebuild_routes()
             self.reloads += 1

@@ -33,7 +33,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any, cast
 
 import uvicorn
@@ -156,7 +156,23 @@ _LINGER_S = 1.0
 
 
 class RawCycle(RequestResponseCycle):
-    """uvicorn's request cycle with a leaner ``send``: the same framing decisions and checks."""
+    """uvicorn's request cycle with a leaner ``send``: the same framing decisions and checks.
+
+    ``watch_disconnect(callback)`` has ``callback`` called when the client goes away before
+    the reply is complete: a streaming reply learns it without a task waiting on
+    ``receive`` per request (the app finds the method on ``receive.__self__``).
+    """
+
+    # Set per cycle by ``watch_disconnect``; a class default costs the common cycle nothing.
+    gone: Callable[[], None] | None = None
+
+    def watch_disconnect(self, callback: Callable[[], None] | None) -> None:
+        """Call ``callback`` once when the client disconnects (now, if it already has);
+        ``None`` stops watching."""
+        if callback is not None and self.disconnected:
+            callback()
+            return
+        self.gone = callback
 
     async def send(self, message: Message) -> None:  # type: ignore[override]
         if self.flow.write_paused and not self.disconnected:
@@ -349,9 +365,15 @@ class TollwayHttpToolsProtocol(HttpToolsProtocol):
         self._arm_header_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        cycle = self.cycle
         super().connection_lost(exc)
         self._unset_keepalive_if_required()
         self._cancel_header_timer()
+        if cycle is not None and cycle.disconnected:
+            gone = getattr(cycle, "gone", None)
+            if gone is not None:
+                cast(RawCycle, cycle).gone = None
+                gone()
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         # Only requests without keep-alive (HTTP/1.0 among them) or with ``Expect:

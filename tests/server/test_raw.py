@@ -235,3 +235,43 @@ def test_raw_cycle_is_uvicorns_cycle() -> None:
     assert issubclass(
         RawCycle, __import__("uvicorn").protocols.http.httptools_impl.RequestResponseCycle
     )
+
+
+class WatchingApp:
+    """Streams until the client goes away, learning it from the cycle's disconnect hook."""
+
+    def __init__(self) -> None:
+        self.gone = asyncio.Event()
+        self.hooked: list[bool] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await receive()
+        watch = getattr(getattr(receive, "__self__", None), "watch_disconnect", None)
+        self.hooked.append(watch is not None)
+        assert watch is not None
+        watch(self.gone.set)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"one", "more_body": True})
+        await asyncio.wait_for(self.gone.wait(), 5)
+        # Already gone: a late watcher is called at once.
+        late = asyncio.Event()
+        watch(late.set)
+        assert late.is_set()
+
+
+@pytest.mark.parametrize(
+    "protocol", [TollwayHttpToolsProtocol, RawProtocol], ids=["uvicorn", "raw"]
+)
+async def test_a_streaming_reply_learns_of_the_disconnect_from_the_cycle_hook(
+    protocol: type,
+) -> None:
+    app = WatchingApp()
+    async with serving(app, lifespan="off", http=protocol, access_log=False) as (_, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /v1/chat/completions HTTP/1.1\r\n" + H + b"Content-Length: 2\r\n\r\nhi")
+        await asyncio.wait_for(reader.readuntil(b"one"), 5)
+        writer.close()
+        await asyncio.wait_for(app.gone.wait(), 5)
+    assert app.hooked == [True]
