@@ -177,8 +177,8 @@ def config_source(config: Config) -> str:
 def serve(settings: Any, config: Any) -> int:
     if settings.server == "granian":
         return serve_granian(settings)
-    import uvicorn
 
+    from .accept import EagerServer
     from .app import create_app
     from .uvicorn_protocol import TollwayConfig, TollwayHttpToolsProtocol
 
@@ -239,7 +239,8 @@ def serve(settings: Any, config: Any) -> int:
         Multiprocess(uv_config, sockets=[sock]).run()
         return 0
     uv_config = TollwayConfig(create_app(settings, config), **common)
-    server = uvicorn.Server(uv_config)
+    # uvicorn's server, accepting every waiting connection each loop turn (accept.py).
+    server = EagerServer(uv_config)
     # uvicorn re-raises the signal it shut down on once it has restored the handlers found
     # at start; with these in place a graceful SIGTERM/SIGINT ends with exit status 0.
     signal.signal(signal.SIGTERM, _after_shutdown)
