@@ -19,10 +19,15 @@ pays for (``Reservation.output_cap``); the caller sends that cap upstream as the
 output limit, so the guarantee holds: spend never passes a budget. A refusal says by how much
 the request *would exceed* the remaining budget, after LiteLLM's "Budget has been exceeded!".
 
-Windows are exact sliding 60 s windows and are only recorded while the matching limit is set:
-a deque of admission times for rpm, and for tpm a min-heap of ``(admitted_at, tokens)`` for
-settled requests (settles arrive out of admission order, and a heap still prunes the oldest
-first) plus a running count of tokens reserved by requests still in flight. A refusal's
+Windows are sliding 60 s windows and are only recorded while the matching limit is set: for
+rpm, admission times in order with a count each; for tpm, settled tokens by admission time
+(settles arrive out of admission order: a min-heap prunes the oldest first) plus a running
+count of tokens reserved by requests still in flight. Requests admitted within the same
+``MERGE_S`` (10 ms) slot share one entry, which leaves the window 60 s after its *latest*
+member: a request is counted at most 10 ms longer than 60 s, never shorter, so a limit is
+never exceeded in any true 60 s window, and an account's window holds at most 6,000 entries
+however high its rate (per request entries held 180,000 floats and tuples, ~27 MB, for one
+key at 3,000 req/s). Requests seconds apart keep an entry each, exactly as before. A refusal's
 ``retry-after`` is the time until the window admits the request (rounded up by the error), and
 the refusal carries ``x-ratelimit-*`` headers that agree with it.
 
@@ -44,6 +49,8 @@ from proxy.errors import BudgetExceeded, RateLimited
 from proxy.ledger.durations import Duration, advance, next_reset, parse_duration
 
 WINDOW_SECONDS = 60.0
+# Admissions within one slot of this many seconds share a window entry (see the docstring).
+MERGE_S = 0.01
 MONEY_UNIT = 1_000_000_000_000  # pico-dollars per dollar
 MONEY_DIGITS = 12
 
@@ -90,13 +97,17 @@ class _Account:
         "kind",
         "limits",
         "max_parallel",
-        "requests",
+        "request_counts",
+        "request_slots",
+        "request_times",
         "reserved_tokens",
         "reserved_units",
         "rpm_limit",
+        "settled_slots",
         "settled_tokens",
         "spend_units",
         "tpm_limit",
+        "window_requests",
         "window_tokens",
     )
 
@@ -115,8 +126,15 @@ class _Account:
         self.reserved_units = 0
         self.in_flight = 0
         self.budget_reset_at: float | None = None
-        self.requests: deque[float] = deque()
-        self.settled_tokens: list[tuple[float, int]] = []
+        # rpm: per entry the slot, the latest admission time in it and how many it holds.
+        self.request_slots: deque[int] = deque()
+        self.request_times: deque[float] = deque()
+        self.request_counts: deque[int] = deque()
+        self.window_requests = 0  # sum of request_counts
+        # tpm: settled tokens per admission slot ([latest admitted_at, tokens]), and a heap
+        # of the slots in use, oldest first.
+        self.settled_tokens: dict[int, list[float]] = {}
+        self.settled_slots: list[int] = []
         self.window_tokens = 0  # sum of settled_tokens
         self.reserved_tokens = 0  # tokens reserved by requests in flight
 
@@ -128,40 +146,78 @@ class _Account:
         self.tpm_limit = limits.tpm_limit
         self.max_parallel = limits.max_parallel_requests
         if limits.rpm_limit is None:
-            self.requests.clear()
+            self.request_slots.clear()
+            self.request_times.clear()
+            self.request_counts.clear()
+            self.window_requests = 0
         if limits.tpm_limit is None:
             self.settled_tokens.clear()
+            self.settled_slots.clear()
             self.window_tokens = 0
 
-    def prune_requests(self, now: float) -> deque[float]:
-        requests = self.requests
+    def record_request(self, now: float) -> None:
+        slot = int(now / MERGE_S)
+        slots = self.request_slots
+        if slots and slots[-1] == slot:
+            times = self.request_times
+            if now > times[-1]:
+                times[-1] = now
+            self.request_counts[-1] += 1
+        else:
+            slots.append(slot)
+            self.request_times.append(now)
+            self.request_counts.append(1)
+        self.window_requests += 1
+
+    def requests_in_window(self, now: float) -> int:
+        times = self.request_times
         cutoff = now - WINDOW_SECONDS
-        while requests and requests[0] <= cutoff:
-            requests.popleft()
-        return requests
+        while times and times[0] <= cutoff:
+            times.popleft()
+            self.request_slots.popleft()
+            self.window_requests -= self.request_counts.popleft()
+        return self.window_requests
 
     def requests_reset(self, now: float, limit: int) -> float:
         """Seconds until the rpm window has room for one more request (0 if it has now);
         with room already, until the oldest request leaves (when ``remaining`` next grows)."""
-        requests = self.prune_requests(now)
-        if not requests:
+        count = self.requests_in_window(now)
+        if not count:
             return 0.0
-        # Admission needs len - k < limit: the (len - limit)-th oldest must leave first.
-        index = max(0, len(requests) - limit)
-        return requests[index] + WINDOW_SECONDS - now
+        # Admission needs count - k < limit: the (count - limit)-th oldest must leave first.
+        index = max(0, count - limit)
+        seen = 0
+        for at, members in zip(self.request_times, self.request_counts, strict=True):
+            seen += members
+            if seen > index:
+                return at + WINDOW_SECONDS - now
+        return self.request_times[-1] + WINDOW_SECONDS - now  # not reached
+
+    def record_tokens(self, admitted_at: float, tokens: int) -> None:
+        slot = int(admitted_at / MERGE_S)
+        entry = self.settled_tokens.get(slot)
+        if entry is None:
+            self.settled_tokens[slot] = [admitted_at, tokens]
+            heapq.heappush(self.settled_slots, slot)
+        else:
+            if admitted_at > entry[0]:
+                entry[0] = admitted_at
+            entry[1] += tokens
+        self.window_tokens += tokens
 
     def tokens_used(self, now: float) -> int:
-        heap = self.settled_tokens
+        heap = self.settled_slots
+        entries = self.settled_tokens
         cutoff = now - WINDOW_SECONDS
-        while heap and heap[0][0] <= cutoff:
-            self.window_tokens -= heapq.heappop(heap)[1]
+        while heap and entries[heap[0]][0] <= cutoff:
+            self.window_tokens -= int(entries.pop(heapq.heappop(heap))[1])
         return self.window_tokens + self.reserved_tokens
 
     def tokens_retry_after(self, excess: int, now: float) -> float:
         """Seconds until enough settled tokens leave the window to fit ``excess`` more."""
         freed = 0
-        for admitted_at, tokens in sorted(self.settled_tokens):
-            freed += tokens
+        for admitted_at, tokens in sorted(self.settled_tokens.values()):
+            freed += int(tokens)
             # An empty window admits any request, however large.
             if freed >= excess or (freed == self.window_tokens and not self.reserved_tokens):
                 return admitted_at + WINDOW_SECONDS - now
@@ -347,7 +403,7 @@ class Ledger:
             account.reserved_units += units
             account.reserved_tokens += tokens
             if account.rpm_limit is not None:
-                account.requests.append(now)
+                account.record_request(now)
         return Reservation(request_id, accounts, units, tokens, now, output_cap)
 
     def _check_limits(self, account: _Account, now: float, tokens: int) -> None:
@@ -361,11 +417,11 @@ class Ledger:
 
         limit = account.rpm_limit
         if limit is not None:
-            requests = account.prune_requests(now)
-            if len(requests) >= limit:
+            count = account.requests_in_window(now)
+            if count >= limit:
                 wait = account.requests_reset(now, limit)
                 error = RateLimited(
-                    f"Rate limit reached for {account.kind}: {len(requests)} requests in the "
+                    f"Rate limit reached for {account.kind}: {count} requests in the "
                     f"last minute, rpm_limit {limit}",
                     retry_after=wait,
                 )
@@ -428,8 +484,7 @@ class Ledger:
                 account.spend_units += units
                 self._dirty.add(account.id)
             if record_tokens and account.tpm_limit is not None:
-                heapq.heappush(account.settled_tokens, (admitted_at, tokens))
-                account.window_tokens += tokens
+                account.record_tokens(admitted_at, tokens)
 
     def release(self, reservation: Reservation) -> None:
         """Undo a reservation for a request that never reached the upstream."""
@@ -449,7 +504,7 @@ class Ledger:
             reserved=account.reserved_units / MONEY_UNIT,
             in_flight=account.in_flight,
             budget_reset_at=account.budget_reset_at,
-            requests_in_window=len(account.prune_requests(now)),
+            requests_in_window=account.requests_in_window(now),
             tokens_in_window=account.tokens_used(now),
         )
 
@@ -472,18 +527,18 @@ class Ledger:
         now = self._clock()
         limit = account.rpm_limit
         if limit is not None:
-            requests = account.prune_requests(now)
+            count = account.requests_in_window(now)
             headers["x-ratelimit-limit-requests"] = str(limit)
-            headers["x-ratelimit-remaining-requests"] = str(max(0, limit - len(requests)))
+            headers["x-ratelimit-remaining-requests"] = str(max(0, limit - count))
             headers["x-ratelimit-reset-requests"] = _seconds(account.requests_reset(now, limit))
         limit = account.tpm_limit
         if limit is not None:
             used = account.tokens_used(now)
-            heap = account.settled_tokens
+            slots = account.settled_slots
             headers["x-ratelimit-limit-tokens"] = str(limit)
             headers["x-ratelimit-remaining-tokens"] = str(max(0, limit - used))
             headers["x-ratelimit-reset-tokens"] = _seconds(
-                heap[0][0] + WINDOW_SECONDS - now if heap else 0.0
+                account.settled_tokens[slots[0]][0] + WINDOW_SECONDS - now if slots else 0.0
             )
         return headers
 

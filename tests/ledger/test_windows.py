@@ -1,0 +1,87 @@
+"""The rpm and tpm windows stay bounded at any request rate (admissions within one
+``MERGE_S`` slot share an entry) and never count a request for less than 60 s."""
+
+from __future__ import annotations
+
+import bisect
+import random
+
+from proxy.errors import RateLimited
+from proxy.ledger.memory import MERGE_S, WINDOW_SECONDS, Ledger, Limits
+
+KEY = "key:9f86d081884c7d659a2feaa0c55ad015"
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_hot_key_keeps_at_most_one_entry_per_slot_and_counts_every_request() -> None:
+    clock = FakeClock()
+    ledger = Ledger(clock=clock)
+    ledger.set_account(KEY, Limits(rpm_limit=10**9, tpm_limit=10**12))
+    start = clock.now
+    # 3,000 requests a second for a minute: 180,000 admissions and settles.
+    for i in range(180_000):
+        clock.now = start + i / 3000
+        ledger.settle(ledger.admit(f"r{i}", [KEY], tokens=10, cost=0.0), cost=0.0, tokens=7)
+    account = ledger._accounts[KEY]
+    slots = int(WINDOW_SECONDS / MERGE_S) + 2
+    assert len(account.request_times) <= slots
+    assert len(account.settled_tokens) <= slots
+    state = ledger.account(KEY)
+    # Everything admitted in the last 60 s is counted, however it is grouped.
+    assert state.requests_in_window == 180_000
+    assert state.tokens_in_window == 180_000 * 7
+    headers = ledger.ratelimit_headers(KEY)
+    assert headers["x-ratelimit-remaining-requests"] == str(10**9 - 180_000)
+
+
+def test_a_limit_is_never_exceeded_in_any_sliding_minute() -> None:
+    rng = random.Random(7)
+    clock = FakeClock()
+    ledger = Ledger(clock=clock)
+    limit = 50
+    ledger.set_account(KEY, Limits(rpm_limit=limit))
+    admitted: list[float] = []
+    now = clock.now
+    for i in range(20_000):
+        # Bursts within one slot and gaps of up to a few seconds.
+        now += rng.choice((0.0, 0.001, 0.004, 0.02, 0.3, 1.7, 4.0))
+        clock.now = now
+        try:
+            ledger.release(ledger.admit(f"r{i}", [KEY], tokens=1, cost=0.0))
+        except RateLimited as refused:
+            # The wait it names really is when the window has room (not before).
+            assert refused.retry_after > 0
+            continue
+        admitted.append(now)
+    assert len(admitted) > 1000
+    for index, at in enumerate(admitted):
+        first = bisect.bisect_right(admitted, at - WINDOW_SECONDS)
+        assert index + 1 - first <= limit  # requests in (at - 60, at]
+
+
+def test_a_merged_entry_leaves_with_its_latest_member_never_earlier() -> None:
+    clock = FakeClock(1_700_000_000.0)
+    ledger = Ledger(clock=clock)
+    ledger.set_account(KEY, Limits(rpm_limit=2))
+    start = clock.now
+    ledger.admit("a", [KEY], tokens=1, cost=0.0)
+    clock.now = start + MERGE_S / 2  # same slot: one entry, two requests
+    ledger.admit("b", [KEY], tokens=1, cost=0.0)
+    assert len(ledger._accounts[KEY].request_times) == 1
+    # 60 s after the first but not after the second: both still counted.
+    clock.now = start + WINDOW_SECONDS + MERGE_S / 4
+    try:
+        ledger.admit("c", [KEY], tokens=1, cost=0.0)
+    except RateLimited as refused:
+        assert refused.headers["x-ratelimit-remaining-requests"] == "0"
+    else:
+        raise AssertionError("admitted while two requests of the last minute were counted")
+    clock.now = start + WINDOW_SECONDS + MERGE_S / 2
+    ledger.admit("d", [KEY], tokens=1, cost=0.0)
