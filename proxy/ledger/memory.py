@@ -38,19 +38,15 @@ The interface (mirrored by the Redis ledger): ``set_account`` / ``drop_account``
 
 from __future__ import annotations
 
-import heapq
 import math
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from proxy.errors import BudgetExceeded, RateLimited
 from proxy.ledger.durations import Duration, advance, next_reset, parse_duration
+from proxy.ledger.windows import WINDOW_SECONDS, RequestWindow, TokenWindow
 
-WINDOW_SECONDS = 60.0
-# Admissions within one slot of this many seconds share a window entry (see the docstring).
-MERGE_S = 0.01
 MONEY_UNIT = 1_000_000_000_000  # pico-dollars per dollar
 MONEY_DIGITS = 12
 
@@ -97,18 +93,13 @@ class _Account:
         "kind",
         "limits",
         "max_parallel",
-        "request_counts",
-        "request_slots",
-        "request_times",
         "reserved_tokens",
         "reserved_units",
         "rpm_limit",
-        "settled_slots",
-        "settled_tokens",
+        "rpm_window",
         "spend_units",
         "tpm_limit",
-        "window_requests",
-        "window_tokens",
+        "tpm_window",
     )
 
     def __init__(self, account_id: str) -> None:
@@ -126,16 +117,8 @@ class _Account:
         self.reserved_units = 0
         self.in_flight = 0
         self.budget_reset_at: float | None = None
-        # rpm: per entry the slot, the latest admission time in it and how many it holds.
-        self.request_slots: deque[int] = deque()
-        self.request_times: deque[float] = deque()
-        self.request_counts: deque[int] = deque()
-        self.window_requests = 0  # sum of request_counts
-        # tpm: settled tokens per admission slot ([latest admitted_at, tokens]), and a heap
-        # of the slots in use, oldest first.
-        self.settled_tokens: dict[int, list[float]] = {}
-        self.settled_slots: list[int] = []
-        self.window_tokens = 0  # sum of settled_tokens
+        self.rpm_window = RequestWindow()
+        self.tpm_window = TokenWindow()  # settled requests' tokens
         self.reserved_tokens = 0  # tokens reserved by requests in flight
 
     def apply_limits(self, limits: Limits, duration: Duration | None) -> None:
@@ -146,82 +129,12 @@ class _Account:
         self.tpm_limit = limits.tpm_limit
         self.max_parallel = limits.max_parallel_requests
         if limits.rpm_limit is None:
-            self.request_slots.clear()
-            self.request_times.clear()
-            self.request_counts.clear()
-            self.window_requests = 0
+            self.rpm_window.clear()
         if limits.tpm_limit is None:
-            self.settled_tokens.clear()
-            self.settled_slots.clear()
-            self.window_tokens = 0
-
-    def record_request(self, now: float) -> None:
-        slot = int(now / MERGE_S)
-        slots = self.request_slots
-        if slots and slots[-1] == slot:
-            times = self.request_times
-            if now > times[-1]:
-                times[-1] = now
-            self.request_counts[-1] += 1
-        else:
-            slots.append(slot)
-            self.request_times.append(now)
-            self.request_counts.append(1)
-        self.window_requests += 1
-
-    def requests_in_window(self, now: float) -> int:
-        times = self.request_times
-        cutoff = now - WINDOW_SECONDS
-        while times and times[0] <= cutoff:
-            times.popleft()
-            self.request_slots.popleft()
-            self.window_requests -= self.request_counts.popleft()
-        return self.window_requests
-
-    def requests_reset(self, now: float, limit: int) -> float:
-        """Seconds until the rpm window has room for one more request (0 if it has now);
-        with room already, until the oldest request leaves (when ``remaining`` next grows)."""
-        count = self.requests_in_window(now)
-        if not count:
-            return 0.0
-        # Admission needs count - k < limit: the (count - limit)-th oldest must leave first.
-        index = max(0, count - limit)
-        seen = 0
-        for at, members in zip(self.request_times, self.request_counts, strict=True):
-            seen += members
-            if seen > index:
-                return at + WINDOW_SECONDS - now
-        return self.request_times[-1] + WINDOW_SECONDS - now  # not reached
-
-    def record_tokens(self, admitted_at: float, tokens: int) -> None:
-        slot = int(admitted_at / MERGE_S)
-        entry = self.settled_tokens.get(slot)
-        if entry is None:
-            self.settled_tokens[slot] = [admitted_at, tokens]
-            heapq.heappush(self.settled_slots, slot)
-        else:
-            if admitted_at > entry[0]:
-                entry[0] = admitted_at
-            entry[1] += tokens
-        self.window_tokens += tokens
+            self.tpm_window.clear()
 
     def tokens_used(self, now: float) -> int:
-        heap = self.settled_slots
-        entries = self.settled_tokens
-        cutoff = now - WINDOW_SECONDS
-        while heap and entries[heap[0]][0] <= cutoff:
-            self.window_tokens -= int(entries.pop(heapq.heappop(heap))[1])
-        return self.window_tokens + self.reserved_tokens
-
-    def tokens_retry_after(self, excess: int, now: float) -> float:
-        """Seconds until enough settled tokens leave the window to fit ``excess`` more."""
-        freed = 0
-        for admitted_at, tokens in sorted(self.settled_tokens.values()):
-            freed += int(tokens)
-            # An empty window admits any request, however large.
-            if freed >= excess or (freed == self.window_tokens and not self.reserved_tokens):
-                return admitted_at + WINDOW_SECONDS - now
-        return 1.0  # only in-flight reservations are in the way; they settle soon
+        return self.tpm_window.settled(now) + self.reserved_tokens
 
 
 class Reservation:
@@ -403,7 +316,7 @@ class Ledger:
             account.reserved_units += units
             account.reserved_tokens += tokens
             if account.rpm_limit is not None:
-                account.record_request(now)
+                account.rpm_window.record(now)
         return Reservation(request_id, accounts, units, tokens, now, output_cap)
 
     def _check_limits(self, account: _Account, now: float, tokens: int) -> None:
@@ -417,9 +330,9 @@ class Ledger:
 
         limit = account.rpm_limit
         if limit is not None:
-            count = account.requests_in_window(now)
+            count = account.rpm_window.count(now)
             if count >= limit:
-                wait = account.requests_reset(now, limit)
+                wait = account.rpm_window.reset(now, limit)
                 error = RateLimited(
                     f"Rate limit reached for {account.kind}: {count} requests in the "
                     f"last minute, rpm_limit {limit}",
@@ -441,7 +354,9 @@ class Ledger:
                 error = RateLimited(
                     f"Rate limit reached for {account.kind}: {used} tokens in the last minute "
                     f"+ this request's {tokens} > tpm_limit {limit}",
-                    retry_after=account.tokens_retry_after(used + tokens - limit, now),
+                    retry_after=account.tpm_window.retry_after(
+                        used + tokens - limit, now, account.reserved_tokens
+                    ),
                 )
                 error.headers.update(
                     {
@@ -484,7 +399,7 @@ class Ledger:
                 account.spend_units += units
                 self._dirty.add(account.id)
             if record_tokens and account.tpm_limit is not None:
-                account.record_tokens(admitted_at, tokens)
+                account.tpm_window.record(admitted_at, tokens)
 
     def release(self, reservation: Reservation) -> None:
         """Undo a reservation for a request that never reached the upstream."""
@@ -504,7 +419,7 @@ class Ledger:
             reserved=account.reserved_units / MONEY_UNIT,
             in_flight=account.in_flight,
             budget_reset_at=account.budget_reset_at,
-            requests_in_window=account.requests_in_window(now),
+            requests_in_window=account.rpm_window.count(now),
             tokens_in_window=account.tokens_used(now),
         )
 
@@ -527,18 +442,18 @@ class Ledger:
         now = self._clock()
         limit = account.rpm_limit
         if limit is not None:
-            count = account.requests_in_window(now)
+            count = account.rpm_window.count(now)
             headers["x-ratelimit-limit-requests"] = str(limit)
             headers["x-ratelimit-remaining-requests"] = str(max(0, limit - count))
-            headers["x-ratelimit-reset-requests"] = _seconds(account.requests_reset(now, limit))
+            headers["x-ratelimit-reset-requests"] = _seconds(account.rpm_window.reset(now, limit))
         limit = account.tpm_limit
         if limit is not None:
             used = account.tokens_used(now)
-            slots = account.settled_slots
+            oldest = account.tpm_window.oldest()
             headers["x-ratelimit-limit-tokens"] = str(limit)
             headers["x-ratelimit-remaining-tokens"] = str(max(0, limit - used))
             headers["x-ratelimit-reset-tokens"] = _seconds(
-                account.settled_tokens[slots[0]][0] + WINDOW_SECONDS - now if slots else 0.0
+                0.0 if oldest is None else oldest + WINDOW_SECONDS - now
             )
         return headers
 

@@ -7,7 +7,8 @@ import bisect
 import random
 
 from proxy.errors import RateLimited
-from proxy.ledger.memory import MERGE_S, WINDOW_SECONDS, Ledger, Limits
+from proxy.ledger.memory import Ledger, Limits
+from proxy.ledger.windows import MERGE_S, WINDOW_SECONDS
 
 KEY = "key:9f86d081884c7d659a2feaa0c55ad015"
 
@@ -31,8 +32,8 @@ def test_a_hot_key_keeps_at_most_one_entry_per_slot_and_counts_every_request() -
         ledger.settle(ledger.admit(f"r{i}", [KEY], tokens=10, cost=0.0), cost=0.0, tokens=7)
     account = ledger._accounts[KEY]
     slots = int(WINDOW_SECONDS / MERGE_S) + 2
-    assert len(account.request_times) <= slots
-    assert len(account.settled_tokens) <= slots
+    assert len(account.rpm_window.times) <= slots
+    assert len(account.tpm_window.entries) <= slots
     state = ledger.account(KEY)
     # Everything admitted in the last 60 s is counted, however it is grouped.
     assert state.requests_in_window == 180_000
@@ -74,7 +75,7 @@ def test_a_merged_entry_leaves_with_its_latest_member_never_earlier() -> None:
     ledger.admit("a", [KEY], tokens=1, cost=0.0)
     clock.now = start + MERGE_S / 2  # same slot: one entry, two requests
     ledger.admit("b", [KEY], tokens=1, cost=0.0)
-    assert len(ledger._accounts[KEY].request_times) == 1
+    assert len(ledger._accounts[KEY].rpm_window.times) == 1
     # 60 s after the first but not after the second: both still counted.
     clock.now = start + WINDOW_SECONDS + MERGE_S / 4
     try:
