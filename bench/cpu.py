@@ -175,7 +175,9 @@ async def run(
             n, _, _ = await drive(TollwayHttpToolsProtocol, seconds)
             profiler.disable()
             print(f"{n} requests profiled; ncalls / {n} = calls per request")
-            pstats.Stats(profiler).sort_stats(os.environ.get("BENCH_CPU_SORT", "tottime")).print_stats(profile)
+            pstats.Stats(profiler).sort_stats(
+                os.environ.get("BENCH_CPU_SORT", "tottime")
+            ).print_stats(profile)
             return
         results: dict[str, list[tuple[float, float]]] = {"uvicorn": [], "raw": []}
         order = [("uvicorn", TollwayHttpToolsProtocol), ("raw", RawProtocol)]

@@ -267,6 +267,7 @@ async def _under_load(
     # What the allocator keeps but does not use: glibc hands free pages back on a trim.
     ctypes.CDLL("libc.so.6").malloc_trim(0)
     result["after_trim"] = rss_bytes()
+    result["pymalloc"] = pymalloc_stats()
     if trace and before is not None:
         after = tracemalloc.take_snapshot()
         result["traced_bytes"] = tracemalloc.get_traced_memory()[0]
@@ -278,6 +279,35 @@ async def _under_load(
     server.should_exit = True
     await serving
     return result
+
+
+def pymalloc_stats() -> dict[str, int]:
+    """CPython's small-object allocator (``sys._debugmallocstats``, written to fd 2): arenas
+    held, bytes in live blocks, and bytes free inside held arenas (kept, not returned)."""
+    wanted = {
+        "# arenas allocated current": "arenas",
+        "# bytes in allocated blocks": "live_bytes",
+        "# bytes in available blocks": "free_block_bytes",
+        "# bytes in free pools": "free_pool_bytes",
+        "Total": "total_bytes",
+    }
+    with tempfile.TemporaryFile() as capture:
+        saved = os.dup(2)
+        try:
+            os.dup2(capture.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        capture.seek(0)
+        text = capture.read().decode(errors="replace")
+    stats: dict[str, int] = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition("=")
+        key = wanted.get(name.strip())
+        if sep and key:
+            stats[key] = int(value.strip().replace(",", ""))
+    return stats
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -345,6 +375,15 @@ def render(report: dict[str, Any]) -> str:
         )
     lines += ["", f"after all phases (+1 s): {_mb(load['after'])}"]
     lines += [f"after malloc_trim(0): {_mb(load['after_trim'])}", ""]
+    pym = load.get("pymalloc") or {}
+    if pym:
+        lines += [
+            "pymalloc after all phases: "
+            + ", ".join(
+                f"{k} {v / 1e6:.1f} MB" if k != "arenas" else f"{k} {v}" for k, v in pym.items()
+            ),
+            "",
+        ]
     lines += ["Garbage collections during each phase (pause = wall time; CPU = this thread's):"]
     lines += ["", "| users | stream | gen | count | pause p50 µs | pause max µs | CPU p50 µs "]
     lines[-1] += "| CPU max µs | CPU total ms | freed |"

@@ -1,19 +1,18 @@
-"""The pages' API calls stay fast on a big gateway: 100,000 keys and 10,000,000 spend-log
-rows in SQLite (``tests/ui/seed.py``, built once per session inside SQLite).
+"""The pages' API calls work on a big gateway: 100,000 keys and 10,000,000 spend-log rows in
+SQLite (``tests/ui/seed.py``, built once per session inside SQLite).
 
-Each call the UI makes for a page is timed through the real app (ASGI, real SQLite; the
-usage page makes one report call per day of its range, up to 366 days and four at a time,
-grouped as chosen, by tag too); the best of three runs must be under 300 ms (the best, so
-that the other work on this shared machine cannot fail it; a missing index costs seconds,
-not milliseconds). The query plans are checked too: no spend-log query the UI makes scans
-the table.
+Each call the UI makes for a page runs through the real app (ASGI, real SQLite; the usage
+page makes one report call per day of its range, grouped as chosen, by tag too) and must
+answer 200 with the seeded data in it; the query plans are checked too: no spend-log query
+the UI makes scans the table (a missing index costs seconds, not milliseconds). How fast
+each call is (the 300 ms budget) is a benchmark, not a test: ``python -m bench.ui_scale``
+times the same calls on the same database.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +24,6 @@ from tests.inprocess import InProcessGateway, bearer
 from tests.ui import seed
 
 ROWS = int(os.environ.get("TOLLWAY_UI_SEED_ROWS", "10000000"))
-BUDGET_S = 0.3
 CONFIG = (
     "model_list:\n"
     + "".join(
@@ -104,22 +102,16 @@ def page_calls() -> dict[str, tuple[str, dict[str, str | int]]]:
 
 # Building the 10M-row database takes ~140 s the first time (it is cached for later runs).
 @pytest.mark.timeout(900)
-async def test_every_page_call_is_under_300_ms_at_100k_keys_and_10m_logs(
+async def test_every_page_call_answers_with_the_seeded_data_at_100k_keys_and_10m_logs(
     client: httpx.AsyncClient,
 ) -> None:
-    timings: dict[str, float] = {}
     for name, (path, params) in page_calls().items():
-        best = float("inf")
-        for _ in range(3):
-            started = time.perf_counter()
-            response = await client.get(path, params=params, headers=bearer())
-            best = min(best, time.perf_counter() - started)
-            assert response.status_code == 200, (name, response.text)
-        timings[name] = best
-    report = "\n".join(f"{name:32} {ms * 1000:7.1f} ms" for name, ms in timings.items())
-    print("\n" + report)
-    slow = {name: t for name, t in timings.items() if t >= BUDGET_S}
-    assert not slow, report
+        response = await client.get(path, params=params, headers=bearer())
+        assert response.status_code == 200, (name, response.text)
+        body = response.json()
+        assert body, name  # every page has data at this scale
+        if path == "/key/list" and "team_id" not in params:
+            assert body["total_count"] == seed.KEYS, name
 
 
 @pytest.mark.timeout(900)
