@@ -479,7 +479,12 @@ class Gateway:
         # collection walks every one of them (20-40 ms of CPU, measured by bench.memory): one
         # full collection per 100 middle ones instead of per 10 (same memory, no such pauses).
         gc.set_threshold(700, 10, 100)
-        trimmer = Trimmer(lambda: self.state.request_ids.count, self.state.settings.memory_trim_s)
+        transport = self.state.transport
+        trimmer = Trimmer(
+            lambda: self.state.request_ids.count,
+            self.state.settings.memory_trim_s,
+            transport.sweep_idle if isinstance(transport, LeanTransport) else None,
+        )
         trimmer.start()
         log.info("tollway ready: %d deployments", len(self.state.router.deployments()))
         # SIGHUP: the new config's routes replace ``self.hot`` in one assignment.

@@ -40,8 +40,16 @@ def _malloc_trim() -> Callable[[int], int] | None:
 class Trimmer:
     """Runs ``malloc_trim`` when the request rate drops after a burst."""
 
-    def __init__(self, served: Callable[[], int], interval_s: float = DEFAULT_INTERVAL_S) -> None:
+    def __init__(
+        self,
+        served: Callable[[], int],
+        interval_s: float = DEFAULT_INTERVAL_S,
+        before: Callable[[], None] | None = None,
+    ) -> None:
         self._served = served
+        # Run on the loop just before a trim: releases what only a quiet spell frees (the
+        # upstream connections a burst opened).
+        self._before = before
         self.interval_s = interval_s
         self._trim = _malloc_trim() if interval_s > 0 else None
         self._task: asyncio.Task[None] | None = None
@@ -72,6 +80,8 @@ class Trimmer:
                 continue
             # The load is falling (or over): give the burst's pages back, once.
             if peak_rate > 0 and rate < peak_rate / 2:
+                if self._before is not None:
+                    self._before()
                 await loop.run_in_executor(None, self.trim_now)
                 peak_rate = 0.0  # the next trim waits for the next burst to fall
 

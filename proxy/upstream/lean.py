@@ -391,9 +391,14 @@ class _Pool:
             # Connections a burst opened and nobody took since are closed (with their
             # buffers and parser) as the next ones come back, not kept until the upstream
             # drops them: after 1,000 connections the pool otherwise held ~500 idle ones.
-            since = conn.idle_since - _IDLE_SECONDS
-            while idle[0].idle_since < since:
-                idle.popleft().abort()
+            self.sweep(conn.idle_since)
+
+    def sweep(self, now: float) -> None:
+        """Close the idle connections unused for over ``_IDLE_SECONDS`` at ``now``."""
+        idle = self.idle
+        since = now - _IDLE_SECONDS
+        while idle and idle[0].idle_since < since:
+            idle.popleft().abort()
 
     def _free_slot(self) -> None:
         self._pass_on(None)
@@ -431,6 +436,13 @@ class LeanTransport:
     def __init__(self, *, pool_size: int = 512) -> None:
         self._pool_size = pool_size
         self._pools: dict[tuple[str, str, int], _Pool] = {}
+
+    def sweep_idle(self) -> None:
+        """Close every pool's connections idle for over ``_IDLE_SECONDS`` (run when traffic
+        falls: with no calls returning, nothing else closes what a burst opened)."""
+        now = time.monotonic()
+        for pool in self._pools.values():
+            pool.sweep(now)
         self._targets: dict[str, _Target] = {}
         self._tls: ssl.SSLContext | None = None
 

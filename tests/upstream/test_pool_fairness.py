@@ -40,3 +40,31 @@ async def test_a_freed_connection_goes_to_the_oldest_waiter_not_a_newcomer() -> 
     await asyncio.gather(first, late)
     assert order == ["waited", "newcomer"]
     assert pool.active == 0
+
+
+async def test_connections_a_burst_opened_are_closed_once_idle_past_the_limit() -> None:
+    pool = lean._Pool("127.0.0.1", 1, None, 600)
+
+    async def connect(timeout: float) -> _Conn:
+        return _Conn()
+
+    pool._connect = connect  # type: ignore[assignment,method-assign]
+    burst = [await pool.acquire(5, False) for _ in range(500)]
+    for conn in burst:
+        pool.release(conn)  # type: ignore[arg-type]
+    assert len(pool.idle) == 500
+    # Later, one call at a time (most recently used first): a call that finds an idle
+    # connection still fresh reuses it, and its release closes those idle too long.
+    for stale in burst[:-1]:
+        stale.idle_since -= lean._IDLE_SECONDS + 1
+    conn = await pool.acquire(5, False)
+    assert conn is burst[-1]
+    pool.release(conn)
+    assert list(pool.idle) == [conn]
+    assert sum(c.closed for c in burst) == 499
+    # With no call at all, the transport's sweep does it (run by the memory trimmer).
+    conn.idle_since -= lean._IDLE_SECONDS + 1
+    transport = lean.LeanTransport(pool_size=4)
+    transport._pools[("http", "127.0.0.1", 1)] = pool
+    transport.sweep_idle()
+    assert not pool.idle and conn.closed
