@@ -276,7 +276,14 @@ def markdown(result: Mapping[str, Any]) -> str:
         parts += ["", "## Memory (RSS of the server process tree, MB)", ""]
         parts.append(
             _table(
-                ["target", "idle (ready)", "after warm-up", "peak during load", "after all runs"],
+                [
+                    "target",
+                    "idle (ready)",
+                    "after warm-up",
+                    "peak during load",
+                    "after all runs",
+                    "13 s later (no load)",
+                ],
                 (
                     [
                         t,
@@ -284,6 +291,7 @@ def markdown(result: Mapping[str, Any]) -> str:
                         _mb(m.get("after_warmup")),
                         _mb(m.get("peak")),
                         _mb(m.get("after_all")),
+                        _mb(m.get("after_idle")),
                     ]
                     for t, m in memory.items()
                 ),

@@ -144,6 +144,10 @@ FEATURE_CLIENT_ENV: dict[str, dict[str, str]] = {
 }
 
 
+# Seconds of no load before the last memory reading (one trim interval and a margin).
+IDLE_AFTER_S = 13
+
+
 def parse_features(value: str) -> list[str]:
     """``BENCH_FEATURES`` as a list of known feature names (in the order given)."""
     names: list[str] = []
@@ -462,6 +466,12 @@ def main(argv: list[str] | None = None) -> int:
         for name, (_, _, pid) in targets.items():
             if pid is not None:
                 memory[name]["after_all"] = tree_rss_bytes(pid)
+        # And once the load is over: a gateway gives a burst's memory back in a quiet spell
+        # (TOLLWAY_MEMORY_TRIM_S, 10 s by default), so it is read again after one.
+        time.sleep(IDLE_AFTER_S)
+        for name, (_, _, pid) in targets.items():
+            if pid is not None:
+                memory[name]["after_idle"] = tree_rss_bytes(pid)
 
         # Telemetry sinks of the feature targets: what they delivered, dropped or failed.
         callbacks: dict[str, dict[str, float]] = {}

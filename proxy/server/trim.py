@@ -53,6 +53,8 @@ class Trimmer:
         self.interval_s = interval_s
         self._trim = _malloc_trim() if interval_s > 0 else None
         self._task: asyncio.Task[None] | None = None
+        self._last = 0  # the request count at the last tick
+        self._peak = 0  # the most requests in one tick since the last trim
         self.trims = 0
 
     def start(self) -> None:
@@ -68,22 +70,26 @@ class Trimmer:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        last = self._served()
-        peak_rate = 0.0
+        self._last = self._served()
         while True:
             await asyncio.sleep(self.interval_s)
-            now = self._served()
-            rate = (now - last) / self.interval_s
-            last = now
-            if rate >= peak_rate:
-                peak_rate = rate
-                continue
-            # The load is falling (or over): give the burst's pages back, once.
-            if peak_rate > 0 and rate < peak_rate / 2:
+            if self.due(self._served()):
                 if self._before is not None:
                     self._before()
                 await loop.run_in_executor(None, self.trim_now)
-                peak_rate = 0.0  # the next trim waits for the next burst to fall
+
+    def due(self, served: int) -> bool:
+        """One tick with the request count ``served``: True when a trim is due (the rate
+        fell under half of the burst's since the last trim, or traffic stopped)."""
+        rate = served - self._last
+        self._last = served
+        if rate >= self._peak:
+            self._peak = rate
+            return False
+        if self._peak > 0 and rate < self._peak / 2:
+            self._peak = 0  # the next trim waits for the next burst to fall
+            return True
+        return False
 
     def trim_now(self) -> None:
         if self._trim is not None:

@@ -13,39 +13,34 @@ from proxy.server.settings import SettingsError, resolve
 from proxy.server.trim import Trimmer
 
 
-class _Counter:
-    def __init__(self) -> None:
-        self.value = 0
-
-    def __call__(self) -> int:
-        return self.value
-
-
-async def _ticks(trimmer: Trimmer, counter: _Counter, per_tick: list[int]) -> list[int]:
-    """Advance the served counter by ``per_tick[i]`` in tick i; the trims after each tick."""
-    seen = []
-    trimmer.start()
-    try:
-        for step in per_tick:
-            counter.value += step
-            await asyncio.sleep(trimmer.interval_s * 1.05)
-            seen.append(trimmer.trims)
-    finally:
-        await trimmer.stop()
-    return seen
+def test_a_trim_is_due_once_when_a_burst_is_over_and_never_while_the_load_is_steady() -> None:
+    trimmer = Trimmer(lambda: 0, interval_s=10)
+    served = 0
+    due = []
+    # Steady load (no trim), a burst, the load falling by more than half (one trim), quiet
+    # (no second trim), steady again (none), then traffic stopping (one more).
+    for step in [100, 100, 100, 400, 50, 0, 0, 10, 10, 10, 0, 0]:
+        served += step
+        due.append(trimmer.due(served))
+    assert due == [False] * 4 + [True] + [False] * 5 + [True, False]
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="malloc_trim is glibc's")
-async def test_trims_once_when_a_burst_is_over_and_never_while_the_load_is_steady() -> None:
-    counter = _Counter()
-    trimmer = Trimmer(counter, interval_s=0.05)
-    # Steady load (no trim), a burst, the load falling by more than half (one trim), quiet
-    # (no second trim), steady again (none), then traffic stopping (one more).
-    seen = await _ticks(trimmer, counter, [100, 100, 100, 400, 50, 0, 0, 10, 10, 10, 0, 0])
-    assert seen[:4] == [0, 0, 0, 0]
-    assert seen[4] == 1  # 400 -> 50 per tick: the burst is over
-    assert seen[5:10] == [1, 1, 1, 1, 1]
-    assert seen[-1] == 2  # 10 -> 0: traffic stopped
+async def test_the_running_trimmer_sweeps_then_trims_after_a_burst() -> None:
+    counter = [0]
+    swept = []
+    trimmer = Trimmer(lambda: counter[0], interval_s=0.02, before=lambda: swept.append(1))
+    trimmer.start()
+    try:
+        await asyncio.sleep(0)  # the trimmer has read the count it starts from
+        counter[0] = 1000  # a burst in the first tick, then nothing
+        for _ in range(250):
+            await asyncio.sleep(0.02)
+            if trimmer.trims:
+                break
+    finally:
+        await trimmer.stop()
+    assert trimmer.trims == 1 and swept == [1]
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="malloc_trim is glibc's")
