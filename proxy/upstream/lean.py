@@ -436,6 +436,8 @@ class LeanTransport:
     def __init__(self, *, pool_size: int = 512) -> None:
         self._pool_size = pool_size
         self._pools: dict[tuple[str, str, int], _Pool] = {}
+        self._targets: dict[str, _Target] = {}
+        self._tls: ssl.SSLContext | None = None
 
     def sweep_idle(self) -> None:
         """Close every pool's connections idle for over ``_IDLE_SECONDS`` (run when traffic
@@ -443,8 +445,6 @@ class LeanTransport:
         now = time.monotonic()
         for pool in self._pools.values():
             pool.sweep(now)
-        self._targets: dict[str, _Target] = {}
-        self._tls: ssl.SSLContext | None = None
 
     def _target(self, url: str) -> _Target:
         target = self._targets.get(url)
