@@ -136,17 +136,12 @@ def main(argv: list[str] | None = None) -> int:
         for child in reversed(children):
             child.stop()
     for side in ("a", "b"):
-        print(
-            f"{side.upper()}: req/s {[round(x) for x in rps[side]]}, CPU µs/request median {statistics.median(cpu[side]):.1f}"
-        )
+        median = statistics.median(cpu[side])
+        print(f"{side.upper()}: req/s {[round(x) for x in rps[side]]}, CPU µs/request {median:.1f}")
     ratios = [b / a for a, b in zip(rps["a"], rps["b"], strict=True)]
     costs = [a / b for a, b in zip(cpu["a"], cpu["b"], strict=True)]
-    print(
-        f"B/A req/s per round {[round(r, 3) for r in ratios]}, median {statistics.median(ratios):.3f}"
-    )
-    print(
-        f"A/B CPU per request per round {[round(c, 3) for c in costs]}, median {statistics.median(costs):.3f}"
-    )
+    print(f"B/A req/s {[round(r, 3) for r in ratios]}, median {statistics.median(ratios):.3f}")
+    print(f"A/B CPU/request {[round(c, 3) for c in costs]}, median {statistics.median(costs):.3f}")
     return 0
 
 
