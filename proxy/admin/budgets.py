@@ -10,7 +10,7 @@ organization or end user.
 
 from __future__ import annotations
 
-import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -19,25 +19,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..errors import InvalidRequest, NotFound
-from ..hierarchy import Hierarchy
 from ..ledger.durations import advance, next_reset, parse_duration
 from ..store.hierarchy_rows import BudgetRow
 from .common import (
     Action,
-    AdminRoutes,
     Count,
     Identifier,
     Money,
     authorize,
-    check_duration,
     check_query,
     decode_body,
     iso,
     json_response,
-    query_str,
-    set_fields,
 )
+from .hierarchy_records import HierarchyRoutes
 
 
 class NewBudget(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -73,15 +68,6 @@ class DeleteBudget(msgspec.Struct, forbid_unknown_fields=True):
     id: str
 
 
-_IGNORED = ("model_max_budget", "budget_reset_at")
-
-
-def check_budget_id(hierarchy: Hierarchy, budget_id: str | None) -> None:
-    """A ``budget_id`` given on a key, end user or organization names a budget that exists."""
-    if budget_id is not None and budget_id not in hierarchy.budgets:
-        raise InvalidRequest(f"budget {budget_id!r} does not exist", param="budget_id")
-
-
 def budget_object(row: BudgetRow | None, now: float | None = None) -> dict[str, Any] | None:
     """LiteLLM's budget shape. ``budget_reset_at`` is when the budget's period ends: one
     ``budget_duration`` after it was created (the UTC boundary for an ``@calendar``
@@ -108,7 +94,14 @@ def _reset_at(row: BudgetRow, now: float | None) -> float | None:
     return reset_at
 
 
-class BudgetRoutes(AdminRoutes):
+class BudgetRoutes(HierarchyRoutes[BudgetRow]):
+    what = "budget"
+    id_field = "budget_id"
+    update_type = UpdateBudget
+    ignored = ("model_max_budget", "budget_reset_at")
+    borrows = False  # a budget is what the others borrow
+    row_type = BudgetRow
+
     def routes(self) -> list[Route]:
         return [
             Route("/budget/new", self.create, methods=["POST"]),
@@ -119,58 +112,36 @@ class BudgetRoutes(AdminRoutes):
             Route("/budget/delete", self.delete, methods=["POST", "DELETE"]),
         ]
 
-    def _find(self, budget_id: str) -> BudgetRow:
-        row = self.state.hierarchy.budgets.get(budget_id)
-        if row is None:
-            raise NotFound(f"budget {budget_id!r} not found", param="budget_id", code="not_found")
-        return row
+    @property
+    def records(self) -> Mapping[str, BudgetRow]:
+        return self.state.hierarchy.budgets
+
+    async def put(self, row: BudgetRow) -> None:
+        await self.state.hierarchy.put_budget(row)
+
+    def show(self, row: BudgetRow) -> Any:
+        return budget_object(row, self.state.clock.time())
 
     async def create(self, request: Request) -> Response:
         caller = authorize(self.state, request, Action.USER_WRITE)
         body = await decode_body(request, NewBudget)
-        check_duration(body.budget_duration, "budget_duration")
-        hierarchy = self.state.hierarchy
-        budget_id = body.budget_id or str(uuid.uuid4())
-        if budget_id in hierarchy.budgets:
-            raise InvalidRequest(f"budget {budget_id!r} already exists", param="budget_id")
-        row = BudgetRow(
-            budget_id=budget_id,
-            max_budget=body.max_budget,
-            soft_budget=body.soft_budget,
-            budget_duration=body.budget_duration,
-            rpm_limit=body.rpm_limit,
-            tpm_limit=body.tpm_limit,
-            max_parallel_requests=body.max_parallel_requests,
-            created_at=self.state.clock.time(),
-            created_by=caller.created_by,
+        self.check(body)
+        budget_id = self.new_id(body.budget_id)
+        row = self.new_row(
+            body, budget_id, created_at=self.state.clock.time(), created_by=caller.created_by
         )
-        await hierarchy.put_budget(row)
+        await self.put(row)
         return json_response(budget_object(row, row.created_at))
-
-    async def update(self, request: Request) -> Response:
-        authorize(self.state, request, Action.USER_WRITE)
-        body = await decode_body(request, UpdateBudget)
-        if isinstance(body.budget_duration, str):
-            check_duration(body.budget_duration, "budget_duration")
-        row = self._find(body.budget_id)
-        changes = set_fields(body, ("budget_id", *_IGNORED))
-        updated = msgspec.structs.replace(row, **changes)
-        await self.state.hierarchy.put_budget(updated)
-        return json_response(budget_object(updated, self.state.clock.time()))
 
     async def info(self, request: Request) -> Response:
         authorize(self.state, request, Action.USER_READ)
         body = await decode_body(request, BudgetIds)
         now = self.state.clock.time()
-        return json_response([budget_object(self._find(b), now) for b in body.budgets])
+        return json_response([budget_object(self.find(b), now) for b in body.budgets])
 
     async def settings(self, request: Request) -> Response:
         authorize(self.state, request, Action.USER_READ)
-        check_query(request, ("budget_id",))
-        budget_id = query_str(request, "budget_id")
-        if budget_id is None:
-            raise InvalidRequest("give the budget as ?budget_id=", param="budget_id")
-        data = budget_object(self._find(budget_id)) or {}
+        data = budget_object(self.find(self.query_id(request, "budget_id"))) or {}
         return json_response(
             [
                 {"field_name": name, "field_value": data.get(name), "field_type": "number"}
@@ -181,16 +152,12 @@ class BudgetRoutes(AdminRoutes):
     async def list(self, request: Request) -> Response:
         authorize(self.state, request, Action.USER_READ)
         check_query(request, ())
-        rows = sorted(
-            self.state.hierarchy.budgets.values(),
-            key=lambda b: (b.created_at or 0.0, b.budget_id),
-        )
         now = self.state.clock.time()
-        return json_response([budget_object(b, now) for b in rows])
+        return json_response([budget_object(b, now) for b in self.in_order()])
 
     async def delete(self, request: Request) -> Response:
         authorize(self.state, request, Action.USER_WRITE)
         body = await decode_body(request, DeleteBudget)
-        row = self._find(body.id)
+        row = self.find(body.id)
         await self.state.hierarchy.remove_budget(row.budget_id)
         return json_response(budget_object(row))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import math
 import re
+import uuid
 from calendar import monthrange
 from collections.abc import Collection, Mapping
 from datetime import UTC, date, datetime
@@ -402,6 +403,16 @@ def find_record(records: Mapping[str, R], record_id: str, what: str, param: str)
     if row is None:
         raise NotFound(f"{what} {record_id!r} not found", param=param, code="not_found")
     return row
+
+
+def new_record_id(
+    records: Mapping[str, object], requested: str | None, what: str, param: str
+) -> str:
+    """The id of a record being created: the one asked for, if free, else a new UUID."""
+    record_id = requested or str(uuid.uuid4())
+    if record_id in records:
+        raise InvalidRequest(f"{what} {record_id!r} already exists", param=param)
+    return record_id
 
 
 def names_user(member: Any, user_id: str) -> bool:

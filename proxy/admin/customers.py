@@ -11,6 +11,7 @@ a record when its first spend is flushed. Shapes are LiteLLM's (``LiteLLM_EndUse
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import msgspec
@@ -19,25 +20,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..errors import InvalidRequest, NotFound
 from ..hierarchy import customer_account
 from ..store.hierarchy_rows import CustomerRow
-from .budgets import budget_object, check_budget_id
+from .budgets import budget_object
 from .common import (
     Action,
-    AdminRoutes,
     Count,
     Identifier,
     Money,
     authorize,
-    check_duration,
     check_query,
     decode_body,
-    iso,
     json_response,
-    query_str,
-    set_fields,
 )
+from .hierarchy_records import HierarchyRoutes
 
 Region = Literal["eu", "us"]
 
@@ -84,10 +80,13 @@ class CustomerIds(msgspec.Struct, forbid_unknown_fields=True):
     user_ids: list[str]
 
 
-_IGNORED = ("soft_budget", "model_max_budget", "object_permission")
+class CustomerRoutes(HierarchyRoutes[CustomerRow]):
+    what = "end user"
+    id_field = "user_id"
+    update_type = UpdateCustomer
+    ignored = ("soft_budget", "model_max_budget", "object_permission")
+    row_type = CustomerRow
 
-
-class CustomerRoutes(AdminRoutes):
     def routes(self) -> list[Route]:
         routes: list[Route] = []
         for prefix in ("/customer", "/end_user"):
@@ -102,74 +101,47 @@ class CustomerRoutes(AdminRoutes):
             ]
         return routes
 
+    @property
+    def records(self) -> Mapping[str, CustomerRow]:
+        return self.state.hierarchy.customers
+
+    async def put(self, row: CustomerRow) -> None:
+        await self.state.hierarchy.put_customer(row)
+
+    def show(self, row: CustomerRow) -> Any:
+        return self.customer_object(row)
+
     def customer_object(self, row: CustomerRow) -> dict[str, Any]:
-        hierarchy = self.state.hierarchy
-        data = msgspec.structs.asdict(row)
-        account = customer_account(row.user_id)
-        ledger = hierarchy.ledger
-        if ledger.has_account(account):
-            state = ledger.account(account)
-            data["spend"], data["budget_reset_at"] = state.spend, state.budget_reset_at
-        for field in ("created_at", "updated_at", "budget_reset_at"):
-            data[field] = iso(data[field])
-        budget = hierarchy.budgets.get(row.budget_id) if row.budget_id else None
+        data = self.with_live_spend(row, customer_account(row.user_id))
+        budget = self.state.hierarchy.budgets.get(row.budget_id) if row.budget_id else None
         data["litellm_budget_table"] = budget_object(budget)
         return data
 
-    def _find(self, user_id: str) -> CustomerRow:
-        row = self.state.hierarchy.customer(user_id)
-        if row is None:
-            raise NotFound(f"end user {user_id!r} not found", param="user_id", code="not_found")
-        return row
+    def find(self, record_id: str) -> CustomerRow:
+        # Also an end user known only by its spend under ``max_end_user_budget``.
+        row = self.state.hierarchy.customer(record_id)
+        return super().find(record_id) if row is None else row
 
     async def create(self, request: Request) -> Response:
         authorize(self.state, request, Action.USER_WRITE)
         body = await decode_body(request, NewCustomer)
-        check_duration(body.budget_duration, "budget_duration")
-        check_budget_id(self.state.hierarchy, body.budget_id)
-        hierarchy = self.state.hierarchy
-        if body.user_id in hierarchy.customers:
-            raise InvalidRequest(f"end user {body.user_id!r} already exists", param="user_id")
-        row = CustomerRow(
-            user_id=body.user_id,
-            alias=body.alias,
-            blocked=body.blocked,
-            max_budget=body.max_budget,
-            budget_id=body.budget_id,
-            budget_duration=body.budget_duration,
-            rpm_limit=body.rpm_limit,
-            tpm_limit=body.tpm_limit,
-            max_parallel_requests=body.max_parallel_requests,
-            allowed_model_region=body.allowed_model_region,
-            default_model=body.default_model,
-            metadata=dict(body.metadata or {}),
-            spend=body.spend or 0.0,
-            created_at=self.state.clock.time(),
+        self.check(body)
+        user_id = self.new_id(body.user_id)
+        row = self.new_row(
+            body, user_id, spend=body.spend or 0.0, created_at=self.state.clock.time()
         )
-        await hierarchy.put_customer(row)
+        await self.put(row)
         if body.spend:
+            hierarchy = self.state.hierarchy
             limits = hierarchy.limits_of(row)
             hierarchy.ledger.set_account(customer_account(row.user_id), limits, spend=body.spend)
         return json_response(self.customer_object(row))
-
-    async def update(self, request: Request) -> Response:
-        authorize(self.state, request, Action.USER_WRITE)
-        body = await decode_body(request, UpdateCustomer)
-        if isinstance(body.budget_duration, str):
-            check_duration(body.budget_duration, "budget_duration")
-        if isinstance(body.budget_id, str):
-            check_budget_id(self.state.hierarchy, body.budget_id)
-        row = self._find(body.user_id)
-        changes = set_fields(body, ("user_id", *_IGNORED))
-        updated = msgspec.structs.replace(row, **changes)
-        await self.state.hierarchy.put_customer(updated)
-        return json_response(self.customer_object(updated))
 
     async def delete(self, request: Request) -> Response:
         authorize(self.state, request, Action.USER_WRITE)
         body = await decode_body(request, CustomerIds)
         for user_id in body.user_ids:
-            self._find(user_id)
+            self.find(user_id)
         for user_id in body.user_ids:
             await self.state.hierarchy.remove_customer(user_id)
         return json_response({"deleted_customers": body.user_ids})
@@ -193,16 +165,12 @@ class CustomerRoutes(AdminRoutes):
 
     async def info(self, request: Request) -> Response:
         authorize(self.state, request, Action.USER_READ)
-        check_query(request, ("end_user_id",))
-        user_id = query_str(request, "end_user_id")
-        if user_id is None:
-            raise InvalidRequest("give the end user as ?end_user_id=", param="end_user_id")
-        return json_response(self.customer_object(self._find(user_id)))
+        user_id = self.query_id(request, "end_user_id")
+        return json_response(self.customer_object(self.find(user_id)))
 
     async def list(self, request: Request) -> Response:
         authorize(self.state, request, Action.USER_READ)
         check_query(request, ())
-        hierarchy = self.state.hierarchy
-        rows = sorted(hierarchy.customers.values(), key=lambda c: (c.created_at or 0.0, c.user_id))
-        rows += [CustomerRow(user_id=user_id) for user_id in hierarchy.unnamed()]
+        rows = self.in_order()
+        rows += [CustomerRow(user_id=user_id) for user_id in self.state.hierarchy.unnamed()]
         return json_response([self.customer_object(c) for c in rows])

@@ -11,7 +11,7 @@ with teams cannot be deleted (400 naming them). Shapes are LiteLLM's
 
 from __future__ import annotations
 
-import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -20,25 +20,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..errors import InvalidRequest, NotFound
+from ..errors import InvalidRequest
 from ..hierarchy import organization_account
 from ..store.hierarchy_rows import OrganizationRow
-from .budgets import check_budget_id
 from .common import (
     Action,
-    AdminRoutes,
     Count,
     Identifier,
     Money,
     authorize,
-    check_duration,
     check_query,
     decode_body,
-    iso,
     json_response,
-    query_str,
-    set_fields,
 )
+from .hierarchy_records import HierarchyRoutes
 
 
 class NewOrganization(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -87,10 +82,13 @@ class OrganizationList(msgspec.Struct, forbid_unknown_fields=True):
     organizations: list[str]
 
 
-_IGNORED = ("soft_budget", "model_max_budget", "object_permission", "tags", "updated_by")
+class OrganizationRoutes(HierarchyRoutes[OrganizationRow]):
+    what = "organization"
+    id_field = "organization_id"
+    update_type = UpdateOrganization
+    ignored = ("soft_budget", "model_max_budget", "object_permission", "tags", "updated_by")
+    row_type = OrganizationRow
 
-
-class OrganizationRoutes(AdminRoutes):
     def routes(self) -> list[Route]:
         return [
             Route("/organization/new", self.create, methods=["POST"]),
@@ -100,17 +98,19 @@ class OrganizationRoutes(AdminRoutes):
             Route("/organization/list", self.list, methods=["GET"]),
         ]
 
+    @property
+    def records(self) -> Mapping[str, OrganizationRow]:
+        return self.state.hierarchy.organizations
+
+    async def put(self, row: OrganizationRow) -> None:
+        await self.state.hierarchy.put_organization(row)
+
+    def show(self, row: OrganizationRow) -> Any:
+        return self.organization_object(row)
+
     def organization_object(self, row: OrganizationRow) -> dict[str, Any]:
-        state = self.state
-        hierarchy = state.hierarchy
-        data = msgspec.structs.asdict(row)
-        account = organization_account(row.organization_id)
-        if hierarchy.ledger.has_account(account):
-            live = hierarchy.ledger.account(account)
-            data["spend"], data["budget_reset_at"] = live.spend, live.budget_reset_at
-        for field in ("created_at", "updated_at", "budget_reset_at"):
-            data[field] = iso(data[field])
-        limits = hierarchy.limits_of(row)
+        data = self.with_live_spend(row, organization_account(row.organization_id))
+        limits = self.state.hierarchy.limits_of(row)
         data["litellm_budget_table"] = {
             "budget_id": row.budget_id,
             "max_budget": limits.max_budget,
@@ -133,62 +133,24 @@ class OrganizationRoutes(AdminRoutes):
             if team.metadata.get("organization_id") == organization_id
         ]
 
-    def _find(self, organization_id: str) -> OrganizationRow:
-        row = self.state.hierarchy.organizations.get(organization_id)
-        if row is None:
-            raise NotFound(
-                f"organization {organization_id!r} not found",
-                param="organization_id",
-                code="not_found",
-            )
-        return row
-
     async def create(self, request: Request) -> Response:
         caller = authorize(self.state, request, Action.USER_WRITE)
         body = await decode_body(request, NewOrganization)
-        check_duration(body.budget_duration, "budget_duration")
-        check_budget_id(self.state.hierarchy, body.budget_id)
-        hierarchy = self.state.hierarchy
-        organization_id = body.organization_id or str(uuid.uuid4())
-        if organization_id in hierarchy.organizations:
-            raise InvalidRequest(
-                f"organization {organization_id!r} already exists", param="organization_id"
-            )
-        row = OrganizationRow(
-            organization_id=organization_id,
-            organization_alias=body.organization_alias,
-            models=list(body.models or []),
-            budget_id=body.budget_id,
-            max_budget=body.max_budget,
-            budget_duration=body.budget_duration,
-            rpm_limit=body.rpm_limit,
-            tpm_limit=body.tpm_limit,
-            max_parallel_requests=body.max_parallel_requests,
-            metadata=dict(body.metadata or {}),
-            blocked=body.blocked,
+        self.check(body)
+        organization_id = self.new_id(body.organization_id)
+        row = self.new_row(
+            body,
+            organization_id,
             created_at=self.state.clock.time(),
             created_by=caller.created_by,
         )
-        await hierarchy.put_organization(row)
+        await self.put(row)
         return json_response(self.organization_object(row))
-
-    async def update(self, request: Request) -> Response:
-        authorize(self.state, request, Action.USER_WRITE)
-        body = await decode_body(request, UpdateOrganization)
-        if isinstance(body.budget_duration, str):
-            check_duration(body.budget_duration, "budget_duration")
-        if isinstance(body.budget_id, str):
-            check_budget_id(self.state.hierarchy, body.budget_id)
-        row = self._find(body.organization_id)
-        changes = set_fields(body, ("organization_id", *_IGNORED))
-        updated = msgspec.structs.replace(row, **changes)
-        await self.state.hierarchy.put_organization(updated)
-        return json_response(self.organization_object(updated))
 
     async def delete(self, request: Request) -> Response:
         authorize(self.state, request, Action.USER_WRITE)
         body = await decode_body(request, OrganizationIds)
-        rows = [self._find(organization_id) for organization_id in body.organization_ids]
+        rows = [self.find(organization_id) for organization_id in body.organization_ids]
         for row in rows:
             teams = self._teams_of(row.organization_id)
             if teams:
@@ -208,21 +170,12 @@ class OrganizationRoutes(AdminRoutes):
         if request.method == "POST":  # LiteLLM's older form: {"organizations": [ids]}
             body = await decode_body(request, OrganizationList)
             return json_response(
-                [self.organization_object(self._find(o)) for o in body.organizations]
+                [self.organization_object(self.find(o)) for o in body.organizations]
             )
-        check_query(request, ("organization_id",))
-        organization_id = query_str(request, "organization_id")
-        if organization_id is None:
-            raise InvalidRequest(
-                "give the organization as ?organization_id=", param="organization_id"
-            )
-        return json_response(self.organization_object(self._find(organization_id)))
+        organization_id = self.query_id(request, "organization_id")
+        return json_response(self.organization_object(self.find(organization_id)))
 
     async def list(self, request: Request) -> Response:
         authorize(self.state, request, Action.USER_READ)
         check_query(request, ())
-        rows = sorted(
-            self.state.hierarchy.organizations.values(),
-            key=lambda o: (o.created_at or 0.0, o.organization_id),
-        )
-        return json_response([self.organization_object(o) for o in rows])
+        return json_response([self.organization_object(o) for o in self.in_order()])

@@ -7,7 +7,6 @@ then ``put``. A delete looks every id up with ``existing`` before it removes any
 
 from __future__ import annotations
 
-import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import ClassVar, Generic, TypeVar
@@ -18,7 +17,7 @@ from starlette.routing import Route
 
 from ..errors import InvalidRequest
 from ..store import KeyRow, TeamRow, UserRow
-from .common import AdminRoutes, Caller, check_duration, find_record
+from .common import AdminRoutes, Caller, check_duration, find_record, new_record_id
 
 Row = TypeVar("Row", KeyRow, TeamRow, UserRow)
 
@@ -61,12 +60,7 @@ class RecordRoutes(AdminRoutes, ABC, Generic[Row]):
 
     def new_id(self, requested: str | None) -> str:
         """The id of a record being created: the one asked for, if free, else a new UUID."""
-        record_id = requested or str(uuid.uuid4())
-        if record_id in self.records:
-            raise InvalidRequest(
-                f"{self.kind} {record_id!r} already exists", param=f"{self.kind}_id"
-            )
-        return record_id
+        return new_record_id(self.records, requested, self.kind, f"{self.kind}_id")
 
     @abstractmethod
     async def put(self, row: Row) -> None:

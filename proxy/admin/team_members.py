@@ -34,6 +34,7 @@ from .common import (
     decode_body,
     find_record,
     json_response,
+    names_user,
     with_iso_times,
 )
 
@@ -105,11 +106,10 @@ def find_member(team: TeamRow, user_id: str | None, email: str | None) -> int | 
     if user_id is None and email is None:
         raise InvalidRequest("give the member as user_id or user_email", param="user_id")
     for index, member in enumerate(team.members):
-        if not isinstance(member, dict):
-            continue
-        if user_id is not None and member.get("user_id") == user_id:
-            return index
-        if user_id is None and member.get("user_email") == email:
+        if user_id is not None:
+            if names_user(member, user_id):
+                return index
+        elif isinstance(member, dict) and member.get("user_email") == email:
             return index
     return None
 
@@ -117,11 +117,6 @@ def find_member(team: TeamRow, user_id: str | None, email: str | None) -> int | 
 def register_member_budgets(state: AdminState, team: TeamRow) -> None:
     """(Re)register the ledger account of each member with a budget in ``team``."""
     ledger = state.directory.ledger
-    for member in team.members:
-        if isinstance(member, dict) and member.get("max_budget_in_team") is not None:
-            break
-    else:
-        return
     for member in team.members:
         if isinstance(member, dict) and member.get("max_budget_in_team") is not None:
             account = member_account(team.team_id, str(member.get("user_id")))
@@ -139,9 +134,7 @@ def membership(state: AdminState, team: TeamRow, user_id: str) -> dict[str, Any]
     """A user's membership of ``team`` as ``/user/info`` shows it (LiteLLM's shape)."""
     index = find_member(team, user_id, None)
     member = team.members[index] if index is not None else {}
-    account = member_account(team.team_id, user_id)
-    ledger = state.directory.ledger
-    spend = ledger.account(account).spend if ledger.has_account(account) else 0.0
+    spend = state.directory.spend_of(member_account(team.team_id, user_id))
     budget = member.get("max_budget_in_team")
     return {
         "user_id": user_id,

@@ -17,33 +17,29 @@ MERGE_S = 0.01
 
 
 class RequestWindow:
-    """Admission times in order: per entry its slot, latest time and number of requests."""
+    """Admission times in order: per entry its latest time and number of requests (an
+    entry's slot is its latest time's: ``int(time / MERGE_S)``)."""
 
-    __slots__ = ("counts", "slots", "times", "total")
+    __slots__ = ("counts", "times", "total")
 
     def __init__(self) -> None:
-        self.slots: deque[int] = deque()
         self.times: deque[float] = deque()
         self.counts: deque[int] = deque()
         self.total = 0  # sum of counts
 
     def clear(self) -> None:
-        self.slots.clear()
         self.times.clear()
         self.counts.clear()
         self.total = 0
 
     def record(self, now: float) -> None:
-        slot = int(now / MERGE_S)
-        slots = self.slots
-        if slots and slots[-1] == slot:
-            times = self.times
+        times = self.times
+        if times and int(times[-1] / MERGE_S) == int(now / MERGE_S):
             if now > times[-1]:
                 times[-1] = now
             self.counts[-1] += 1
         else:
-            slots.append(slot)
-            self.times.append(now)
+            times.append(now)
             self.counts.append(1)
         self.total += 1
 
@@ -53,7 +49,6 @@ class RequestWindow:
         cutoff = now - WINDOW_SECONDS
         while times and times[0] <= cutoff:
             times.popleft()
-            self.slots.popleft()
             self.total -= self.counts.popleft()
         return self.total
 

@@ -50,7 +50,6 @@ from .call import Call
 from .policy import has_model_limits, member_accounts, model_accounts
 
 IMAGE_TOKEN_ALLOWANCE = 2_000
-ALL_TEAM_MODELS = "all-team-models"
 # Below this many output tokens a capped reply is not worth sending: the call is refused.
 MIN_CAPPED_TOKENS = 16
 _MAX_CHAINS = 65_536
@@ -155,22 +154,6 @@ class Accounting:
         """Drop every cached price (the config was reloaded)."""
         self._overrides.clear()
         self._priced.clear()
-
-    def check_models(self, principal: Principal, model: str) -> None:
-        """The model allowlists of the key, its user and its team all have to allow it."""
-        if principal.role is not Role.KEY:
-            return
-        for owner, allowed in (
-            ("key", principal.key.models if principal.key else None),
-            ("user", principal.user.models if principal.user else None),
-            ("team", principal.team.models if principal.team else None),
-        ):
-            if allowed and model not in allowed and ALL_TEAM_MODELS not in allowed:
-                raise PermissionDenied(
-                    f"this {owner} may not use model {model!r}",
-                    param="model",
-                    code="model_not_allowed",
-                )
 
     def admit(
         self,
@@ -351,7 +334,7 @@ class Accounting:
         candidate deployment: the most any of them can charge. ``exact=False`` (no level has
         a budget) skips the prompt estimate for the free one-token-per-byte figure."""
         prompt = prompt_token_bound(request.body) if exact else request.prompt_bytes
-        prompt += IMAGE_TOKEN_ALLOWANCE * _image_parts(request)
+        prompt += IMAGE_TOKEN_ALLOWANCE * request.image_parts()
         prompt_cost = output_price = 0.0
         max_output = 0
         for deployment, upstream_model in candidates:
@@ -590,7 +573,3 @@ def _organization_of(principal: Principal) -> str | None:
         return None
     organization = team.metadata.get("organization_id")
     return organization if isinstance(organization, str) else None
-
-
-def _image_parts(request: ParsedRequest) -> int:
-    return request.image_parts()

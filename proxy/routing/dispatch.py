@@ -77,12 +77,19 @@ class Plan:
         self.region = region
 
 
+# Groups whose fallbacks are kept worked out before the memo starts over.
+_MAX_GROUPS = 4096
+
+
 class Dispatcher:
     def __init__(self, router: Router, engine: Engine, accounting: Accounting) -> None:
         self.router = router
         self.engine = engine
         self.accounting = accounting
         self.settings = router.settings
+        # Every group a request to a group may fall back to, worked out once per group (the
+        # settings are this dispatcher's for its life: a reload builds a new one).
+        self._every_fallback: dict[str, tuple[str, ...]] = {}
         self._rng = random.Random()
         # Set by the composition root when a tracing sink (OpenTelemetry) is configured.
         self.trace = False
@@ -132,7 +139,12 @@ class Dispatcher:
         region: str | None = None,
     ) -> list[tuple[Deployment, str]]:
         out = [(d, d.resolve_model(model)) for d in group]
-        for name in (*client, *self.settings.every_fallback(model)):
+        every = self._every_fallback.get(model)
+        if every is None:
+            if len(self._every_fallback) >= _MAX_GROUPS:
+                self._every_fallback.clear()  # wildcard groups: any number of model names
+            every = self._every_fallback[model] = self.settings.every_fallback(model)
+        for name in (*client, *every):
             try:
                 target, members = self.router.resolve(name)
             except NotFound:

@@ -23,6 +23,10 @@ class Deadlines(msgspec.Struct, frozen=True):
 
 
 class UpstreamResponse(Protocol):
+    """One upstream reply. A response may also have ``arrived`` (True once the whole body
+    is in, so ``read`` returns without waiting): the engine then skips arming the total
+    deadline around ``read`` (``engine._read_all``). Without it the deadline is armed."""
+
     status: int
 
     def header(self, name: str) -> str | None: ...

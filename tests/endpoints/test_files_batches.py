@@ -4,43 +4,19 @@ listing), and a batch billed when its output is read — once."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
-from proxy.auth import hash_key
-from proxy.directory import key_account
 from proxy.endpoints.files import BATCH_PRICE_FACTOR
 from tests.conftest import UPSTREAM_KEY
-from tests.endpoints.conftest import new_key, side_config
+from tests.endpoints.conftest import new_key, sdk, side_config, spend
 from tests.fakes.side_upstream import BATCH_LINES, BATCH_USAGE, FakeSideUpstream
 from tests.inprocess import InProcessGateway
 
 JSONL = b'{"custom_id": "r0", "method": "POST", "url": "/v1/chat/completions", "body": {}}\n'
-
-
-@pytest.fixture
-async def gateway(
-    tmp_path: Path, side: FakeSideUpstream
-) -> AsyncIterator[tuple[InProcessGateway, httpx.AsyncClient]]:
-    gw = await InProcessGateway.build(tmp_path, side_config(side))
-    async with gw.running() as client:
-        yield gw, client
-
-
-def sdk(client: httpx.AsyncClient, key: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(
-        base_url="http://tollway.test/v1", api_key=key, http_client=client, max_retries=0
-    )
-
-
-def spend(gw: InProcessGateway, key: str) -> float:
-    value = gw.state.ledger.spend(key_account(hash_key(key)))
-    assert value is not None
-    return value
 
 
 async def test_a_file_belongs_to_the_key_that_uploaded_it(

@@ -4,40 +4,15 @@ authenticated, limited, reserved and billed in each endpoint's unit."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
-import openai
 import pytest
 
-from proxy.auth import hash_key
-from proxy.directory import key_account
 from tests.conftest import UPSTREAM_KEY, free_port
-from tests.endpoints.conftest import new_key, side_config
+from tests.endpoints.conftest import model_entry, new_key, sdk, side_config, spend
 from tests.fakes.side_upstream import AUDIO_SECONDS, FakeSideUpstream
 from tests.inprocess import InProcessGateway, bearer
-
-
-@pytest.fixture
-async def gateway(
-    tmp_path: Path, side: FakeSideUpstream
-) -> AsyncIterator[tuple[InProcessGateway, httpx.AsyncClient]]:
-    gw = await InProcessGateway.build(tmp_path, side_config(side))
-    async with gw.running() as client:
-        yield gw, client
-
-
-def sdk(client: httpx.AsyncClient, key: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(
-        base_url="http://tollway.test/v1", api_key=key, http_client=client, max_retries=0
-    )
-
-
-def spend(gw: InProcessGateway, key: str) -> float:
-    value = gw.state.ledger.spend(key_account(hash_key(key)))
-    assert value is not None
-    return value
 
 
 async def test_images_are_billed_per_image_by_size_and_quality(
@@ -255,19 +230,11 @@ async def test_a_failed_deployment_is_retried_on_another_of_the_group(
     tmp_path: Path, side: FakeSideUpstream
 ) -> None:
     dead = f"http://127.0.0.1:{free_port()}/v1"
-    config = side_config(side).replace(
-        "general_settings:",
-        # The unreachable one weighs so much more that it is the first choice.
-        "\n".join(
-            f"  - model_name: pair\n"
-            f"    litellm_params:\n"
-            f"      model: openai/dall-e-2\n"
-            f"      api_base: {base}\n"
-            f"      api_key: os.environ/TEST_UPSTREAM_KEY\n"
-            f"      weight: {weight}"
-            for base, weight in ((dead, 1e9), (f"{side.origin}/v1", 1e-9))
-        )
-        + "\ngeneral_settings:",
+    # The unreachable one weighs so much more that it is the first choice.
+    pair = [(dead, 1e9), (f"{side.origin}/v1", 1e-9)]
+    config = side_config(
+        side,
+        "".join(model_entry("pair", "openai/dall-e-2", b, {"weight": w}) for b, w in pair),
     )
     gw = await InProcessGateway.build(tmp_path, config)
     async with gw.running() as client:

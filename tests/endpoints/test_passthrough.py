@@ -4,37 +4,16 @@ the caller authenticated, and spend tracked when the reply carries usage."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import httpx
-import openai
 import pytest
 
-from proxy.auth import hash_key
-from proxy.directory import key_account
 from proxy.endpoints.passthrough import UsageSniffer
 from tests.conftest import UPSTREAM_KEY
-from tests.endpoints.conftest import claude, new_key, side_config
+from tests.endpoints.conftest import claude, new_key, sdk, spend
 from tests.fakes.side_upstream import FakeSideUpstream
 from tests.inprocess import InProcessGateway, bearer
 
 MESSAGES = [{"role": "user", "content": "hi"}]
-
-
-@pytest.fixture
-async def gateway(
-    tmp_path: Path, side: FakeSideUpstream
-) -> AsyncIterator[tuple[InProcessGateway, httpx.AsyncClient]]:
-    gw = await InProcessGateway.build(tmp_path, side_config(side))
-    async with gw.running() as client:
-        yield gw, client
-
-
-def spend(gw: InProcessGateway, key: str) -> float:
-    value = gw.state.ledger.spend(key_account(hash_key(key)))
-    assert value is not None
-    return value
 
 
 async def test_openai_pass_through_uses_the_gateways_key_and_bills_the_usage(
@@ -42,10 +21,10 @@ async def test_openai_pass_through_uses_the_gateways_key_and_bills_the_usage(
 ) -> None:
     gw, client = gateway
     key = await new_key(client)
-    sdk = openai.AsyncOpenAI(
-        base_url="http://tollway.test/openai/v1", api_key=key, http_client=client, max_retries=0
+    reply = await sdk(client, key, "/openai/v1").chat.completions.create(
+        model="gpt-4o-mini",
+        messages=MESSAGES,  # type: ignore[arg-type]
     )
-    reply = await sdk.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
     assert reply.choices[0].message.content == "hi"
     sent = side.requests[-1]
     assert sent["path"] == "/v1/chat/completions"
@@ -60,8 +39,7 @@ async def test_anthropic_pass_through_stream_is_relayed_and_billed(
 ) -> None:
     gw, client = gateway
     key = await new_key(client)
-    sdk = claude(gw, key, "http://tollway.test/anthropic")
-    async with sdk.messages.stream(
+    async with claude(gw, key, "http://tollway.test/anthropic").messages.stream(
         model="claude-haiku-4-5-20251001",
         max_tokens=64,
         messages=MESSAGES,  # type: ignore[arg-type]

@@ -16,11 +16,14 @@ import orjson
 import pytest
 
 from tests.conftest import MASTER_KEY, GatewayProcess, start_gateway
-from tests.endpoints.conftest import side_config
+from tests.endpoints.conftest import model_entry, side_config
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.side_upstream import SPEECH_CHUNK, SPEECH_CHUNKS, FakeSideUpstream
 
-CHAT = orjson.dumps({"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]})
+HI = [{"role": "user", "content": "hi"}]
+CHAT = orjson.dumps({"model": "gpt-test", "messages": HI})
+STREAM = orjson.dumps({"model": "streamer", "stream": True, "messages": HI})
+SPEECH = {"model": "tts", "voice": "alloy", "input": "hello"}
 
 
 @pytest.fixture(scope="module", params=["uvicorn", "granian"])
@@ -30,15 +33,7 @@ def gateway(
     fake_openai: FakeOpenAI,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[GatewayProcess]:
-    config = side_config(side).replace(
-        "general_settings:",
-        "  - model_name: streamer\n"
-        "    litellm_params:\n"
-        "      model: openai/fake-ok\n"
-        f"      api_base: {fake_openai.base_url}\n"
-        "      api_key: os.environ/TEST_UPSTREAM_KEY\n"
-        "general_settings:",
-    )
+    config = side_config(side, model_entry("streamer", "openai/fake-ok", fake_openai.base_url))
     server: str = request.param
     proc = start_gateway(
         tmp_path_factory.mktemp(f"protocol-{server}"), config, {"TOLLWAY_SERVER": server}
@@ -72,6 +67,16 @@ def head(path: str, key: str, length: int, *, version: str = "1.1", expect: bool
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
+def post_http_10(gateway: GatewayProcess, path: str, body: bytes) -> tuple[bytes, bytes]:
+    """POST ``body`` as HTTP/1.0 (no ``Expect``), read until the server closes: (head, body)."""
+    with connect(gateway) as sock:
+        sock.sendall(head(path, MASTER_KEY, len(body), version="1.0", expect=False))
+        sock.sendall(body)
+        raw = read_until_close(sock)
+    headers, _, payload = raw.partition(b"\r\n\r\n")
+    return headers, payload
+
+
 @pytest.mark.parametrize(
     ("path", "key", "length", "status"),
     [
@@ -103,16 +108,7 @@ def test_expect_100_continue_is_answered_after_authentication(gateway: GatewayPr
 
 
 def test_a_stream_to_an_http_10_client_is_close_delimited(gateway: GatewayProcess) -> None:
-    body = orjson.dumps(
-        {"model": "streamer", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
-    )
-    with connect(gateway) as sock:
-        sock.sendall(
-            head("/v1/chat/completions", MASTER_KEY, len(body), version="1.0", expect=False)
-        )
-        sock.sendall(body)
-        raw = read_until_close(sock)
-    headers, _, payload = raw.partition(b"\r\n\r\n")
+    headers, payload = post_http_10(gateway, "/v1/chat/completions", STREAM)
     lowered = headers.lower()
     # uvicorn answers as HTTP/1.1 and says it closes; granian answers as HTTP/1.0, whose
     # replies close unless they say keep-alive (RFC 9112 §9.3). Either way the close ends
@@ -130,12 +126,7 @@ def test_a_stream_to_an_http_10_client_is_close_delimited(gateway: GatewayProces
 
 
 def test_binary_speech_to_an_http_10_client_is_close_delimited(gateway: GatewayProcess) -> None:
-    body = orjson.dumps({"model": "tts", "voice": "alloy", "input": "hello"})
-    with connect(gateway) as sock:
-        sock.sendall(head("/v1/audio/speech", MASTER_KEY, len(body), version="1.0", expect=False))
-        sock.sendall(body)
-        raw = read_until_close(sock)
-    headers, _, audio = raw.partition(b"\r\n\r\n")
+    headers, audio = post_http_10(gateway, "/v1/audio/speech", orjson.dumps(SPEECH))
     assert b"transfer-encoding" not in headers.lower()
     assert audio == SPEECH_CHUNK * SPEECH_CHUNKS
 
@@ -144,9 +135,7 @@ def test_http_11_streams_stay_chunked(gateway: GatewayProcess) -> None:
     with httpx.stream(
         "POST",
         f"{gateway.url}/v1/chat/completions",
-        content=orjson.dumps(
-            {"model": "streamer", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
-        ),
+        content=STREAM,
         headers={"authorization": f"Bearer {MASTER_KEY}", "content-type": "application/json"},
     ) as resp:
         assert resp.headers["transfer-encoding"] == "chunked"
@@ -164,7 +153,7 @@ def test_speech_audio_is_relayed_as_it_arrives(
         with httpx.stream(
             "POST",
             f"{gateway.url}/v1/audio/speech",
-            json={"model": "tts", "voice": "alloy", "input": "hello"},
+            json=SPEECH,
             headers={"authorization": f"Bearer {MASTER_KEY}"},
             timeout=15,
         ) as resp:
@@ -185,7 +174,7 @@ def test_a_client_that_leaves_mid_audio_stops_the_upstream(
 ) -> None:
     side.speech_gate.clear()
     side.speech_aborted = False
-    body = orjson.dumps({"model": "tts", "voice": "alloy", "input": "hello"})
+    body = orjson.dumps(SPEECH)
     try:
         with connect(gateway) as sock:
             sock.sendall(head("/v1/audio/speech", MASTER_KEY, len(body), expect=False))

@@ -4,8 +4,6 @@ group), driven by the OpenAI SDK's Azure client where it applies."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,10 +27,14 @@ BODIES: dict[str, dict[str, Any]] = {
 
 
 @pytest.fixture
-async def client(tmp_path: Path, fake_openai: FakeOpenAI) -> AsyncIterator[httpx.AsyncClient]:
-    gw = await InProcessGateway.build(tmp_path, gateway_config(fake_openai, free_port()))
-    async with gw.running() as client:
-        yield client
+def config_text(fake_openai: FakeOpenAI) -> str:
+    """The shared ``gateway`` fixture serves the chat fake's config here."""
+    return gateway_config(fake_openai, free_port())
+
+
+@pytest.fixture
+def client(gateway: tuple[InProcessGateway, httpx.AsyncClient]) -> httpx.AsyncClient:
+    return gateway[1]
 
 
 @pytest.mark.parametrize("prefix", ["/v1", ""])

@@ -6,16 +6,13 @@ refusal."""
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from proxy.auth import hash_key
-from proxy.directory import key_account
 from tests.conftest import MASTER_KEY
-from tests.endpoints.conftest import new_key, side_config
+from tests.endpoints.conftest import model_entry, new_key, side_config, spend
 from tests.fakes.side_upstream import AUDIO_SECONDS, FakeSideUpstream
 from tests.inprocess import InProcessGateway, bearer
 
@@ -27,27 +24,23 @@ def extra_models(side: FakeSideUpstream, fallbacks_in: str = "router_settings") 
     the fallbacks between them."""
     broken = f"{side.origin}/broken/v1"
     v1 = f"{side.origin}/v1"
-    entries = [
-        ("img-broken", "openai/dall-e-3", broken, ""),
-        ("whisper-pair", "openai/whisper-1", broken, ""),
-        ("whisper-pair", "openai/whisper-1", v1, ""),
-        ("whisper-broken", "openai/whisper-1", broken, ""),
-        ("tei-rerank", "huggingface/BAAI/bge-reranker-base", f"{side.origin}/tei", "0.001"),
-        ("img-unpriced", "openai/my-image-model", v1, ""),
-        ("mod-broken", "openai/omni-moderation-latest", broken, ""),
-    ]
-    lines = []
-    for name, model, base, per_query in entries:
-        lines += [
-            f"  - model_name: {name}",
-            "    litellm_params:",
-            f"      model: {model}",
-            f"      api_base: {base}",
-            "      api_key: os.environ/TEST_UPSTREAM_KEY",
+    tei = f"{side.origin}/tei"
+    block = "".join(
+        [
+            model_entry("img-broken", "openai/dall-e-3", broken),
+            model_entry("whisper-pair", "openai/whisper-1", broken),
+            model_entry("whisper-pair", "openai/whisper-1", v1),
+            model_entry("whisper-broken", "openai/whisper-1", broken),
+            model_entry(
+                "tei-rerank",
+                "huggingface/BAAI/bge-reranker-base",
+                tei,
+                info={"input_cost_per_query": "0.001"},
+            ),
+            model_entry("img-unpriced", "openai/my-image-model", v1),
+            model_entry("mod-broken", "openai/omni-moderation-latest", broken),
         ]
-        if per_query:
-            lines += ["    model_info:", f"      input_cost_per_query: {per_query}"]
-    block = "\n".join(lines) + "\n"
+    )
     fallbacks = (
         f"{fallbacks_in}:\n"
         "  num_retries: 1\n"
@@ -59,22 +52,13 @@ def extra_models(side: FakeSideUpstream, fallbacks_in: str = "router_settings") 
             "litellm_settings:\n"
             "  fallbacks: [{img-broken: [dall-e-3]}, {whisper-broken: [whisper]}]\n"
         )
-    return side_config(side).replace("general_settings:", block + "general_settings:") + fallbacks
+    return side_config(side, block) + fallbacks
 
 
 @pytest.fixture
-async def gateway(
-    tmp_path: Path, side: FakeSideUpstream
-) -> AsyncIterator[tuple[InProcessGateway, httpx.AsyncClient]]:
-    gw = await InProcessGateway.build(tmp_path, extra_models(side))
-    async with gw.running() as client:
-        yield gw, client
-
-
-def spend(gw: InProcessGateway, key: str) -> float:
-    value = gw.state.ledger.spend(key_account(hash_key(key)))
-    assert value is not None
-    return value
+def config_text(side: FakeSideUpstream) -> str:
+    """The shared ``gateway`` fixture serves ``extra_models`` here."""
+    return extra_models(side)
 
 
 @pytest.mark.parametrize("where", ["router_settings", "litellm_settings"])

@@ -4,28 +4,14 @@ an ``anthropic/`` deployment, estimated by the gateway for others, never billed)
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import httpx
 import openai
 import pytest
 
-from proxy.auth import hash_key
-from proxy.directory import key_account
 from tests.conftest import UPSTREAM_KEY
-from tests.endpoints.conftest import claude, new_key, side_config
+from tests.endpoints.conftest import claude, new_key, sdk, spend
 from tests.fakes.side_upstream import FakeSideUpstream
 from tests.inprocess import InProcessGateway, bearer
-
-
-@pytest.fixture
-async def gateway(
-    tmp_path: Path, side: FakeSideUpstream
-) -> AsyncIterator[tuple[InProcessGateway, httpx.AsyncClient]]:
-    gw = await InProcessGateway.build(tmp_path, side_config(side))
-    async with gw.running() as client:
-        yield gw, client
 
 
 async def test_count_tokens_passes_through_to_an_anthropic_deployment(
@@ -41,7 +27,7 @@ async def test_count_tokens_passes_through_to_an_anthropic_deployment(
     assert sent["path"] == "/v1/messages/count_tokens"
     assert sent["headers"]["x-api-key"] == UPSTREAM_KEY
     assert b'"model":"claude-upstream"' in sent["raw"]
-    assert gw.state.ledger.spend(key_account(hash_key(key))) == 0.0
+    assert spend(gw, key) == 0.0
 
 
 async def test_count_tokens_is_estimated_for_other_deployments_and_not_billed(
@@ -57,7 +43,7 @@ async def test_count_tokens_is_estimated_for_other_deployments_and_not_billed(
     assert len(side.requests) == before
     # About four bytes a token, plus a few per message.
     assert 500 <= count.input_tokens <= 520
-    assert gw.state.ledger.spend(key_account(hash_key(key))) == 0.0
+    assert spend(gw, key) == 0.0
     resp = await client.post(
         "/messages/count_tokens",
         json={"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]},
@@ -98,14 +84,12 @@ async def test_models_retrieve_finds_a_served_model_and_404s_others(
 ) -> None:
     _gw, client = gateway
     key = await new_key(client, models=["gpt-test"])
-    sdk = openai.AsyncOpenAI(
-        base_url="http://tollway.test/v1", api_key=key, http_client=client, max_retries=0
-    )
-    model = await sdk.models.retrieve("gpt-test")
+    models = sdk(client, key).models
+    model = await models.retrieve("gpt-test")
     assert model.id == "gpt-test" and model.object == "model"
     with pytest.raises(openai.NotFoundError):
-        await sdk.models.retrieve("dall-e-3")  # served, but not to this key
+        await models.retrieve("dall-e-3")  # served, but not to this key
     with pytest.raises(openai.NotFoundError):
-        await sdk.models.retrieve("no-such-model")
+        await models.retrieve("no-such-model")
     plain = await client.get("/models/gpt-test", headers=bearer(key))
     assert plain.status_code == 200

@@ -76,10 +76,12 @@ async def server(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, int
         yield host, port, app
 
 
-async def _exchange(host: str, port: int, data: bytes) -> bytes:
-    """Send ``data`` and read until the server closes the connection."""
+async def _exchange(host: str, port: int, data: bytes, *, half_close: bool = False) -> bytes:
+    """Send ``data`` (then EOF, if ``half_close``) and read until the server closes."""
     reader, writer = await asyncio.open_connection(host, port)
     writer.write(data)
+    if half_close:
+        writer.write_eof()
     try:
         async with asyncio.timeout(5):
             return await reader.read()
@@ -87,67 +89,53 @@ async def _exchange(host: str, port: int, data: bytes) -> bytes:
         writer.close()
 
 
+async def _replies(
+    host: str, port: int, data: bytes, count: int = 1
+) -> list[tuple[int, dict[str, str], bytes]]:
+    """Send ``data`` and read ``count`` content-length replies (5 s for each)."""
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(data)
+    answers = [await asyncio.wait_for(read_reply(reader), 5) for _ in range(count)]
+    writer.close()
+    return answers
+
+
 H = b"Host: t\r\n"
+POST = b"POST / HTTP/1.1\r\n" + H
+CHUNKED = POST + b"Transfer-Encoding: chunked\r\n\r\n"
 SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n"
 
 REFUSED = [
     pytest.param(
-        b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
-        b"0\r\n\r\n" + SMUGGLED,
+        POST + b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + SMUGGLED,
         (400,),
         id="content-length-and-transfer-encoding",
     ),
     pytest.param(
-        b"POST / HTTP/1.1\r\n"
-        + H
-        + b"Content-Length: 4\r\nContent-Length: 40\r\n\r\nabcd"
-        + SMUGGLED,
+        POST + b"Content-Length: 4\r\nContent-Length: 40\r\n\r\nabcd" + SMUGGLED,
         (400,),
         id="two-content-lengths",
     ),
-    pytest.param(
-        b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 4, 40\r\n\r\nabcd",
-        (400,),
-        id="content-length-list",
-    ),
-    pytest.param(
-        b"POST / HTTP/1.1\r\n" + H + b"Content-Length: +4\r\n\r\nabcd",
-        (400,),
-        id="content-length-with-sign",
-    ),
+    pytest.param(POST + b"Content-Length: 4, 40\r\n\r\nabcd", (400,), id="content-length-list"),
+    pytest.param(POST + b"Content-Length: +4\r\n\r\nabcd", (400,), id="content-length-with-sign"),
     pytest.param(b"GET / HTTP/1.1\r\n" + H + b"X-A: one\r\n two\r\n\r\n", (400,), id="obs-fold"),
     pytest.param(b"GET / HTTP/1.1\rHost: t\r\n\r\n", (400,), id="bare-cr"),
     pytest.param(
         b"GET / HTTP/1.1\n" + b"Host: t\n\n" + SMUGGLED, (400,), id="bare-lf-line-endings"
     ),
+    pytest.param(CHUNKED + b"zz\r\nabc\r\n0\r\n\r\n", (400,), id="chunk-size-not-hex"),
     pytest.param(
-        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
-        (400,),
-        id="chunk-size-not-hex",
+        CHUNKED + b"1000000000000000000\r\nabc\r\n0\r\n\r\n", (400,), id="chunk-size-overflow"
     ),
+    pytest.param(CHUNKED + b"-3\r\nabc\r\n0\r\n\r\n", (400,), id="chunk-size-negative"),
+    pytest.param(CHUNKED + b"3\nabc\n0\n\n", (400,), id="chunk-bare-lf"),
     pytest.param(
-        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
-        b"1000000000000000000\r\nabc\r\n0\r\n\r\n",
-        (400,),
-        id="chunk-size-overflow",
-    ),
-    pytest.param(
-        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n-3\r\nabc\r\n0\r\n\r\n",
-        (400,),
-        id="chunk-size-negative",
-    ),
-    pytest.param(
-        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n3\nabc\n0\n\n",
-        (400,),
-        id="chunk-bare-lf",
-    ),
-    pytest.param(
-        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
+        POST + b"Transfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
         (400,),
         id="chunked-not-last",
     ),
     pytest.param(
-        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n",
+        POST + b"Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n",
         (400, 501),
         id="unknown-transfer-coding",
     ),
@@ -229,10 +217,7 @@ async def test_valid_edge_cases_are_served(
     server: tuple[str, int, Recorder], request_bytes: bytes
 ) -> None:
     host, port, _app = server
-    reader, writer = await asyncio.open_connection(host, port)
-    writer.write(request_bytes)
-    status, _, body = await asyncio.wait_for(read_reply(reader), 5)
-    writer.close()
+    [(status, _, body)] = await _replies(host, port, request_bytes)
     assert status == 200
     assert orjson.loads(body)["path"] == "/x"
 
@@ -241,14 +226,12 @@ async def test_pipelined_requests_are_answered_in_order(
     server: tuple[str, int, Recorder],
 ) -> None:
     host, port, app = server
-    reader, writer = await asyncio.open_connection(host, port)
-    writer.write(
+    pipelined = (
         b"POST /1 HTTP/1.1\r\n" + H + b"Content-Length: 3\r\n\r\none"
         b"GET /2 HTTP/1.1\r\n" + H + b"\r\n"
         b"POST /3 HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n5\r\nthree\r\n0\r\n\r\n"
     )
-    answers = [await asyncio.wait_for(read_reply(reader), 5) for _ in range(3)]
-    writer.close()
+    answers = await _replies(host, port, pipelined, 3)
     assert [orjson.loads(body)["path"] for _, _, body in answers] == ["/1", "/2", "/3"]
     assert orjson.loads(answers[2][2])["body"] == "three"
     assert app.calls == ["/1", "/2", "/3"]
@@ -273,12 +256,9 @@ async def test_a_half_closed_connection_still_gets_its_answer(
     server: tuple[str, int, Recorder],
 ) -> None:
     host, port, _ = server
-    reader, writer = await asyncio.open_connection(host, port)
-    writer.write(b"POST /x HTTP/1.1\r\n" + H + b"Content-Length: 3\r\n\r\nabc")
-    writer.write_eof()
-    async with asyncio.timeout(5):
-        received = await reader.read()
-    writer.close()
+    received = await _exchange(
+        host, port, b"POST /x HTTP/1.1\r\n" + H + b"Content-Length: 3\r\n\r\nabc", half_close=True
+    )
     assert received.startswith(b"HTTP/1.1 200 ")
     assert received.endswith(b'"body":"abc"}')
 
@@ -287,10 +267,8 @@ async def test_a_half_closed_unfinished_request_is_dropped(
     server: tuple[str, int, Recorder],
 ) -> None:
     host, port, app = server
-    reader, writer = await asyncio.open_connection(host, port)
-    writer.write(b"POST /x HTTP/1.1\r\n" + H + b"Content-Length: 10\r\n\r\nabc")
-    writer.write_eof()
-    async with asyncio.timeout(5):
-        assert await reader.read() == b""
-    writer.close()
+    received = await _exchange(
+        host, port, b"POST /x HTTP/1.1\r\n" + H + b"Content-Length: 10\r\n\r\nabc", half_close=True
+    )
+    assert received == b""
     assert app.calls == []
