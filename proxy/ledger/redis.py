@@ -169,13 +169,21 @@ class RedisLedger(Ledger):
         tasks = [*self._tasks, *self._senders]
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # Bounded, like the drain: a task stuck in the client (a command that ignores its
+        # cancellation) must not hold the shutdown forever.
+        grace = max(drain_s, 1.0)
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=grace)
+            if stuck:
+                log.error("redis ledger: %d background tasks did not stop", len(stuck))
         self._tasks = []
         if self._jobs:
             log.error("redis ledger: %d settles not sent at shutdown", len(self._jobs))
-        await self.client.aclose(close_connection_pool=True)
+        try:
+            async with asyncio.timeout(grace):
+                await self.client.aclose(close_connection_pool=True)
+        except TimeoutError:
+            log.error("redis ledger: the client did not close within %gs", grace)
 
     async def _load_scripts(self) -> None:
         async with asyncio.timeout(self.timeout_s):
