@@ -20,12 +20,16 @@ class RequestWindow:
     """Admission times in order: per entry its latest time and number of requests (an
     entry's slot is its latest time's: ``int(time / MERGE_S)``)."""
 
-    __slots__ = ("counts", "times", "total")
+    __slots__ = ("counts", "times", "total", "until")
 
     def __init__(self) -> None:
         self.times: deque[float] = deque()
         self.counts: deque[int] = deque()
         self.total = 0  # sum of counts
+        # Where the newest entry's slot ends: one comparison per admission decides whether
+        # it joins that entry (an earlier time, from a clock stepped back, joins it too:
+        # counted longer, never shorter).
+        self.until = 0.0
 
     def clear(self) -> None:
         self.times.clear()
@@ -34,13 +38,14 @@ class RequestWindow:
 
     def record(self, now: float) -> None:
         times = self.times
-        if times and int(times[-1] / MERGE_S) == int(now / MERGE_S):
+        if times and now < self.until:
             if now > times[-1]:
                 times[-1] = now
             self.counts[-1] += 1
         else:
             times.append(now)
             self.counts.append(1)
+            self.until = (int(now / MERGE_S) + 1) * MERGE_S
         self.total += 1
 
     def count(self, now: float) -> int:
