@@ -462,23 +462,21 @@ class Store:
         """Spend logs newest first; `start` inclusive, `end` exclusive (epoch seconds)."""
         _check_page(page, page_size)
         where, params = _where(
-            {
-                "key_hash": key_hash,
-                "user_id": user_id,
-                "team_id": team_id,
-                "model": model,
-                "end_user": end_user,
-            },
+            dict(
+                key_hash=key_hash, user_id=user_id, team_id=team_id, model=model, end_user=end_user
+            ),
             start,
             end,
         )
         if request_id is not None:  # the log's id, the call id or the reply's id
-            where += (" AND" if where else " WHERE") + (
-                " (request_id = ? OR call_id = ? OR response_id = ?)"
-            )
+            id_match = " (request_id = ? OR call_id = ? OR response_id = ?)"
+            where += (" AND" if where else " WHERE") + id_match
             params += [request_id, request_id, request_id]
+        # No index finds an id (call_id has none): `+start_time`, the same order, has SQLite
+        # scan the table and sort the matches, not look up every row along start_time's index.
+        order = "start_time" if request_id is None else "+start_time"
         rows = await self._fetchall(
-            f"{_LOGS.select}{where} ORDER BY start_time DESC, rowid DESC LIMIT ? OFFSET ?",
+            f"{_LOGS.select}{where} ORDER BY {order} DESC, rowid DESC LIMIT ? OFFSET ?",
             (*params, page_size, (page - 1) * page_size),
         )
         return [_LOGS.from_db(r) for r in rows]
