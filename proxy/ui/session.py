@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hmac
 import secrets
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import msgspec
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -46,13 +48,22 @@ class Session(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SessionCodec:
-    """Seals and opens session cookies; remembers the ids logged out in this process."""
+    """Seals and opens session cookies; remembers the ids logged out in this process.
+
+    ``cryptography`` is imported with the first cookie, not at start-up (~7 MB resident).
+    """
 
     def __init__(self, secret: bytes, clock: Callable[[], float], master_key: str) -> None:
-        self._aead = AESGCM(secret)
+        self._secret = secret
         self._clock = clock
         self._master_key = master_key
         self._revoked: dict[str, float] = {}
+
+    @functools.cached_property
+    def _aead(self) -> AESGCM:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        return AESGCM(self._secret)
 
     def new(
         self, *, user: str, role: str, lifetime_s: int, key: str | None, team_id: str | None
@@ -76,6 +87,8 @@ class SessionCodec:
         """The live session in ``cookie``; None when absent, forged, expired or logged out."""
         if not cookie or len(cookie) > _MAX_COOKIE:
             return None
+        from cryptography.exceptions import InvalidTag
+
         try:
             raw = base64.urlsafe_b64decode(cookie + "=" * (-len(cookie) % 4))
             plain = self._aead.decrypt(raw[:12], raw[12:], _AAD)
