@@ -104,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             sides[side] = (gateway, lua)
         rps: dict[str, list[float]] = {"a": [], "b": []}
         cpu: dict[str, list[float]] = {"a": [], "b": []}
+        p50: dict[str, list[float]] = {"a": [], "b": []}
+        p99: dict[str, list[float]] = {"a": [], "b": []}
         for _ in range(args.rounds):
             before = {side: _ticks(gateway.pid) for side, (gateway, _) in sides.items()}
             loads = {
@@ -129,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
                 summary = json.loads((work / f"{side}.json").read_text())
                 requests = summary["requests"]
                 rps[side].append(requests / (summary["duration_us"] / 1e6))
+                p50[side].append(summary["percentiles_us"]["50"] / 1000)
+                p99[side].append(summary["percentiles_us"]["99"] / 1000)
                 cpu[side].append(
                     (_ticks(gateway.pid) - before[side]) * 1e6 / os.sysconf("SC_CLK_TCK") / requests
                 )
@@ -137,7 +141,11 @@ def main(argv: list[str] | None = None) -> int:
             child.stop()
     for side in ("a", "b"):
         median = statistics.median(cpu[side])
-        print(f"{side.upper()}: req/s {[round(x) for x in rps[side]]}, CPU µs/request {median:.1f}")
+        print(
+            f"{side.upper()}: req/s {[round(x) for x in rps[side]]}, CPU µs/request {median:.1f}, "
+            f"latency p50 {[round(x, 1) for x in p50[side]]}"
+            f" p99 {[round(x, 1) for x in p99[side]]} ms"
+        )
     ratios = [b / a for a, b in zip(rps["a"], rps["b"], strict=True)]
     costs = [a / b for a, b in zip(cpu["a"], cpu["b"], strict=True)]
     print(f"B/A req/s {[round(r, 3) for r in ratios]}, median {statistics.median(ratios):.3f}")
