@@ -35,8 +35,10 @@ RESULTS = Path(__file__).parent / "results"
 MASTER = "sk-bench-master"
 
 
-async def drive(url: str, key: str, seconds: float, concurrency: int, stream: bool) -> int:
-    body = chat_body(stream=stream)
+async def drive(
+    url: str, key: str, seconds: float, concurrency: int, stream: bool, prompt_bytes: int = 0
+) -> int:
+    body = chat_body(stream=stream, prompt_bytes=prompt_bytes)
     headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
     done = 0
     stop_at = time.monotonic() + seconds
@@ -60,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--stream", action="store_true")
+    parser.add_argument(
+        "--prompt-bytes", type=int, default=0, help="a prompt of about this size (0: the usual)"
+    )
     parser.add_argument(
         "--features",
         default=os.environ.get("BENCH_FEATURES", ""),
@@ -101,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             url = gateway.url
             key = create_bench_key(url, MASTER)
             target = f"{url}/v1/chat/completions"
-            asyncio.run(drive(target, key, 1.0, args.concurrency, args.stream))  # warm-up
+            asyncio.run(drive(target, key, 1.0, args.concurrency, args.stream, args.prompt_bytes))
             recorder = subprocess.Popen(
                 [
                     str(py_spy),
@@ -121,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
             )
-            done = asyncio.run(drive(target, key, args.seconds, args.concurrency, args.stream))
+            done = asyncio.run(
+                drive(target, key, args.seconds, args.concurrency, args.stream, args.prompt_bytes)
+            )
             _, err = recorder.communicate(timeout=args.seconds + 30)
             if recorder.returncode != 0:
                 print(err.decode(errors="replace"), file=sys.stderr)

@@ -3,8 +3,8 @@
 Admission reserves a call's worst case before it runs, so the prompt must never be
 undercounted, and a loose count wastes budget (a budget refuses calls it could pay for). A
 tokenizer on the request path is too slow for large bodies and does not exist for most
-providers; this estimate costs one ``bytes.translate`` and three ``bytes.count`` (all in C,
-40 to 50 times faster than ``tiktoken`` here) and weighs each byte by its class, with weights
+providers; this estimate costs a ``bytes.translate``, a ``bytes.count`` and an ``isascii``
+(all in C, ~80 times faster than ``tiktoken`` here) and weighs each byte by its class, with weights
 fitted to stay above the real count of ``cl100k_base``, with a margin, on a corpus of chat
 prompts in English, German, French, Chinese, Japanese, Russian, Arabic, emoji and code
 (``tests/ledger/estimate_corpus.json``, checked by ``tests/test_estimate.py``; it over-counts
@@ -24,21 +24,12 @@ too, which pays for the chat template's few tokens per message.
 
 from __future__ import annotations
 
-
-def _class_table() -> bytes:
-    table = bytearray(256)
-    for byte in range(256):
-        if 65 <= byte <= 90 or 97 <= byte <= 122 or 48 <= byte <= 57:
-            table[byte] = ord("A")
-        elif byte == 32:
-            table[byte] = ord(" ")
-        else:
-            table[byte] = ord("P") if byte < 128 else ord("N")
-    return bytes(table)
-
-
-# Each byte mapped to its class letter, so one translate and three counts classify a body.
-_TABLE = _class_table()
+# Every byte but an ASCII letter or digit: ``translate(None, _NOT_ALNUM)`` keeps the letters
+# and digits, so its length counts them.
+_NOT_ALNUM = bytes(
+    byte for byte in range(256) if not (65 <= byte <= 90 or 97 <= byte <= 122 or 48 <= byte <= 57)
+)
+_NON_ASCII_BYTES = bytes(range(128, 256))
 
 # Hundredths of a token per byte of each class (integers; rounded up once at the end).
 _ALNUM, _SPACE, _OTHER, _NON_ASCII = 45, 20, 80, 65
@@ -49,10 +40,11 @@ def prompt_token_bound(body: bytes) -> int:
     size = len(body)
     if not size:
         return 0
-    classes = body.translate(_TABLE)
-    alnum = classes.count(b"A")
-    spaces = classes.count(b" ")
-    non_ascii = classes.count(b"N")
+    # Two passes over an ASCII body (the usual one), where mapping every byte to its class
+    # and counting each class took four: 1.7 against 3.3 ms for a 1 MB prompt.
+    alnum = len(body.translate(None, _NOT_ALNUM))
+    spaces = body.count(b" ")
+    non_ascii = 0 if body.isascii() else size - len(body.translate(None, _NON_ASCII_BYTES))
     other = size - alnum - spaces - non_ascii
     hundredths = _ALNUM * alnum + _SPACE * spaces + _OTHER * other + _NON_ASCII * non_ascii
     return -(-hundredths // 100)

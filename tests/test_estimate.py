@@ -10,6 +10,7 @@ chat (3 tokens per message, its role and content, 3 to prime the reply).
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -65,3 +66,31 @@ def test_estimate_never_undercounts_the_corpus(shape: dict[str, Any], max_ratio:
 def test_empty_and_tiny_bodies() -> None:
     assert prompt_token_bound(b"") == 0
     assert prompt_token_bound(b"{}") == 2  # rounded up, never 0 for a non-empty body
+
+
+def _by_class(body: bytes) -> int:
+    """The estimate's definition, byte by byte: 0.45 a letter or digit, 0.2 a space, 0.65 a
+    non-ASCII byte, 0.8 any other, rounded up once."""
+    hundredths = 0
+    for byte in body:
+        if 65 <= byte <= 90 or 97 <= byte <= 122 or 48 <= byte <= 57:
+            hundredths += 45
+        elif byte == 32:
+            hundredths += 20
+        elif byte >= 128:
+            hundredths += 65
+        else:
+            hundredths += 80
+    return -(-hundredths // 100)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_estimate_is_the_per_byte_class_weighting(seed: int) -> None:
+    # Random bytes of every value (control bytes, DEL, non-ASCII), and ASCII-only bodies,
+    # which take the estimate's shorter path.
+    rng = random.Random(seed)
+    for size in (1, 7, 100, 4096):
+        mixed = rng.randbytes(size)
+        ascii_only = bytes(byte & 0x7F for byte in mixed)
+        assert prompt_token_bound(mixed) == _by_class(mixed)
+        assert prompt_token_bound(ascii_only) == _by_class(ascii_only)
