@@ -2,18 +2,17 @@
 
 The profile of a JSON chat call at 32 connections put about a fifth of the gateway's own CPU
 in the server layer: the scope (a dict of eleven entries and a copy of the app state),
-``httptools.parse_url``, the app's dispatch on the path, two timers created and cancelled per
-request (header deadline, keep-alive), and on every reply a header loop with two regular
-expressions per field. For a request the gateway answers from its exact route table none of
-that is needed:
+``httptools.parse_url``, the app's dispatch on the path, and on every reply a header loop with
+two regular expressions per field (the lean reply head, and one timer per connection for the
+header and keep-alive deadlines, have since moved into the default protocol). For a request
+the gateway answers from its exact route table none of that is needed:
 
 - the target is taken as it is when it is a plain path (origin form, no query, no ``%``)
   and looked up in the app's exact routes (its ``fast_route(path)``, ``server/app.py``); the
   route's ASGI callable is run with a minimal scope (no ``state``, no ``path_params``);
 - the reply head is joined without a Python loop per field; uvicorn's checks are kept, made
   once over all values (control bytes) and, for names other than the gateway's own, once over
-  all names;
-- the header and keep-alive deadlines are timestamps under one timer per connection.
+  all names.
 
 Everything else is the parent's, unchanged: parsing (httptools), the RFC 9112 refusals, the
 header deadline's rules, the connection limit, half-close, pipelining (a short-path request
@@ -125,26 +124,8 @@ class _ShortPath(HttpToolsProtocol):
         }
 
 
-# Stands in the parent's ``_header_timer`` while a header deadline is set (it only asks
-# whether one is); the deadline itself is ``RawProtocol._header_due``.
-_ARMED = cast(asyncio.TimerHandle, object())
-
-
 class RawProtocol(TollwayHttpToolsProtocol, _ShortPath):
-    """The protocol ``TOLLWAY_SERVER=raw`` runs (see the module docstring).
-
-    The header deadline and the keep-alive deadline are two timestamps under one timer per
-    connection instead of a timer created and cancelled for each (two ``call_later`` and
-    two cancels per request, as much CPU as the reply's head): setting a deadline is a
-    store, and the timer, when it fires, acts on what is due and re-arms for the rest.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._header_due = 0.0  # 0: none
-        self._idle_due = 0.0
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
+    """The protocol ``TOLLWAY_SERVER=raw`` runs (see the module docstring)."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -152,61 +133,3 @@ class RawProtocol(TollwayHttpToolsProtocol, _ShortPath):
         # The app's ``fast_route(path)`` names the ASGI callable that serves ``POST path``.
         if not self.root_path:
             self.fast = getattr(self.app, "fast_route", None)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
-        # Nothing may keep a closed connection alive (see ``uvicorn_protocol.py``, 1.).
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def on_response_complete(self) -> None:
-        # uvicorn's, with the keep-alive deadline as a timestamp.
-        self.server_state.total_requests += 1
-        if self.transport.is_closing():
-            return
-        self._idle_due = 0.0
-        self.flow.resume_reading()
-        if self.pipeline:
-            cycle, app = self.pipeline.pop()
-            self._start_asgi_task(cycle, app)
-        else:
-            self._idle_due = self.loop.time() + self.timeout_keep_alive
-            self._schedule(self._idle_due)
-
-    def _unset_keepalive_if_required(self) -> None:
-        self._idle_due = 0.0
-
-    def _arm_header_timer(self) -> None:
-        if self.header_timeout_s > 0:
-            self._header_timer = _ARMED
-            self._header_due = self.loop.time() + self.header_timeout_s
-            self._schedule(self._header_due)
-
-    def _cancel_header_timer(self) -> None:
-        self._header_timer = None
-        self._header_due = 0.0
-
-    def _schedule(self, due: float) -> None:
-        timer = self._timer
-        if timer is None or due < self._timer_at:
-            if timer is not None:
-                timer.cancel()
-            self._timer = self.loop.call_at(due, self._on_timer)
-            self._timer_at = due
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        # The loop's clock may read a hair before the time asked for.
-        now = self.loop.time() + 0.001
-        if self._header_due and now >= self._header_due:
-            self._header_due = 0.0
-            self._header_timeout()
-        if self._idle_due and now >= self._idle_due:
-            self._idle_due = 0.0
-            self.timeout_keep_alive_handler()
-        if self.transport.is_closing():
-            return
-        pending = [due for due in (self._header_due, self._idle_due) if due]
-        if pending:
-            self._schedule(min(pending))
