@@ -435,27 +435,47 @@ class Ledger:
         it admits a request again (the ``retry-after`` of a refusal), else until its oldest
         request (or settled tokens) leaves it.
         """
+        return {name.decode(): value.decode() for name, value in self.ratelimit_pairs(account_id)}
+
+    def reply_view(self, account_id: str) -> tuple[float | None, list[tuple[bytes, bytes]]]:
+        """What a reply's headers read, in one lookup: the account's spend (None if unknown)
+        and its ``x-ratelimit-*`` header pairs, encoded."""
         account = self._accounts.get(account_id)
         if account is None:
-            return {}
-        headers: dict[str, str] = {}
+            return None, []
+        return account.spend_units / MONEY_UNIT, self._limit_pairs(account)
+
+    def ratelimit_pairs(self, account_id: str) -> list[tuple[bytes, bytes]]:
+        """``ratelimit_headers`` as encoded header pairs (what a reply sends)."""
+        account = self._accounts.get(account_id)
+        return [] if account is None else self._limit_pairs(account)
+
+    def _limit_pairs(self, account: _Account) -> list[tuple[bytes, bytes]]:
+        rpm, tpm = account.rpm_limit, account.tpm_limit
+        if rpm is None and tpm is None:
+            return []
         now = self._clock()
-        limit = account.rpm_limit
-        if limit is not None:
-            count = account.rpm_window.count(now)
-            headers["x-ratelimit-limit-requests"] = str(limit)
-            headers["x-ratelimit-remaining-requests"] = str(max(0, limit - count))
-            headers["x-ratelimit-reset-requests"] = _seconds(account.rpm_window.reset(now, limit))
-        limit = account.tpm_limit
-        if limit is not None:
+        pairs: list[tuple[bytes, bytes]] = []
+        if rpm is not None:
+            window = account.rpm_window
+            count = window.count(now)
+            pairs += (
+                (b"x-ratelimit-limit-requests", b"%d" % rpm),
+                (b"x-ratelimit-remaining-requests", b"%d" % max(0, rpm - count)),
+                (b"x-ratelimit-reset-requests", seconds_value(window.reset(now, rpm))),
+            )
+        if tpm is not None:
             used = account.tokens_used(now)
             oldest = account.tpm_window.oldest()
-            headers["x-ratelimit-limit-tokens"] = str(limit)
-            headers["x-ratelimit-remaining-tokens"] = str(max(0, limit - used))
-            headers["x-ratelimit-reset-tokens"] = _seconds(
-                0.0 if oldest is None else oldest + WINDOW_SECONDS - now
+            pairs += (
+                (b"x-ratelimit-limit-tokens", b"%d" % tpm),
+                (b"x-ratelimit-remaining-tokens", b"%d" % max(0, tpm - used)),
+                (
+                    b"x-ratelimit-reset-tokens",
+                    seconds_value(0.0 if oldest is None else oldest + WINDOW_SECONDS - now),
+                ),
             )
-        return headers
+        return pairs
 
     def drain_dirty(self) -> list[tuple[str, float, float | None]]:
         """``(account_id, spend, budget_reset_at)`` for accounts changed since the last drain."""
@@ -536,3 +556,8 @@ def _money(amount: float) -> str:
 
 def _seconds(seconds: float) -> str:
     return f"{max(0, math.ceil(seconds))}s"
+
+
+def seconds_value(seconds: float) -> bytes:
+    """A ``reset-*`` header value: whole seconds, rounded up, never negative."""
+    return b"%ds" % max(0, math.ceil(seconds))

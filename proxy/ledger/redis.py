@@ -524,28 +524,36 @@ class RedisLedger(Ledger):
                 self.errors += 1
                 log.warning("redis ledger: leases not renewed (%s)", type(exc).__name__)
 
-    def ratelimit_headers(self, account_id: str) -> dict[str, str]:
+    def ratelimit_pairs(self, account_id: str) -> list[tuple[bytes, bytes]]:
         """``x-ratelimit-*`` from the windows Redis reported at this account's last admission
         (the in-memory ledger's own windows are empty: admissions happen in Redis)."""
         window = self._windows.get(account_id)
         account = self._accounts.get(account_id)
         if window is None or account is None:
-            return super().ratelimit_headers(account_id)
+            return super().ratelimit_pairs(account_id)
         count, oldest, tokens, settled_oldest, now = window
-        headers: dict[str, str] = {}
+        pairs: list[tuple[bytes, bytes]] = []
         limit = account.rpm_limit
         if limit is not None and count >= 0:
-            headers["x-ratelimit-limit-requests"] = str(limit)
-            headers["x-ratelimit-remaining-requests"] = str(max(0, limit - count))
             reset = (oldest + WINDOW_MS - now) / 1000 if count else 0.0
-            headers["x-ratelimit-reset-requests"] = memory._seconds(reset)
+            pairs += (
+                (b"x-ratelimit-limit-requests", b"%d" % limit),
+                (b"x-ratelimit-remaining-requests", b"%d" % max(0, limit - count)),
+                (b"x-ratelimit-reset-requests", memory.seconds_value(reset)),
+            )
         limit = account.tpm_limit
         if limit is not None and tokens >= 0:
-            headers["x-ratelimit-limit-tokens"] = str(limit)
-            headers["x-ratelimit-remaining-tokens"] = str(max(0, limit - tokens))
             reset = (settled_oldest + WINDOW_MS - now) / 1000 if settled_oldest else 0.0
-            headers["x-ratelimit-reset-tokens"] = memory._seconds(reset)
-        return headers
+            pairs += (
+                (b"x-ratelimit-limit-tokens", b"%d" % limit),
+                (b"x-ratelimit-remaining-tokens", b"%d" % max(0, limit - tokens)),
+                (b"x-ratelimit-reset-tokens", memory.seconds_value(reset)),
+            )
+        return pairs
+
+    def reply_view(self, account_id: str) -> tuple[float | None, list[tuple[bytes, bytes]]]:
+        spend = self.spend(account_id)
+        return spend, [] if spend is None else self.ratelimit_pairs(account_id)
 
     def drop_account(self, account_id: str) -> None:
         super().drop_account(account_id)

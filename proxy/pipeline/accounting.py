@@ -560,6 +560,12 @@ class Accounting:
             return {}
         return self.ledger.ratelimit_headers(account)
 
+    def reply_view(self, principal: Principal) -> tuple[float | None, list[tuple[bytes, bytes]]]:
+        """A virtual key's spend and ``x-ratelimit-*`` pairs for a reply's headers."""
+        if principal.role is not Role.KEY or principal.key_hash is None:
+            return None, []
+        return self.ledger.reply_view(key_account(principal.key_hash))
+
 
 def _status(code: int) -> Literal["success", "error", "cancelled"]:
     if code == 499:

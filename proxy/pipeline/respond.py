@@ -35,9 +35,9 @@ log = logging.getLogger("tollway.request")
 class SpendView(Protocol):
     """What the reply headers read from the ledger."""
 
-    def key_spend(self, principal: Principal | None) -> float | None: ...
-
-    def ratelimit_headers(self, principal: Principal | None) -> dict[str, str]: ...
+    def reply_view(self, principal: Principal) -> tuple[float | None, list[tuple[bytes, bytes]]]:
+        """The key's spend (None when not a virtual key's) and its ``x-ratelimit-*`` pairs."""
+        ...
 
 
 class PostCall(Protocol):
@@ -129,20 +129,18 @@ class Responder:
             headers.append((b"x-litellm-applied-guardrails", applied))
         principal = call.principal
         if principal is not None and principal.key is not None:
-            spend = self.spend.key_spend(principal)
+            spend, limits = self.spend.reply_view(principal)
             if spend is not None:
                 money = _money(spend)
                 headers.append((b"x-tollway-key-spend", money))
                 if litellm:
                     headers.append((b"x-litellm-key-spend", money))
-            limits = self.spend.ratelimit_headers(principal)
             if limits:
-                # A rate-limit refusal already carries the refusing level's own figures.
-                given = {name for name, _ in extra}
-                for name, value in limits.items():
-                    encoded = name.encode()
-                    if encoded not in given:
-                        headers.append((encoded, value.encode()))
+                if len(extra) > 1:
+                    # A rate-limit refusal already carries the refusing level's own figures.
+                    given = {name for name, _ in extra}
+                    limits = [pair for pair in limits if pair[0] not in given]
+                headers += limits
         return headers
 
     async def json(self, call: Call, inbound: InboundFormat, reply: Reply, send: Send) -> None:

@@ -409,25 +409,32 @@ class _Pool:
         self.idle.clear()
 
 
+# Encoded request heads kept per target: one per headers mapping in use (JSON and stream
+# calls of a deployment may use two); more than this many means mappings built per call.
+_HEADS_KEPT = 8
+
+
 class _Target:
-    __slots__ = ("head_for", "head_prefix", "host_header", "path", "pool")
+    __slots__ = ("heads", "host_header", "path", "pool")
 
     def __init__(self, pool: _Pool, host_header: str, path: str) -> None:
         self.pool = pool
         self.host_header = host_header
         self.path = path
-        # The request head without its length, encoded for the last headers mapping seen:
-        # providers hand the same (never mutated) mapping to every call of a deployment.
-        self.head_for: Mapping[str, str] | None = None
-        self.head_prefix = b""
+        # The request head without its length, encoded per headers mapping (by identity, the
+        # mapping kept beside it): providers hand the same never-mutated mapping to every call
+        # of a deployment, so JSON and stream calls to one URL no longer evict each other.
+        self.heads: dict[int, tuple[Mapping[str, str], bytes]] = {}
 
     def head(self, headers: Mapping[str, str], length: int) -> bytes:
-        if headers is not self.head_for:
+        entry = self.heads.get(id(headers))
+        if entry is None or entry[0] is not headers:
             lines = [f"POST {self.path} HTTP/1.1\r\nhost: {self.host_header}\r\n"]
             lines.extend(f"{name}: {value}\r\n" for name, value in headers.items())
-            self.head_prefix = "".join(lines).encode("latin-1")
-            self.head_for = headers
-        return b"%bcontent-length: %d\r\n\r\n" % (self.head_prefix, length)
+            if len(self.heads) >= _HEADS_KEPT:
+                self.heads.clear()
+            self.heads[id(headers)] = entry = (headers, "".join(lines).encode("latin-1"))
+        return b"%bcontent-length: %d\r\n\r\n" % (entry[1], length)
 
 
 class LeanTransport:

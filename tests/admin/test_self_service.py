@@ -107,6 +107,27 @@ def test_litellm_headers_carry_the_tollway_values(world: dict[str, Any]) -> None
     assert headers["x-litellm-model-id"]
 
 
+def test_a_reply_carries_the_keys_rate_limit_figures_once(world: dict[str, Any]) -> None:
+    admin = world["admin"]
+    key = admin.generate(rpm_limit=2, tpm_limit=100_000)["key"]
+    first = admin.chat(key)
+    assert first.status_code == 200, first.text
+    headers = first.headers
+    assert headers["x-ratelimit-limit-requests"] == "2"
+    assert headers["x-ratelimit-remaining-requests"] == "1"
+    assert headers["x-ratelimit-reset-requests"] in {"59s", "60s"}
+    assert headers["x-ratelimit-limit-tokens"] == "100000"
+    assert 0 < int(headers["x-ratelimit-remaining-tokens"]) < 100_000
+    assert float(headers["x-tollway-key-spend"]) > 0
+    assert admin.chat(key).headers["x-ratelimit-remaining-requests"] == "0"
+    # The refusal carries the refusing level's figures, each header once.
+    refused = admin.chat(key)
+    assert refused.status_code == 429, refused.text
+    for name in ("limit-requests", "remaining-requests", "reset-requests"):
+        assert len(refused.headers.get_list(f"x-ratelimit-{name}")) == 1, name
+    assert refused.headers["x-ratelimit-remaining-requests"] == "0"
+
+
 @pytest.fixture(scope="module")
 def quiet(fake_openai: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Admin]:
     tmp: Path = tmp_path_factory.mktemp("quiet")
