@@ -13,7 +13,9 @@ Environment: BENCH_SECONDS (10), BENCH_QUICK=1 (3 s runs, users 1 and 32), BENCH
 ("1,32,1000"), BENCH_FEATURE_USERS ("1,32": the feature targets' user counts), BENCH_SCALING
 (1; the prompt-size and stream-length rows of ``bench/scaling.py``), BENCH_KEY (skip
 /key/generate and send this key), BENCH_PROBE_REQUESTS (2000),
-BENCH_PIN=0 (no CPU pinning), BENCH_COMPARE=litellm, BENCH_FEATURES (comma-separated names
+BENCH_PIN=0 (no CPU pinning), BENCH_ONE_USER_UPSTREAM ("gateway": for one-user rows and
+the probe the fake upstream runs on the gateways' CPU; "load": on the load generator's, as
+in the rows above one user), BENCH_COMPARE=litellm, BENCH_FEATURES (comma-separated names
 from ``FEATURES``, e.g. "guardrail", "cache", "semantic-cache"). A feature in
 ``FEATURE_CLIENT_ENV`` gets that environment in its own target's clients only (locust and the
 probe): ``semantic-cache`` sets BENCH_VARY=1, a unique prompt per request. A feature in
@@ -228,7 +230,15 @@ def _plain_config(upstream_url: str) -> str:
 def cpu_plan(pinning: bool) -> tuple[set[int] | None, set[int] | None]:
     """(CPUs for the gateways under test, CPUs for everything else): the last CPU runs the
     load generator, the fake upstream and redis-server, so each gateway (and LiteLLM) has
-    the other CPU(s) to itself — the per-core figure the throughput claim is about."""
+    the other CPU(s) to itself — the per-core figure the throughput claim is about.
+
+    One-user rows measure added latency instead, and there the fake upstream moves to the
+    gateways' CPU (``upstream_cpus``): a call then crosses between the CPUs twice whether it
+    goes direct (client → upstream → client) or through a gateway (client → gateway →
+    upstream → gateway → client). With the upstream beside the client, the direct call
+    never left its CPU while the gateway's crossed four times, and each crossing wakes an
+    idle vCPU: up to milliseconds on a VM, which the added-latency column then charged to
+    the gateway."""
     cpus = sorted(os.sched_getaffinity(0))
     if not pinning or len(cpus) < 2:
         return None, None
@@ -265,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     pinning = os.environ.get("BENCH_PIN", "1") != "0"
     features = parse_features(os.environ.get("BENCH_FEATURES", ""))
     server_cpus, load_cpus = cpu_plan(pinning)
+    one_user_cpus = (
+        server_cpus if os.environ.get("BENCH_ONE_USER_UPSTREAM", "gateway") == "gateway" else None
+    ) or load_cpus
     generator = loadgen()
 
     # A SIGTERM (e.g. from make being interrupted) unwinds through the finally blocks below.
@@ -370,7 +383,13 @@ def main(argv: list[str] | None = None) -> int:
             for name, (_, _, pid) in targets.items()
             if pid is not None
         }
+
+        def upstream_cpus(users: int) -> None:
+            """Move the fake upstream for a row of ``users`` (see ``cpu_plan``)."""
+            pin(upstream.pid, one_user_cpus if users == 1 else load_cpus)
+
         print(f"probe: {probe_requests} sequential requests per target and scenario ...")
+        upstream_cpus(1)
         probe = run_probe(
             {name: (url + CHAT_PATH, k) for name, (url, k, _) in targets.items()},
             requests=probe_requests,
@@ -383,11 +402,17 @@ def main(argv: list[str] | None = None) -> int:
         runs: list[dict[str, Any]] = []
         for scenario in USER_CLASSES:
             for users in user_counts:
-                for name, (url, target_key, pid) in targets.items():
+                # LiteLLM right after plain tollway: the ratio compares rows seconds apart, not
+                # a minute of feature rows apart on a machine whose speed drifts.
+                for name in sorted(
+                    targets, key=lambda n: (n != "direct", n != "tollway", n != "litellm")
+                ):
+                    url, target_key, pid = targets[name]
                     if name.startswith("tollway+") and users not in feature_users:
                         continue
                     tag = f"{scenario}-{users}-{name}"
                     use_wrk = generator == "wrk" and users > 1
+                    upstream_cpus(users)
                     print(f"{'wrk' if use_wrk else 'locust'}: {tag} ({seconds} s) ...", flush=True)
                     with RSSSampler(pid) as sampler:
                         if use_wrk:
@@ -447,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
         def scaling_run(label: str, scenario: str, name: str, extra: dict[str, str]) -> Any:
             tag = f"{label}-1-{name}"
             print(f"locust: {tag} ({seconds} s) ...", flush=True)
+            upstream_cpus(1)
             url, target_key, _ = targets[name]
             return run_locust(
                 scenario=scenario,
@@ -503,6 +529,11 @@ def main(argv: list[str] | None = None) -> int:
                 "pinning": (
                     f"gateways on CPUs {sorted(server_cpus)}; the load generator, the probe, "
                     f"the fake upstream and redis-server on {sorted(load_cpus)}"
+                    + (
+                        f", but the fake upstream on {sorted(one_user_cpus)} for one user"
+                        if one_user_cpus != load_cpus
+                        else ""
+                    )
                 )
                 if load_cpus and server_cpus
                 else "off",

@@ -198,7 +198,7 @@ class Accounting:
         worst = prompt_cost + max_output * output_price
         if budgeted and (self.shared is not None or not self.ledger.fits(accounts, worst)):
             # The one-token-per-byte bound does not fit (or cannot be checked here): pay for
-            # the tight estimate (linear in the body: ~3.5 ms for 1 MB), so the budget can be
+            # the tight estimate (linear in the body: ~1.7 ms for 1 MB), so the budget can be
             # spent to the last cent. When the loose bound fits, both admit the same call.
             prompt_cost, output_price, max_output = self.bounds(request, candidates, exact=True)
             worst = prompt_cost + max_output * output_price
