@@ -35,21 +35,30 @@ async def _app(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"ok"})
 
 
+def _pending_timer(protocol: HttpToolsProtocol) -> asyncio.TimerHandle | None:
+    """The timer holding the connection: uvicorn's keep-alive timer, or Tollway's one timer
+    for its header and keep-alive deadlines."""
+    if isinstance(protocol, TollwayHttpToolsProtocol):
+        return protocol._timer
+    return protocol.timeout_keep_alive_task
+
+
 async def _reset_after_a_reply(protocol_class: type[HttpToolsProtocol]) -> HttpToolsProtocol:
     config = Config(_app, lifespan="off", log_config=None, timeout_keep_alive=30)
     protocol = protocol_class(config, ServerState(), {})
     protocol.connection_made(_Transport())
     protocol.data_received(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
     for _ in range(5):
-        await asyncio.sleep(0)  # let the app answer; uvicorn then arms the keep-alive timer
-    assert protocol.timeout_keep_alive_task is not None
+        await asyncio.sleep(0)  # let the app answer; the keep-alive deadline is then set
+    assert _pending_timer(protocol) is not None
     protocol.connection_lost(ConnectionResetError("reset by peer"))
     return protocol
 
 
 async def test_reset_connection_leaves_no_keepalive_timer_holding_it() -> None:
     protocol = await _reset_after_a_reply(TollwayHttpToolsProtocol)
-    assert protocol.timeout_keep_alive_task is None
+    assert _pending_timer(protocol) is None
+    assert protocol.timeout_keep_alive_task is None  # uvicorn's own is never armed
 
 
 async def test_stock_protocol_keeps_the_timer_which_is_the_leak_being_fixed() -> None:
