@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path
 
 from bench.payloads import CHAT_BODY, STREAM_BODY
-from bench.procs import Child, pin, start_gateway
+from bench.procs import Child, pin, start_gateway, start_upstream
 from bench.run import MASTER_KEY, ROOT, bench_config
 from bench.setup_keys import BENCH_KEY_REQUEST, create_bench_key
 from bench.wrk import script
@@ -81,12 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     children: list[Child] = []
     try:
-        upstream = Child(
-            "upstream", [sys.executable, "-m", "bench.upstream", "--port", "0"], work, env
-        )
+        upstream = start_upstream(work, env, load_cpu)
         children.append(upstream)
-        upstream_url = upstream.wait_listening(10)
-        pin(upstream.pid, load_cpu)
+        upstream_url = upstream.url
         sides = {}
         for side in ("a", "b"):
             extra = dict(item.split("=", 1) for item in getattr(args, f"{side}_env"))

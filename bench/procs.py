@@ -155,6 +155,19 @@ class RSSSampler:
         self._thread.join()
 
 
+def start_upstream(work: Path, env: dict[str, str], cpus: set[int] | None) -> Child:
+    """The fast fake OpenAI upstream (``bench/upstream.py``) on port 0, pinned to ``cpus``;
+    returns once it listens (its URL is ``.url``)."""
+    upstream = Child("upstream", [sys.executable, "-m", "bench.upstream", "--port", "0"], work, env)
+    try:
+        upstream.wait_listening(10)
+    except BaseException:
+        upstream.stop()
+        raise
+    pin(upstream.pid, cpus)
+    return upstream
+
+
 def start_gateway(
     work: Path, config_text: str, env: dict[str, str], name: str = "tollway", **extra_env: str
 ) -> Child:

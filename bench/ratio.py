@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from bench.loadgen import ensure_litellm
-from bench.procs import Child, free_port, pin, start_gateway
+from bench.procs import Child, free_port, pin, start_gateway, start_upstream
 from bench.run import MASTER_KEY, ROOT, bench_config, cpu_plan
 from bench.setup_keys import create_bench_key
 from bench.wrk import run_wrk
@@ -43,12 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     children: list[Child] = []
     try:
-        upstream = Child(
-            "upstream", [sys.executable, "-m", "bench.upstream", "--port", "0"], work, env
-        )
+        upstream = start_upstream(work, env, load_cpus)
         children.append(upstream)
-        upstream_url = upstream.wait_listening(10)
-        pin(upstream.pid, load_cpus)
+        upstream_url = upstream.url
         gateway = start_gateway(work, bench_config(upstream_url), env)
         children.append(gateway)
         pin(gateway.pid, server_cpus)

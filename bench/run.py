@@ -53,7 +53,15 @@ from bench.loadgen import (
     run_locust,
 )
 from bench.probe import run_probe
-from bench.procs import Child, RSSSampler, free_port, pin, start_gateway, tree_rss_bytes
+from bench.procs import (
+    Child,
+    RSSSampler,
+    free_port,
+    pin,
+    start_gateway,
+    start_upstream,
+    tree_rss_bytes,
+)
 from bench.redis_server import start_redis
 from bench.report import METRICS, added_latency, feature_cost, markdown, summarise
 from bench.scaling import run_scaling, scaling_rows
@@ -291,12 +299,9 @@ def main(argv: list[str] | None = None) -> int:
             # The probe client shares the load generator's CPU, not the servers'.
             os.sched_setaffinity(0, load_cpus)
         env = dict(os.environ, PYTHONPATH=str(ROOT))
-        upstream = Child(
-            "upstream", [sys.executable, "-m", "bench.upstream", "--port", "0"], work, env
-        )
+        upstream = start_upstream(work, env, load_cpus)
         children.append(upstream)
-        upstream_url = upstream.wait_listening(10)
-        pin(upstream.pid, load_cpus)
+        upstream_url = upstream.url
 
         gateway = start_gateway(work, bench_config(upstream_url), env)
         children.append(gateway)
