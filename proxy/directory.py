@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from msgspec import Struct
 from msgspec.structs import asdict
 
 from .ledger import Ledger, Limits
@@ -50,6 +51,17 @@ def _limits(row: Record) -> Limits:
         max_parallel_requests=row.max_parallel_requests,
         budget_duration=row.budget_duration,
     )
+
+
+def with_live_spend(ledger: Ledger, row: Struct, account: str) -> dict[str, Any]:
+    """A record (a msgspec struct) as admin responses show it: spend and reset time from its
+    ledger ``account`` when the ledger has it yet."""
+    data = asdict(row)
+    if ledger.has_account(account):
+        state = ledger.account(account)
+        data["spend"] = state.spend
+        data["budget_reset_at"] = state.budget_reset_at
+    return data
 
 
 class Directory:
@@ -101,13 +113,7 @@ class Directory:
 
     def with_live_spend(self, row: Record) -> dict[str, object]:
         """The record as admin responses show it: spend and reset time from the ledger."""
-        data = asdict(row)
-        account = account_of(row)
-        if self.ledger.has_account(account):
-            state = self.ledger.account(account)
-            data["spend"] = state.spend
-            data["budget_reset_at"] = state.budget_reset_at
-        return data
+        return with_live_spend(self.ledger, row, account_of(row))
 
     # Writes: the store first, then memory and the ledger.
 

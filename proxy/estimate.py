@@ -40,8 +40,8 @@ def prompt_token_bound(body: bytes) -> int:
     size = len(body)
     if not size:
         return 0
-    # Two passes over an ASCII body (the usual one), where mapping every byte to its class
-    # and counting each class took four: 1.7 against 3.3 ms for a 1 MB prompt.
+    # Three passes over an ASCII body (the usual one; ``isascii`` is the cheap one), where
+    # mapping every byte to its class and counting each class took four.
     alnum = len(body.translate(None, _NOT_ALNUM))
     spaces = body.count(b" ")
     non_ascii = 0 if body.isascii() else size - len(body.translate(None, _NON_ASCII_BYTES))

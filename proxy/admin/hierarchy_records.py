@@ -16,6 +16,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..directory import with_live_spend
 from ..errors import InvalidRequest
 from ..hierarchy import Hierarchy
 from ..store.hierarchy_rows import BudgetRow, CustomerRow, OrganizationRow
@@ -105,12 +106,7 @@ class HierarchyRoutes(AdminRoutes, ABC, Generic[Row]):
     def with_live_spend(self, row: CustomerRow | OrganizationRow, account: str) -> dict[str, Any]:
         """The record as responses show it: spend and reset time from its ledger account
         (when it has one yet), times in ISO 8601."""
-        data = msgspec.structs.asdict(row)
-        ledger = self.state.hierarchy.ledger
-        if ledger.has_account(account):
-            live = ledger.account(account)
-            data["spend"], data["budget_reset_at"] = live.spend, live.budget_reset_at
-        return with_iso_times(data)
+        return with_iso_times(with_live_spend(self.state.hierarchy.ledger, row, account))
 
     async def update(self, request: Request) -> Response:
         authorize(self.state, request, Action.USER_WRITE)

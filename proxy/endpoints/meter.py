@@ -435,10 +435,10 @@ class Side:
             cost = call.usage.prompt_tokens * call.price.input_cost_per_token
         if cost is not None:
             out["x-tollway-response-cost"] = f"{cost:.10g}"
-        spend = accounting.key_spend(self.principal)
+        spend, limits = accounting.reply_view(self.principal)
         if spend is not None:
             out["x-tollway-key-spend"] = f"{spend:.10g}"
-        out.update(accounting.ratelimit_headers(self.principal))
+        out.update((name.decode(), value.decode()) for name, value in limits)
         return out
 
     def answer(

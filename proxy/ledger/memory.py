@@ -435,7 +435,10 @@ class Ledger:
         it admits a request again (the ``retry-after`` of a refusal), else until its oldest
         request (or settled tokens) leaves it.
         """
-        return {name.decode(): value.decode() for name, value in self.ratelimit_pairs(account_id)}
+        account = self._accounts.get(account_id)
+        if account is None:
+            return {}
+        return {name.decode(): value.decode() for name, value in self._limit_pairs(account)}
 
     def reply_view(self, account_id: str) -> tuple[float | None, list[tuple[bytes, bytes]]]:
         """What a reply's headers read, in one lookup: the account's spend (None if unknown)
@@ -445,12 +448,9 @@ class Ledger:
             return None, []
         return account.spend_units / MONEY_UNIT, self._limit_pairs(account)
 
-    def ratelimit_pairs(self, account_id: str) -> list[tuple[bytes, bytes]]:
-        """``ratelimit_headers`` as encoded header pairs (what a reply sends)."""
-        account = self._accounts.get(account_id)
-        return [] if account is None else self._limit_pairs(account)
-
     def _limit_pairs(self, account: _Account) -> list[tuple[bytes, bytes]]:
+        """The account's ``x-ratelimit-*`` pairs from its own windows (a shared ledger reads
+        the windows its store reported instead)."""
         rpm, tpm = account.rpm_limit, account.tpm_limit
         if rpm is None and tpm is None:
             return []
@@ -458,23 +458,11 @@ class Ledger:
         pairs: list[tuple[bytes, bytes]] = []
         if rpm is not None:
             window = account.rpm_window
-            count = window.count(now)
-            pairs += (
-                (b"x-ratelimit-limit-requests", b"%d" % rpm),
-                (b"x-ratelimit-remaining-requests", b"%d" % max(0, rpm - count)),
-                (b"x-ratelimit-reset-requests", seconds_value(window.reset(now, rpm))),
-            )
+            pairs += request_pairs(rpm, window.count(now), window.reset(now, rpm))
         if tpm is not None:
-            used = account.tokens_used(now)
             oldest = account.tpm_window.oldest()
-            pairs += (
-                (b"x-ratelimit-limit-tokens", b"%d" % tpm),
-                (b"x-ratelimit-remaining-tokens", b"%d" % max(0, tpm - used)),
-                (
-                    b"x-ratelimit-reset-tokens",
-                    seconds_value(0.0 if oldest is None else oldest + WINDOW_SECONDS - now),
-                ),
-            )
+            reset = 0.0 if oldest is None else oldest + WINDOW_SECONDS - now
+            pairs += token_pairs(tpm, account.tokens_used(now), reset)
         return pairs
 
     def drain_dirty(self) -> list[tuple[str, float, float | None]]:
@@ -554,10 +542,24 @@ def _money(amount: float) -> str:
     return f"{whole}.{fraction.ljust(2, '0')}"
 
 
-def _seconds(seconds: float) -> str:
-    return f"{max(0, math.ceil(seconds))}s"
-
-
-def seconds_value(seconds: float) -> bytes:
+def _seconds_value(seconds: float) -> bytes:
     """A ``reset-*`` header value: whole seconds, rounded up, never negative."""
     return b"%ds" % max(0, math.ceil(seconds))
+
+
+def request_pairs(limit: int, count: int, reset_s: float) -> tuple[tuple[bytes, bytes], ...]:
+    """``x-ratelimit-*-requests``: the rpm limit, what remains of it, and when it grows."""
+    return (
+        (b"x-ratelimit-limit-requests", b"%d" % limit),
+        (b"x-ratelimit-remaining-requests", b"%d" % max(0, limit - count)),
+        (b"x-ratelimit-reset-requests", _seconds_value(reset_s)),
+    )
+
+
+def token_pairs(limit: int, used: int, reset_s: float) -> tuple[tuple[bytes, bytes], ...]:
+    """``x-ratelimit-*-tokens``: the tpm limit, what remains of it, and when it grows."""
+    return (
+        (b"x-ratelimit-limit-tokens", b"%d" % limit),
+        (b"x-ratelimit-remaining-tokens", b"%d" % max(0, limit - used)),
+        (b"x-ratelimit-reset-tokens", _seconds_value(reset_s)),
+    )

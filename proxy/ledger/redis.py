@@ -524,36 +524,23 @@ class RedisLedger(Ledger):
                 self.errors += 1
                 log.warning("redis ledger: leases not renewed (%s)", type(exc).__name__)
 
-    def ratelimit_pairs(self, account_id: str) -> list[tuple[bytes, bytes]]:
+    def _limit_pairs(self, account: memory._Account) -> list[tuple[bytes, bytes]]:
         """``x-ratelimit-*`` from the windows Redis reported at this account's last admission
         (the in-memory ledger's own windows are empty: admissions happen in Redis)."""
-        window = self._windows.get(account_id)
-        account = self._accounts.get(account_id)
-        if window is None or account is None:
-            return super().ratelimit_pairs(account_id)
+        window = self._windows.get(account.id)
+        if window is None:
+            return super()._limit_pairs(account)
         count, oldest, tokens, settled_oldest, now = window
         pairs: list[tuple[bytes, bytes]] = []
         limit = account.rpm_limit
         if limit is not None and count >= 0:
             reset = (oldest + WINDOW_MS - now) / 1000 if count else 0.0
-            pairs += (
-                (b"x-ratelimit-limit-requests", b"%d" % limit),
-                (b"x-ratelimit-remaining-requests", b"%d" % max(0, limit - count)),
-                (b"x-ratelimit-reset-requests", memory.seconds_value(reset)),
-            )
+            pairs += memory.request_pairs(limit, count, reset)
         limit = account.tpm_limit
         if limit is not None and tokens >= 0:
             reset = (settled_oldest + WINDOW_MS - now) / 1000 if settled_oldest else 0.0
-            pairs += (
-                (b"x-ratelimit-limit-tokens", b"%d" % limit),
-                (b"x-ratelimit-remaining-tokens", b"%d" % max(0, limit - tokens)),
-                (b"x-ratelimit-reset-tokens", memory.seconds_value(reset)),
-            )
+            pairs += memory.token_pairs(limit, tokens, reset)
         return pairs
-
-    def reply_view(self, account_id: str) -> tuple[float | None, list[tuple[bytes, bytes]]]:
-        spend = self.spend(account_id)
-        return spend, [] if spend is None else self.ratelimit_pairs(account_id)
 
     def drop_account(self, account_id: str) -> None:
         super().drop_account(account_id)

@@ -547,19 +547,6 @@ class Accounting:
             )
         )
 
-    def key_spend(self, principal: Principal | None) -> float | None:
-        if principal is None or principal.role is not Role.KEY or principal.key_hash is None:
-            return None
-        return self.ledger.spend(key_account(principal.key_hash))
-
-    def ratelimit_headers(self, principal: Principal | None) -> dict[str, str]:
-        if principal is None or principal.role is not Role.KEY or principal.key_hash is None:
-            return {}
-        account = key_account(principal.key_hash)
-        if not self.ledger.has_account(account):
-            return {}
-        return self.ledger.ratelimit_headers(account)
-
     def reply_view(self, principal: Principal) -> tuple[float | None, list[tuple[bytes, bytes]]]:
         """A virtual key's spend and ``x-ratelimit-*`` pairs for a reply's headers."""
         if principal.role is not Role.KEY or principal.key_hash is None:

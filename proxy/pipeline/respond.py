@@ -72,7 +72,11 @@ class Responder:
         # LiteLLM's names for the same values, for dashboards and SDK wrappers written for it.
         self.litellm_headers = litellm_headers
 
-    def headers(self, call: Call, extra: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    def headers(
+        self, call: Call, extra: Sequence[tuple[bytes, bytes]], *, refused: bool = False
+    ) -> list[tuple[bytes, bytes]]:
+        """The reply's head: ``extra`` first, then the gateway's own fields. ``refused``: a
+        refusal whose ``extra`` may carry a level's ``x-ratelimit-*`` figures already."""
         call_id = call.call_id.encode()
         retries = str(call.attempted_retries).encode()
         fallbacks = str(call.attempted_fallbacks).encode()
@@ -136,7 +140,7 @@ class Responder:
                 if litellm:
                     headers.append((b"x-litellm-key-spend", money))
             if limits:
-                if len(extra) > 1:
+                if refused:
                     # A rate-limit refusal already carries the refusing level's own figures.
                     given = {name for name, _ in extra}
                     limits = [pair for pair in limits if pair[0] not in given]
@@ -212,7 +216,7 @@ class Responder:
         if not (stream.relays_raw and stream.format == inbound.name):
             encoder = inbound.stream_encoder(call.request)
         try:
-            headers = self.headers(call, list(inbound.stream_headers))
+            headers = self.headers(call, inbound.stream_headers)
             call.headers_sent = True
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             try:
@@ -279,7 +283,7 @@ class Responder:
         body = inbound.error_body(exc)
         extra = [(b"content-type", b"application/json"), *inbound.error_headers(exc)]
         extra.extend((k.encode(), v.encode()) for k, v in exc.headers.items())
-        headers = self.headers(call, extra)
+        headers = self.headers(call, extra, refused=True)
         headers.append((b"content-length", str(len(body)).encode()))
         call.headers_sent = True
         try:

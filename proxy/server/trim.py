@@ -17,12 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import logging
 from collections.abc import Callable
-
-log = logging.getLogger("tollway")
-
-DEFAULT_INTERVAL_S = 10.0
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
@@ -43,7 +38,7 @@ class Trimmer:
     def __init__(
         self,
         served: Callable[[], int],
-        interval_s: float = DEFAULT_INTERVAL_S,
+        interval_s: float,
         before: Callable[[], None] | None = None,
     ) -> None:
         self._served = served

@@ -340,11 +340,6 @@ _KNOWN_NAMES = frozenset(
 _FRAMING = frozenset((b"content-length", b"transfer-encoding", b"connection"))
 
 
-# Stands in ``_header_timer`` while a header deadline is set (only whether one is, is asked);
-# the deadline itself is ``_header_due``.
-_ARMED = cast(asyncio.TimerHandle, object())
-
-
 class TollwayHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's protocol with the header deadline, the connection limit, the framing and
     head-size checks of ``limits.py``, half-close handling and the corked transport.
@@ -366,7 +361,6 @@ class TollwayHttpToolsProtocol(HttpToolsProtocol):
         # check is switched off.
         self.max_connections = self.limit_concurrency or 0
         self.limit_concurrency = None
-        self._header_timer: asyncio.TimerHandle | None = None
         self._reading_headers = False
         # Between a request's end (or the connection's start) and the next request's headers.
         self._in_head = True
@@ -383,19 +377,15 @@ class TollwayHttpToolsProtocol(HttpToolsProtocol):
         self._arm_header_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        cycle = self.cycle
         super().connection_lost(exc)
-        self._unset_keepalive_if_required()
-        self._cancel_header_timer()
-        # Nothing may keep a closed connection alive.
+        # Nothing may keep a closed connection alive: the one timer holds both deadlines.
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if cycle is not None and cycle.disconnected:
-            gone = getattr(cycle, "gone", None)
-            if gone is not None:
-                cast(RawCycle, cycle).gone = None
-                gone()
+        cycle = self.cycle
+        if isinstance(cycle, RawCycle) and cycle.disconnected and cycle.gone is not None:
+            gone, cycle.gone = cycle.gone, None
+            gone()
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         # Only requests without keep-alive (HTTP/1.0 among them) or with ``Expect:
@@ -449,7 +439,7 @@ class TollwayHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._reading_headers = True
         self._in_head = True
-        if self._header_timer is None:
+        if not self._header_due:
             self._arm_header_timer()
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -533,12 +523,10 @@ class TollwayHttpToolsProtocol(HttpToolsProtocol):
 
     def _arm_header_timer(self) -> None:
         if self.header_timeout_s > 0:
-            self._header_timer = _ARMED
             self._header_due = self.loop.time() + self.header_timeout_s
             self._schedule(self._header_due)
 
     def _cancel_header_timer(self) -> None:
-        self._header_timer = None
         self._header_due = 0.0
 
     def _schedule(self, due: float) -> None:
@@ -566,7 +554,6 @@ class TollwayHttpToolsProtocol(HttpToolsProtocol):
             self._schedule(min(pending))
 
     def _header_timeout(self) -> None:
-        self._header_timer = None
         if self.transport.is_closing():
             return
         idle = self.cycle is None or self.cycle.response_complete
