@@ -23,6 +23,7 @@ from bench.micro_server import server_stages
 from proxy.auth import Authenticator, hash_key
 from proxy.config import LiteLLMParams, ModelEntry, ModelInfo, RouterSettings
 from proxy.dialects.openai import forward_body, parse
+from proxy.estimate import prompt_token_bound
 from proxy.ledger.memory import Ledger, Limits
 from proxy.pricing import PriceOverrides, PriceTable, cost, worst_case_cost
 from proxy.request import Kind
@@ -219,6 +220,21 @@ def stages() -> list[tuple[str, str, Callable[[], object], int]]:
         ledger.settle(reservation, cost=0.00027, tokens=270)
 
     out.append(("ledger", "admit()+settle() 3 accounts, rpm+tpm+budget", admit_settle, 1))
+    for _ in range(3000):  # a window with entries, as under load
+        admit_settle()
+    out.append(
+        (
+            "ledger",
+            "reply_view(): spend + x-ratelimit-* pairs (reply headers)",
+            lambda: ledger.reply_view("key:bench"),
+            1,
+        )
+    )
+    big = chat_body_1kb() * 1000
+    out += [
+        ("estimate", "prompt_token_bound() 1 KB body", lambda: prompt_token_bound(body), 1),
+        ("estimate", "prompt_token_bound() 1 MB body", lambda: prompt_token_bound(big), 1),
+    ]
 
     table = PriceTable.load()
     overrides = PriceOverrides(input_cost_per_token=1e-6, output_cost_per_token=2e-6)
