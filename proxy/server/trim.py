@@ -8,8 +8,10 @@ pages (glibc ≥ 2.8 also releases free pages inside the heap, not only at its t
 Every ``TOLLWAY_MEMORY_TRIM_S`` seconds (default 10; 0 turns it off) the trimmer looks at the
 number of requests served since its last look; once the rate has fallen from a burst (or
 traffic stopped), it runs ``malloc_trim(0)`` on a worker thread (ctypes releases the GIL, so
-the event loop keeps serving while glibc walks its heap). At most one trim per quiet spell:
-no work at all while the load is steady. Without glibc (musl, macOS) it is off.
+the event loop keeps serving while glibc walks its heap). At most one trim per quiet spell, plus
+one after the tick that closes the idle upstream connections a burst left (they are swept on
+every tick once idle for 4 s, which may be after the burst's trim): no trim while the load is
+steady. Without glibc (musl, macOS) it is off.
 """
 
 from __future__ import annotations
@@ -39,11 +41,12 @@ class Trimmer:
         self,
         served: Callable[[], int],
         interval_s: float,
-        before: Callable[[], None] | None = None,
+        before: Callable[[], int] | None = None,
     ) -> None:
         self._served = served
-        # Run on the loop just before a trim: releases what only a quiet spell frees (the
-        # upstream connections a burst opened).
+        # Run on the loop every tick, before a trim: releases what only a quiet spell frees
+        # (the upstream connections a burst opened) and says how many it released; a tick
+        # that released any trims too.
         self._before = before
         self.interval_s = interval_s
         self._trim = _malloc_trim() if interval_s > 0 else None
@@ -68,9 +71,9 @@ class Trimmer:
         self._last = self._served()
         while True:
             await asyncio.sleep(self.interval_s)
-            if self.due(self._served()):
-                if self._before is not None:
-                    self._before()
+            due = self.due(self._served())
+            released = self._before() if self._before is not None else 0
+            if due or released:
                 await loop.run_in_executor(None, self.trim_now)
 
     def due(self, served: int) -> bool:

@@ -393,12 +393,15 @@ class _Pool:
             # drops them: after 1,000 connections the pool otherwise held ~500 idle ones.
             self.sweep(conn.idle_since)
 
-    def sweep(self, now: float) -> None:
-        """Close the idle connections unused for over ``_IDLE_SECONDS`` at ``now``."""
+    def sweep(self, now: float) -> int:
+        """Close the idle connections unused for over ``_IDLE_SECONDS`` at ``now``; how many."""
         idle = self.idle
         since = now - _IDLE_SECONDS
+        closed = 0
         while idle and idle[0].idle_since < since:
             idle.popleft().abort()
+            closed += 1
+        return closed
 
     def _free_slot(self) -> None:
         self._pass_on(None)
@@ -446,12 +449,11 @@ class LeanTransport:
         self._targets: dict[str, _Target] = {}
         self._tls: ssl.SSLContext | None = None
 
-    def sweep_idle(self) -> None:
-        """Close every pool's connections idle for over ``_IDLE_SECONDS`` (run when traffic
-        falls: with no calls returning, nothing else closes what a burst opened)."""
+    def sweep_idle(self) -> int:
+        """Close every pool's connections idle for over ``_IDLE_SECONDS``; how many (run by
+        the trimmer: with no calls returning, nothing else closes what a burst opened)."""
         now = time.monotonic()
-        for pool in self._pools.values():
-            pool.sweep(now)
+        return sum(pool.sweep(now) for pool in self._pools.values())
 
     def _target(self, url: str) -> _Target:
         target = self._targets.get(url)

@@ -29,7 +29,12 @@ def test_a_trim_is_due_once_when_a_burst_is_over_and_never_while_the_load_is_ste
 async def test_the_running_trimmer_sweeps_then_trims_after_a_burst() -> None:
     counter = [0]
     swept = []
-    trimmer = Trimmer(lambda: counter[0], interval_s=0.02, before=lambda: swept.append(1))
+
+    def sweep() -> int:
+        swept.append(trimmer.trims)  # how many trims had run when this tick swept
+        return 0
+
+    trimmer = Trimmer(lambda: counter[0], interval_s=0.02, before=sweep)
     trimmer.start()
     try:
         await asyncio.sleep(0)  # the trimmer has read the count it starts from
@@ -40,7 +45,37 @@ async def test_the_running_trimmer_sweeps_then_trims_after_a_burst() -> None:
                 break
     finally:
         await trimmer.stop()
-    assert trimmer.trims == 1 and swept == [1]
+    # Every tick sweeps; the trim came after a sweep, and only one was due.
+    assert trimmer.trims == 1 and swept and swept[-1] == 0
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="malloc_trim is glibc's")
+async def test_connections_swept_after_the_bursts_trim_get_a_trim_of_their_own() -> None:
+    # A burst's upstream connections are closed once idle for 4 s, which can be a tick after
+    # the burst's trim: what they free is given back by one more trim, then none.
+    counter = [0]
+    ticks = [0]
+    late: list[int] = []  # the tick that closed connections, after the burst's trim
+
+    def sweep() -> int:
+        ticks[0] += 1
+        if trimmer.trims == 1 and not late:
+            late.append(ticks[0])
+            return 3
+        return 0
+
+    trimmer = Trimmer(lambda: counter[0], interval_s=0.02, before=sweep)
+    trimmer.start()
+    try:
+        await asyncio.sleep(0)
+        counter[0] = 1000
+        for _ in range(250):
+            await asyncio.sleep(0.02)
+            if late and ticks[0] >= late[0] + 4:
+                break
+    finally:
+        await trimmer.stop()
+    assert trimmer.trims == 2
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="malloc_trim is glibc's")
