@@ -29,34 +29,28 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench.loadgen import CHAT_PATH
 from bench.payloads import CHAT_BODY, STREAM_BODY
 from bench.procs import Child, pin, start_gateway, start_upstream
 from bench.run import MASTER_KEY, ROOT, bench_config
-from bench.setup_keys import BENCH_KEY_REQUEST, create_bench_key
-from bench.wrk import script
+from bench.setup_keys import create_bench_key
+from bench.wrk import script, summary_row
 
 
 def _key(url: str, kind: str) -> str:
     if kind == "master":
         return MASTER_KEY
-    saved = dict(BENCH_KEY_REQUEST)
-    try:
-        if kind == "plain":
-            BENCH_KEY_REQUEST.clear()
-            BENCH_KEY_REQUEST["key_alias"] = "plain"
-        return create_bench_key(url, MASTER_KEY)
-    finally:
-        BENCH_KEY_REQUEST.clear()
-        BENCH_KEY_REQUEST.update(saved)
+    if kind == "plain":
+        return create_bench_key(url, MASTER_KEY, fields={"key_alias": "plain"})
+    return create_bench_key(url, MASTER_KEY)
 
 
 def _ticks(pid: int) -> int:
-    total = 0
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total
+    """The process's CPU time so far in clock ticks, user + system (threads that have exited
+    included)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         p50: dict[str, list[float]] = {"a": [], "b": []}
         p99: dict[str, list[float]] = {"a": [], "b": []}
         for _ in range(args.rounds):
+            for side in sides:  # a round whose wrk wrote nothing must not read the last one's
+                (work / f"{side}.json").unlink(missing_ok=True)
             before = {side: _ticks(gateway.pid) for side, (gateway, _) in sides.items()}
             loads = {
                 side: subprocess.Popen(
@@ -114,22 +110,29 @@ def main(argv: list[str] | None = None) -> int:
                         f"-d{args.seconds}s",
                         "-s",
                         str(lua),
-                        gateway.url + "/v1/chat/completions",
+                        gateway.url + CHAT_PATH,
                     ],
                     stdout=subprocess.DEVNULL,
                 )
                 for side, (gateway, lua) in sides.items()
             }
-            for load in loads.values():
-                os.sched_setaffinity(load.pid, load_cpu)
-            for load in loads.values():
-                load.wait(timeout=args.seconds + 60)
+            try:
+                for load in loads.values():
+                    os.sched_setaffinity(load.pid, load_cpu)
+                for side, load in loads.items():
+                    if load.wait(timeout=args.seconds + 60) != 0:
+                        raise SystemExit(f"wrk for side {side} exited with {load.returncode}")
+            finally:
+                for load in loads.values():
+                    if load.poll() is None:
+                        load.kill()
+                        load.wait()
             for side, (gateway, _) in sides.items():
-                summary = json.loads((work / f"{side}.json").read_text())
-                requests = summary["requests"]
-                rps[side].append(requests / (summary["duration_us"] / 1e6))
-                p50[side].append(summary["percentiles_us"]["50"] / 1000)
-                p99[side].append(summary["percentiles_us"]["99"] / 1000)
+                row = summary_row(json.loads((work / f"{side}.json").read_text()))
+                requests = row["requests"]
+                rps[side].append(row["rps"])
+                p50[side].append(row["p50"])
+                p99[side].append(row["p99"])
                 cpu[side].append(
                     (_ticks(gateway.pid) - before[side]) * 1e6 / os.sysconf("SC_CLK_TCK") / requests
                 )

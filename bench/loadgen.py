@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from bench.procs import Child, free_port, pin
 from bench.wrk import available as wrk_available
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -70,6 +71,31 @@ def ensure_litellm() -> Path | None:
         print(f"LiteLLM comparison skipped: {litellm} missing after install")
         return None
     return litellm
+
+
+def start_litellm(litellm: Path, config: Path, work: Path, cpus: set[int] | None) -> Child:
+    """The LiteLLM proxy (``litellm``, from ``ensure_litellm``) with ``config``, one worker,
+    on a free port, pinned to ``cpus``; returns once ``/health/liveliness`` answers (its URL
+    is ``.url``). Its settings are its defaults but for a quiet log and the bundled price map."""
+    port = free_port()
+    proxy = Child(
+        "litellm",
+        [
+            str(litellm),
+            *("--config", str(config), "--host", "127.0.0.1", "--port", str(port)),
+            *("--num_workers", "1"),
+        ],
+        work,
+        dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_LOG="ERROR"),
+    )
+    proxy.url = f"http://127.0.0.1:{port}"
+    try:
+        proxy.wait_ready(proxy.url + "/health/liveliness", 180)
+    except BaseException:
+        proxy.stop()
+        raise
+    pin(proxy.pid, cpus)
+    return proxy
 
 
 def run_locust(

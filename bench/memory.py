@@ -322,16 +322,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import uvloop
 
-    from bench.procs import Child
+    from bench.procs import start_upstream
 
     users = [int(u) for u in os.environ.get("BENCH_MEMORY_USERS", "1,32,1000").split(",")]
     seconds = float(os.environ.get("BENCH_MEMORY_SECONDS", "5"))
     phases = [(count, stream) for count in users for stream in (False, True)]
     work = Path(tempfile.mkdtemp(prefix="tollway-memory-"))
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    upstream = Child("upstream", [sys.executable, "-m", "bench.upstream", "--port", "0"], work, env)
+    upstream = start_upstream(work, env, None)
     try:
-        upstream_url = upstream.wait_listening(10)
+        upstream_url = upstream.url
         from bench.run import bench_config
 
         config_path = work / "bench.yaml"

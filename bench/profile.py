@@ -27,7 +27,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.payloads import VARY, chat_body, varied_body
-from bench.procs import Child, start_gateway
+from bench.procs import Child, start_gateway, start_upstream
 from bench.run import bench_config, gateway_env, parse_features
 from bench.setup_keys import create_bench_key
 
@@ -91,12 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        upstream = Child(
-            "upstream", [sys.executable, "-m", "bench.upstream", "--port", "0"], tmp_path, env
-        )
+        upstream = start_upstream(tmp_path, env, None)
         gateway: Child | None = None
         try:
-            upstream_url = upstream.wait_listening(15)
+            upstream_url = upstream.url
             gateway = start_gateway(
                 tmp_path,
                 bench_config(upstream_url, features),

@@ -19,13 +19,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.loadgen import ensure_litellm
-from bench.procs import Child, free_port, pin, start_gateway, start_upstream
+from bench.loadgen import CHAT_PATH, ensure_litellm, start_litellm
+from bench.procs import Child, pin, start_gateway, start_upstream
 from bench.run import MASTER_KEY, ROOT, bench_config, cpu_plan
 from bench.setup_keys import create_bench_key
 from bench.wrk import run_wrk
-
-CHAT = "/v1/chat/completions"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,21 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         children.append(gateway)
         pin(gateway.pid, server_cpus)
         key = create_bench_key(gateway.url, MASTER_KEY)
-        port = free_port()
-        proxy = Child(
-            "litellm",
-            [
-                str(litellm),
-                *("--config", str(work / "tollway.yaml")),
-                *("--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"),
-            ],
-            work,
-            dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_LOG="ERROR"),
-        )
+        proxy = start_litellm(litellm, work / "tollway.yaml", work, server_cpus)
         children.append(proxy)
-        litellm_url = f"http://127.0.0.1:{port}"
-        proxy.wait_ready(litellm_url + "/health/liveliness", 180)
-        pin(proxy.pid, server_cpus)
+        litellm_url = proxy.url
         targets = {"tollway": (gateway.url, key), "litellm": (litellm_url, MASTER_KEY)}
         for scenario in ("chat", "stream"):
             ratios = []
@@ -74,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                         scenario=scenario,
                         users=args.connections,
                         seconds=args.seconds,
-                        url=url + CHAT,
+                        url=url + CHAT_PATH,
                         key=target_key,
                         work=work,
                         tag=f"{name}-{scenario}-{round_}",

@@ -282,7 +282,7 @@ def markdown(result: Mapping[str, Any]) -> str:
                     "after warm-up",
                     "peak during load",
                     "after all runs",
-                    "13 s later (no load)",
+                    f"{settings.get('idle_after_s', 13)} s later (no load)",
                 ],
                 (
                     [

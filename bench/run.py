@@ -51,12 +51,12 @@ from bench.loadgen import (
     ensure_litellm,
     loadgen,
     run_locust,
+    start_litellm,
 )
 from bench.probe import run_probe
 from bench.procs import (
     Child,
     RSSSampler,
-    free_port,
     pin,
     start_gateway,
     start_upstream,
@@ -283,9 +283,10 @@ def main(argv: list[str] | None = None) -> int:
     pinning = os.environ.get("BENCH_PIN", "1") != "0"
     features = parse_features(os.environ.get("BENCH_FEATURES", ""))
     server_cpus, load_cpus = cpu_plan(pinning)
-    one_user_cpus = (
-        server_cpus if os.environ.get("BENCH_ONE_USER_UPSTREAM", "gateway") == "gateway" else None
-    ) or load_cpus
+    placement = os.environ.get("BENCH_ONE_USER_UPSTREAM", "gateway")
+    if placement not in ("gateway", "load"):
+        raise SystemExit(f"BENCH_ONE_USER_UPSTREAM must be gateway or load, not {placement!r}")
+    one_user_cpus = (server_cpus if placement == "gateway" else None) or load_cpus
     generator = loadgen()
 
     # A SIGTERM (e.g. from make being interrupted) unwinds through the finally blocks below.
@@ -354,31 +355,9 @@ def main(argv: list[str] | None = None) -> int:
             litellm = ensure_litellm()
             if litellm is not None:
                 try:
-                    port = free_port()
-                    litellm_env = dict(
-                        os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_LOG="ERROR"
-                    )
-                    proxy = Child(
-                        "litellm",
-                        [
-                            str(litellm),
-                            "--config",
-                            str(work / "tollway.yaml"),
-                            "--host",
-                            "127.0.0.1",
-                            "--port",
-                            str(port),
-                            "--num_workers",
-                            "1",
-                        ],
-                        work,
-                        litellm_env,
-                    )
+                    proxy = start_litellm(litellm, work / "tollway.yaml", work, server_cpus)
                     children.append(proxy)
-                    litellm_url = f"http://127.0.0.1:{port}"
-                    proxy.wait_ready(litellm_url + "/health/liveliness", 180)
-                    pin(proxy.pid, server_cpus)
-                    targets["litellm"] = (litellm_url, MASTER_KEY, proxy.pid)
+                    targets["litellm"] = (proxy.url, MASTER_KEY, proxy.pid)
                 except RuntimeError as exc:
                     print(f"LiteLLM comparison skipped: {exc}")
                     notes.append("LiteLLM was requested but did not start (see the log).")
@@ -525,6 +504,7 @@ def main(argv: list[str] | None = None) -> int:
             },
             "settings": {
                 "seconds": seconds,
+                "idle_after_s": IDLE_AFTER_S,
                 "users": user_counts,
                 "quick": quick,
                 "probe_requests": probe_requests,

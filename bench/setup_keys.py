@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 
 BENCH_KEY_REQUEST = {
     "key_alias": "bench",
@@ -18,15 +19,21 @@ BENCH_KEY_REQUEST = {
 }
 
 
-def create_bench_key(base_url: str, master_key: str, timeout: float = 10.0) -> str:
-    """POST ``/key/generate`` with the master key and return the new key.
+def create_bench_key(
+    base_url: str,
+    master_key: str,
+    timeout: float = 10.0,
+    fields: Mapping[str, object] = BENCH_KEY_REQUEST,
+) -> str:
+    """POST ``/key/generate`` with the master key (and ``fields``: the bench key's limits by
+    default) and return the new key.
 
     Falls back to the master key (with a note) while the gateway has no ``/key/generate``
     (404); any other failure raises ``RuntimeError``.
     """
     request = urllib.request.Request(
         base_url.rstrip("/") + "/key/generate",
-        data=json.dumps(BENCH_KEY_REQUEST).encode(),
+        data=json.dumps(dict(fields)).encode(),
         headers={"Authorization": f"Bearer {master_key}", "Content-Type": "application/json"},
         method="POST",
     )

@@ -14,6 +14,7 @@ import pytest
 
 from proxy.errors import BudgetExceeded, RateLimited
 from proxy.ledger.memory import Ledger, Limits
+from tests.ledger import FakeClock
 from tests.ledger.hierarchy_gateway import (
     MASTER,
     bearer,
@@ -27,16 +28,8 @@ KEY = "key:abc"
 TEAM = "team:t"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_output_is_capped_to_what_the_tightest_budget_pays_for() -> None:
-    ledger = Ledger(clock=Clock())
+    ledger = Ledger(clock=FakeClock())
     ledger.set_account(KEY, Limits(max_budget=1.0))
     ledger.set_account(TEAM, Limits(max_budget=0.1))
     # prompt 0.02 + 1000 output tokens at 0.0001 = 0.12 > the team's 0.1
@@ -62,7 +55,7 @@ def test_output_is_capped_to_what_the_tightest_budget_pays_for() -> None:
 
 
 def test_a_fitting_call_is_not_capped() -> None:
-    ledger = Ledger(clock=Clock())
+    ledger = Ledger(clock=FakeClock())
     ledger.set_account(KEY, Limits(max_budget=1.0))
     reservation = ledger.admit(
         "r", [KEY], tokens=10, cost=0.5, output_price=0.001, max_output_tokens=400
@@ -72,7 +65,7 @@ def test_a_fitting_call_is_not_capped() -> None:
 
 
 def test_refusal_below_the_minimum_says_would_exceed_with_the_remaining_budget() -> None:
-    ledger = Ledger(clock=Clock())
+    ledger = Ledger(clock=FakeClock())
     ledger.set_account(KEY, Limits(max_budget=0.05))
     ledger.settle(ledger.admit("a", [KEY], tokens=1, cost=0.04), cost=0.04, tokens=1)
     with pytest.raises(BudgetExceeded) as info:
@@ -95,14 +88,14 @@ def test_refusal_below_the_minimum_says_would_exceed_with_the_remaining_budget()
 
 
 def test_without_an_output_price_nothing_can_be_capped() -> None:
-    ledger = Ledger(clock=Clock())
+    ledger = Ledger(clock=FakeClock())
     ledger.set_account(KEY, Limits(max_budget=0.1))
     with pytest.raises(BudgetExceeded, match=r"needs up to 0\.2"):
         ledger.admit("r", [KEY], tokens=1, cost=0.2)
 
 
 def test_spend_is_exact_money_without_float_dust() -> None:
-    ledger = Ledger(clock=Clock())
+    ledger = Ledger(clock=FakeClock())
     ledger.set_account(KEY, Limits(max_budget=1.0))
     for i in range(3):
         ledger.settle(ledger.admit(f"r{i}", [KEY], tokens=1, cost=0.00032), cost=0.00032, tokens=1)
@@ -112,7 +105,7 @@ def test_spend_is_exact_money_without_float_dust() -> None:
 
 
 def test_rpm_retry_after_is_when_the_window_admits_and_headers_agree() -> None:
-    clock = Clock()
+    clock = FakeClock()
     ledger = Ledger(clock=clock)
     ledger.set_account(KEY, Limits(rpm_limit=3))
     start = clock.now

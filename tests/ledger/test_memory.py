@@ -5,19 +5,11 @@ import pytest
 
 from proxy.errors import BudgetExceeded, RateLimited
 from proxy.ledger.memory import Ledger, Limits, Reservation
+from tests.ledger import KEY, FakeClock
 
-KEY = "key:9f86d081884c7d659a2feaa0c55ad015"
 OTHER_KEY = "key:60303ae22b998861bce3b28f33eec1be"
 USER = "user:alice"
 TEAM = "team:research"
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -9,16 +9,7 @@ import random
 from proxy.errors import RateLimited
 from proxy.ledger.memory import Ledger, Limits
 from proxy.ledger.windows import MERGE_S, WINDOW_SECONDS
-
-KEY = "key:9f86d081884c7d659a2feaa0c55ad015"
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from tests.ledger import KEY, FakeClock
 
 
 def test_a_hot_key_keeps_at_most_one_entry_per_slot_and_counts_every_request() -> None:

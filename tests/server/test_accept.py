@@ -86,9 +86,15 @@ async def test_running_out_of_descriptors_pauses_accepting_then_resumes(
     listener = EagerListener(sock, Echo)
     listener._sock = Flaky()  # type: ignore[assignment]
     try:
-        await asyncio.sleep(0.01)
+        for _ in range(500):  # the reader runs on a loop turn: the EMFILE pauses it
+            if listener._paused:
+                break
+            await asyncio.sleep(0.001)
         assert listener.accepted == 0 and listener._paused
-        await asyncio.sleep(0.2)
+        for _ in range(500):  # and ACCEPT_RETRY_S later it accepts again
+            if listener.accepted:
+                break
+            await asyncio.sleep(0.01)
         assert listener.accepted == 1 and not listener._paused
     finally:
         client.close()

@@ -243,22 +243,28 @@ class WatchingApp:
     def __init__(self) -> None:
         self.gone = asyncio.Event()
         self.hooked: list[bool] = []
+        self.late: list[bool] = []  # whether a watcher set after the disconnect was called
+        self.done = asyncio.Event()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
         await receive()
-        watch = getattr(getattr(receive, "__self__", None), "watch_disconnect", None)
-        self.hooked.append(watch is not None)
-        assert watch is not None
-        watch(self.gone.set)
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"one", "more_body": True})
-        await asyncio.wait_for(self.gone.wait(), 5)
-        # Already gone: a late watcher is called at once.
-        late = asyncio.Event()
-        watch(late.set)
-        assert late.is_set()
+        try:
+            watch = getattr(getattr(receive, "__self__", None), "watch_disconnect", None)
+            self.hooked.append(watch is not None)
+            if watch is None:
+                return
+            watch(self.gone.set)
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"one", "more_body": True})
+            await asyncio.wait_for(self.gone.wait(), 5)
+            # Already gone: a late watcher is called at once.
+            late = asyncio.Event()
+            watch(late.set)
+            self.late.append(late.is_set())
+        finally:
+            self.done.set()
 
 
 @pytest.mark.parametrize(
@@ -273,5 +279,6 @@ async def test_a_streaming_reply_learns_of_the_disconnect_from_the_cycle_hook(
         writer.write(b"POST /v1/chat/completions HTTP/1.1\r\n" + H + b"Content-Length: 2\r\n\r\nhi")
         await asyncio.wait_for(reader.readuntil(b"one"), 5)
         writer.close()
-        await asyncio.wait_for(app.gone.wait(), 5)
+        await asyncio.wait_for(app.done.wait(), 5)
     assert app.hooked == [True]
+    assert app.late == [True]
