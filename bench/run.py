@@ -383,6 +383,23 @@ def main(argv: list[str] | None = None) -> int:
             if pid is not None:
                 memory[name]["after_warmup"] = tree_rss_bytes(pid)
 
+        def locust(
+            scenario: str, users: int, name: str, tag: str, extra: dict[str, str] | None
+        ) -> dict[str, Any]:
+            """One bounded locust run of ``users`` against target ``name``."""
+            url, target_key, _ = targets[name]
+            return run_locust(
+                scenario=scenario,
+                users=users,
+                seconds=seconds,
+                host=url,
+                key=target_key,
+                work=work,
+                tag=tag,
+                cpus=load_cpus,
+                extra_env=extra,
+            )
+
         runs: list[dict[str, Any]] = []
         for scenario in USER_CLASSES:
             for users in user_counts:
@@ -414,17 +431,7 @@ def main(argv: list[str] | None = None) -> int:
                                 )
                             }
                         else:
-                            raw = run_locust(
-                                scenario=scenario,
-                                users=users,
-                                seconds=seconds,
-                                host=url,
-                                key=target_key,
-                                work=work,
-                                tag=tag,
-                                cpus=load_cpus,
-                                extra_env=client_env.get(name),
-                            )
+                            raw = locust(scenario, users, name, tag, client_env.get(name))
                             summaries = {m: summarise(raw, m) for m in METRICS[scenario]}
                             if raw["failures"]:
                                 top = sorted(raw["failures"].items(), key=lambda kv: -kv[1])[:3]
@@ -457,18 +464,7 @@ def main(argv: list[str] | None = None) -> int:
             tag = f"{label}-1-{name}"
             print(f"locust: {tag} ({seconds} s) ...", flush=True)
             upstream_cpus(1)
-            url, target_key, _ = targets[name]
-            return run_locust(
-                scenario=scenario,
-                users=1,
-                seconds=seconds,
-                host=url,
-                key=target_key,
-                work=work,
-                tag=tag,
-                cpus=load_cpus,
-                extra_env=extra,
-            )
+            return locust(scenario, 1, name, tag, extra)
 
         scaled = run_scaling(scaling_run, summarise) if scaling else []
         runs.extend(scaled)
