@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from bench.micro_server import server_stages
+from bench.micro_store import store_stages
 from proxy.auth import Authenticator, hash_key
 from proxy.config import LiteLLMParams, ModelEntry, ModelInfo, RouterSettings
 from proxy.dialects.openai import forward_body, parse
@@ -267,6 +268,7 @@ def stages() -> list[tuple[str, str, Callable[[], object], int]]:
     out += cache_stages(body, response)
     out += semantic_stages()
     out += server_stages()
+    out += store_stages()
     return out
 
 

@@ -6,7 +6,7 @@ import msgspec
 import pytest
 
 from proxy.store import KeyRow, SpendLogRow, Store, TeamRow, UserRow
-from proxy.store.sqlite import MIGRATIONS
+from proxy.store.sqlite import _LOGS, MIGRATIONS
 
 
 @pytest.fixture
@@ -277,6 +277,38 @@ async def test_apply_flush_is_idempotent_and_spend_absolute(store: Store) -> Non
     assert (user.spend, user.budget_reset_at) == (2.5, 10.0)
     assert (team.spend, team.budget_reset_at) == (3.5, 20.0)
     assert (await store.spend_logs())[-1] == logs[0]
+
+
+def test_spend_logs_are_inserted_in_chunks_of_a_few_statement_sizes() -> None:
+    width = len(_LOGS.columns)
+    assert _LOGS.rows_per_insert == 128
+
+    def sizes(count: int) -> list[int]:
+        inserts = _LOGS.batch_inserts([log(f"r{n}") for n in range(count)])
+        return [len(params) // width for _, params in inserts]
+
+    assert sizes(0) == []
+    assert sizes(1) == [1]
+    assert sizes(128) == [128]
+    assert sizes(300) == [128, 128, 32, 8, 4]
+    assert sizes(127) == [64, 32, 16, 8, 4, 2, 1]
+    # Each chunk's rows are in order, the JSON columns encoded.
+    (_, params), *_ = _LOGS.batch_inserts([log("a", tags=["x"]), log("b")])
+    assert params[0] == "a" and params[width] == "b"
+    assert params[_LOGS.columns.index("tags")] == '["x"]'
+
+
+async def test_a_large_flush_writes_every_row_once(store: Store) -> None:
+    first = [log(f"r{n:03d}", cost=n / 1000, start_time=float(n)) for n in range(300)]
+    await store.apply_flush([], first)
+    again = first + [log(f"s{n}", start_time=400.0 + n) for n in range(5)]
+    await store.apply_flush([], again)  # a replayed flush plus new rows
+
+    assert await store.count_spend_logs() == 305
+    written = await store.spend_logs(page_size=1000)
+    assert sorted(written, key=lambda row: row.request_id) == sorted(
+        again, key=lambda row: row.request_id
+    )
 
 
 async def test_apply_flush_rejects_unknown_account_before_writing(store: Store) -> None:
