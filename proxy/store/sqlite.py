@@ -20,12 +20,13 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from importlib import resources
-from typing import Any, Final, Generic, Literal, TypeVar, cast
+from typing import Any, Final, Generic, Literal, cast
 
 import aiosqlite
 import msgspec
 
 from .hierarchy_rows import BudgetRow, CustomerRow, KeyBudgetSpendRow, OrganizationRow
+from .table import RowT, Table
 
 logger = logging.getLogger("tollway.store")
 
@@ -133,123 +134,22 @@ SpendUpdate = tuple[str, float, float | None]
 
 GroupBy = Literal["key", "team", "user", "model", "end_user"]
 
-_R = TypeVar("_R", bound=msgspec.Struct)  # a row type: KeyRow, TeamRow, ..., KeyBudgetSpendRow
-
-_LEDGER_COLUMNS: Final = frozenset({"spend", "budget_reset_at"})
-_KEEP_ON_UPDATE: Final = _LEDGER_COLUMNS | {"created_at"}
-_JSON_COLUMNS: Final = frozenset({"models", "metadata", "tags", "members", "guardrails"})
-
 _ADMIN_WRITE_RETRY_S: Final = 2.0
 _OPEN_BUSY_TIMEOUT_MS: Final = 5000
 _SQLITE_BUSY: Final = 5
 _SQLITE_LOCKED: Final = 6
 
-# Spend-log rows are written with multi-row INSERTs: executemany steps the statement once
-# per row and releases and retakes the GIL around each step, which makes a row ~45% dearer
-# (`make bench-micro`, the store rows: 29 against 20 µs per row with every index), on the
-# CPU the event loop shares. A chunk binds at most the library's variable limit (999
-# before SQLite 3.32, 32766 since).
-_MAX_VARIABLES: Final = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
-
-
-class _Table(Generic[_R]):
-    """Column names, SQL and row codecs for one record type (built once at import)."""
-
-    def __init__(self, name: str, row_type: type[_R], pk: str, *, spend_row: bool = False) -> None:
-        self.name = name
-        self.row_type: type[_R] = row_type
-        self.pk = pk
-        self.columns: tuple[str, ...] = row_type.__struct_fields__
-        self.json_idx = tuple(i for i, c in enumerate(self.columns) if c in _JSON_COLUMNS)
-        cols = ", ".join(self.columns)
-        marks = ", ".join("?" * len(self.columns))
-        updates = ", ".join(
-            f"{c} = excluded.{c}" for c in self.columns if c != pk and c not in _KEEP_ON_UPDATE
-        )
-        self.select = f"SELECT {cols} FROM {name}"
-        self.upsert = (
-            f"INSERT INTO {name} ({cols}) VALUES ({marks}) "
-            f"ON CONFLICT({pk}) DO UPDATE SET {updates}"
-        )
-        self.delete = f"DELETE FROM {name} WHERE {pk} = ?"
-        self.set_spend = (  # spend_row: a flushed account without a row gets one
-            f"INSERT INTO {name} (spend, budget_reset_at, {pk}) VALUES (?, ?, ?) "
-            f"ON CONFLICT({pk}) DO UPDATE SET spend = excluded.spend, "
-            "budget_reset_at = excluded.budget_reset_at"
-            if spend_row
-            else f"UPDATE {name} SET spend = ?, budget_reset_at = ? WHERE {pk} = ?"
-        )
-        self._inserts: dict[int, str] = {}
-        # Rows per multi-row INSERT: a power of two within the variable limit, at most 128.
-        fit = min(128, _MAX_VARIABLES // len(self.columns))
-        self.rows_per_insert = 1 << (fit.bit_length() - 1)
-
-    def to_params(self, row: _R) -> list[Any]:
-        values = list(msgspec.structs.astuple(row))
-        for i in self.json_idx:
-            values[i] = _json_encode(values[i]).decode()
-        return values
-
-    def batch_inserts(self, rows: Sequence[_R]) -> list[tuple[str, list[Any]]]:
-        """``rows`` as multi-row ``INSERT ... ON CONFLICT DO NOTHING`` statements with their
-        parameters: chunks of ``rows_per_insert``, then the rest in powers of two, so a
-        handful of statement texts serve every batch size (the connection caches them)."""
-        width = len(self.columns)
-        flat: list[Any] = []
-        for row in rows:
-            flat.extend(msgspec.structs.astuple(row))
-        for base in range(0, len(flat), width):
-            for i in self.json_idx:
-                flat[base + i] = _json_encode(flat[base + i]).decode()
-        statements = []
-        start, left, size = 0, len(rows), self.rows_per_insert
-        while left:
-            while size > left:
-                size //= 2
-            statements.append(
-                (self._insert_rows(size), flat[start * width : (start + size) * width])
-            )
-            start += size
-            left -= size
-        return statements
-
-    def _insert_rows(self, count: int) -> str:
-        sql = self._inserts.get(count)
-        if sql is None:
-            row = f"({', '.join('?' * len(self.columns))})"
-            sql = (
-                f"INSERT INTO {self.name} ({', '.join(self.columns)}) "
-                f"VALUES {', '.join([row] * count)} ON CONFLICT({self.pk}) DO NOTHING"
-            )
-            self._inserts[count] = sql
-        return sql
-
-    def from_db(self, record: Iterable[Any]) -> _R:
-        data = dict(zip(self.columns, record, strict=True))
-        for col in _JSON_COLUMNS.intersection(data):
-            raw = data[col]
-            if raw is None:
-                del data[col]  # fall back to the struct's empty default
-            else:
-                data[col] = _json_decode(raw)
-        # strict=False: SQLite hands back 0/1 for bool columns.
-        return msgspec.convert(data, self.row_type, strict=False)
-
-
-_json_encode = msgspec.json.Encoder().encode
-_json_decode = msgspec.json.Decoder().decode
-
-_KEYS: Final = _Table("keys", KeyRow, "token_hash")
-_TEAMS: Final = _Table("teams", TeamRow, "team_id")
-_USERS: Final = _Table("users", UserRow, "user_id")
-_LOGS: Final = _Table("spend_logs", SpendLogRow, "request_id")
-_BUDGETS: Final = _Table("budgets", BudgetRow, "budget_id")
+_KEYS: Final = Table("keys", KeyRow, "token_hash")
+_TEAMS: Final = Table("teams", TeamRow, "team_id")
+_USERS: Final = Table("users", UserRow, "user_id")
+_LOGS: Final = Table("spend_logs", SpendLogRow, "request_id")
+_BUDGETS: Final = Table("budgets", BudgetRow, "budget_id")
 # An end user with no record (``max_end_user_budget``) gets one with its first flushed spend.
-_CUSTOMERS: Final = _Table("end_users", CustomerRow, "user_id", spend_row=True)
-_ORGANIZATIONS: Final = _Table("organizations", OrganizationRow, "organization_id")
-_KEY_BUDGETS: Final = _Table("key_budget_spend", KeyBudgetSpendRow, "account", spend_row=True)
+_CUSTOMERS: Final = Table("end_users", CustomerRow, "user_id", spend_row=True)
+_ORGANIZATIONS: Final = Table("organizations", OrganizationRow, "organization_id")
+_KEY_BUDGETS: Final = Table("key_budget_spend", KeyBudgetSpendRow, "account", spend_row=True)
 
-_ACCOUNT_TABLES: Final[dict[str, _Table[Any]]] = {
+_ACCOUNT_TABLES: Final[dict[str, Table[Any]]] = {
     "key": _KEYS,
     "user": _USERS,
     "team": _TEAMS,
@@ -586,20 +486,20 @@ class Store:
         return int(await self._scalar("SELECT COUNT(*) FROM spend_logs"))
 
 
-class Records(Generic[_R]):
+class Records(Generic[RowT]):
     """Admin reads and writes of one table of records (``store.keys``, ``.teams``, ``.users``).
 
     ``list`` and ``count`` filter on equality; a filter given as None is left out.
     """
 
-    def __init__(self, store: Store, table: _Table[_R]) -> None:
+    def __init__(self, store: Store, table: Table[RowT]) -> None:
         self._store = store
-        self._table: _Table[_R] = table
+        self._table: Table[RowT] = table
 
-    async def upsert(self, row: _R) -> None:
+    async def upsert(self, row: RowT) -> None:
         await self._store._admin_write(self._table.upsert, self._table.to_params(row))
 
-    async def get(self, pk: str) -> _R | None:
+    async def get(self, pk: str) -> RowT | None:
         table = self._table
         row = await self._store._fetchone(f"{table.select} WHERE {table.pk} = ?", (pk,))
         return None if row is None else table.from_db(row)
@@ -607,7 +507,7 @@ class Records(Generic[_R]):
     async def delete(self, pk: str) -> bool:
         return await self._store._admin_write(self._table.delete, (pk,)) > 0
 
-    async def all(self) -> list[_R]:
+    async def all(self) -> list[RowT]:
         return [self._table.from_db(r) for r in await self._store._fetchall(self._table.select)]
 
     async def count(self, **filters: str | None) -> int:
@@ -616,7 +516,7 @@ class Records(Generic[_R]):
             await self._store._scalar(f"SELECT COUNT(*) FROM {self._table.name}{where}", params)
         )
 
-    async def list(self, *, page: int = 1, size: int = 100, **filters: str | None) -> list[_R]:
+    async def list(self, *, page: int = 1, size: int = 100, **filters: str | None) -> list[RowT]:
         _check_page(page, size)
         where, params = _where(self._filters(filters))
         params.extend((size, (page - 1) * size))
