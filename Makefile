@@ -6,7 +6,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 # The stamp changes whenever the dependency list or the lock does, so `make` reinstalls.
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock 2>/dev/null | cksum | cut -d' ' -f1)
 
-.PHONY: install run test lint format bench bench-micro bench-soak redis-server chromium postgresql wrk lock clean
+.PHONY: install cc run test lint format bench bench-micro bench-soak redis-server chromium postgresql wrk lock clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,9 @@ $(STAMP): | $(PY)
 	rm -f $(VENV)/.installed-*
 	touch $@
 
+# The hot path compiled with mypyc (proxy/compiled.py); a no-op while the build is fresh.
 install: $(STAMP)
+	$(PY) -m proxy.compiled build
 
 run: install
 	$(VENV)/bin/tollway
@@ -45,7 +47,18 @@ postgresql:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
-test: install redis-server chromium postgresql
+# For the compiled hot path (proxy/compiled.py): a C compiler and Python's headers. `make
+# install` without them runs the hot path interpreted, with a warning; `make test` tests the
+# compiled build, so it installs them first.
+cc: | $(PY)
+	@{ command -v "$$($(PY) -c 'import sysconfig; print((sysconfig.get_config_var("CC") or "cc").split()[0])')" \
+	  && $(PY) -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(sysconfig.get_paths()["include"] + "/Python.h"))'; \
+	} >/dev/null 2>&1 || { \
+	  echo "installing gcc and python3-dev"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc python3-dev >/dev/null; }
+
+test: cc install redis-server chromium postgresql
 	$(PY) -m pytest
 
 lint: install

@@ -43,6 +43,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from mypy_extensions import mypyc_attr
+
 from proxy.errors import BudgetExceeded, RateLimited
 from proxy.ledger.durations import Duration, advance, next_reset, parse_duration
 from proxy.ledger.windows import WINDOW_SECONDS, RequestWindow, TokenWindow
@@ -137,6 +139,8 @@ class _Account:
         return self.tpm_window.settled(now) + self.reserved_tokens
 
 
+# Compiled (proxy/compiled.py); the Redis ledger's classes extend these two.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Reservation:
     """What ``admit`` reserved; hand it back to ``settle`` or ``release`` exactly once.
 
@@ -185,6 +189,7 @@ class Reservation:
         )
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Ledger:
     """Admission control and spend for every account, in memory, on the event loop."""
 
