@@ -19,7 +19,7 @@ $(STAMP): | $(PY)
 
 # The hot path compiled with mypyc (proxy/compiled.py); a no-op while the build is fresh.
 install: $(STAMP)
-	$(PY) -m proxy.compiled build
+	$(PY) -c 'import sys; from proxy.compiled import build; sys.exit(build())'
 
 run: install
 	$(VENV)/bin/tollway

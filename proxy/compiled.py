@@ -1,6 +1,6 @@
 """The hot path compiled with mypyc, and the guard that never runs a stale build.
 
-``make`` (every target that runs the gateway) calls ``python -m proxy.compiled build``: the
+``make install`` (so every target that runs the gateway) calls ``build()``: the
 modules in ``MODULES`` are compiled by mypyc (part of mypy) into C extensions next to their
 sources, and ``proxy/_native.json`` records each source's SHA-256. The extensions cut the
 CPU of a request by ~14% (``python -m bench.ab``, see the README's Benchmark section); the
@@ -35,16 +35,25 @@ GROUP = "proxy._native"
 # The request path's own modules, where the CPU of a request goes (bench.profile). Left
 # interpreted: a module that defines a ``msgspec.Struct`` (compiled, its class body reaches
 # msgspec differently and a decoded reply lost its ``usage``: ``usage.py``, ``auth.py``),
-# and what mypyc cannot take (async generators: ``upstream/lean.py``, ``sse.py``; a
-# NamedTuple field typed ``object``: ``accounting.py``).
+# what mypyc cannot take (async generators: ``upstream/lean.py``, ``sse.py``, ``stream.py``;
+# uvicorn's untyped classes as bases: ``server/uvicorn_protocol.py``), and ``estimate.py``
+# (only near a budget's end; interpreted, a test can still count its calls).
 MODULES: tuple[str, ...] = (
     "proxy.dialects.openai.request",
+    "proxy.directory",
+    "proxy.ledger.durations",
     "proxy.ledger.memory",
     "proxy.ledger.windows",
+    "proxy.pipeline.accounting",
     "proxy.pipeline.call",
+    "proxy.pipeline.formats",
+    "proxy.pipeline.policy",
+    "proxy.pipeline.read",
     "proxy.pipeline.respond",
     "proxy.pipeline.route",
     "proxy.routing.dispatch",
+    "proxy.routing.state",
+    "proxy.routing.strategies",
     "proxy.upstream.engine",
 )
 
@@ -101,7 +110,7 @@ def use_source_if_stale() -> None:
         warnings.warn(
             "tollway: the compiled hot path is older than its source "
             f"({', '.join(stale)}); running the source instead (slower). "
-            "Rebuild with `make install` or `python -m proxy.compiled build`.",
+            "Rebuild with `make install`.",
             RuntimeWarning,
             stacklevel=2,
         )
@@ -155,9 +164,3 @@ def build() -> int:
     )
     print(f"proxy.compiled: compiled {len(MODULES)} modules")
     return 0
-
-
-if __name__ == "__main__":
-    if sys.argv[1:] != ["build"]:
-        raise SystemExit("usage: python -m proxy.compiled build")
-    sys.exit(build())

@@ -43,7 +43,7 @@ from ..pricing import (
     unpriced_message,
 )
 from ..request import ParsedRequest
-from ..store import SpendLogRow
+from ..store import KeyRow, SpendLogRow, TeamRow, UserRow
 from ..upstream.deployment import Deployment
 from ..usage import Usage, estimate_tokens
 from .call import Call
@@ -60,9 +60,9 @@ _COMPLETION_TOKENS_ONLY = re.compile(r"^(?:responses/)?(?:o\d|gpt-5)")
 class _Chain(NamedTuple):
     """The ledger accounts of one key's calls, worked out once per key record."""
 
-    key: object
-    user: object
-    team: object
+    key: KeyRow | None
+    user: UserRow | None
+    team: TeamRow | None
     generation: int
     accounts: tuple[str, ...]
     budgeted: bool

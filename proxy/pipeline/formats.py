@@ -88,7 +88,7 @@ class AzureFormat(InboundFormat):
     model group, whatever ``model`` the body names (Azure's SDK may send none). Azure's
     clients send the key in ``api-key``."""
 
-    key_headers = (b"api-key",)
+    key_headers: tuple[bytes, ...] = (b"api-key",)
 
     def parse(
         self, body: bytes, forwarded: dict[str, str] | None, params: PathParams | None = None
@@ -148,7 +148,7 @@ class MessagesFormat(_TranslatedFormat):
     """``POST /v1/messages``: Anthropic Messages clients."""
 
     name = "anthropic"
-    forwarded_headers = anthropic.FORWARDED_HEADERS
+    forwarded_headers: tuple[bytes, ...] = anthropic.FORWARDED_HEADERS
 
     def __init__(self) -> None:
         super().__init__(Kind.CHAT)
@@ -236,7 +236,7 @@ class GeminiFormat(_ProviderFormat):
     ``:streamGenerateContent`` (also under ``/gemini``); the model is in the path."""
 
     name = "gemini"
-    key_headers = (b"x-goog-api-key",)
+    key_headers: tuple[bytes, ...] = (b"x-goog-api-key",)
     inbound = gemini_inbound.INBOUND
 
     def parse(

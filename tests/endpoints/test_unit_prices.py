@@ -11,6 +11,7 @@ import pytest
 
 from proxy.config import RouterSettings, parse_config
 from proxy.endpoints.prices import UnitPrice, UnitPrices
+from proxy.ledger.memory import Ledger
 from proxy.pipeline.accounting import Accounting
 from proxy.pricing import UNIT_FIELDS, PriceTable
 from proxy.server.settings import Settings
@@ -28,7 +29,7 @@ def deployment(model: str, **info: Any) -> Deployment:
 
 
 def unit_prices(table: PriceTable) -> UnitPrices:
-    accounting = Accounting(object(), table, lambda row: None)  # type: ignore[arg-type]
+    accounting = Accounting(Ledger(), table, lambda row: None)
     return UnitPrices(accounting.price_of)
 
 
