@@ -71,3 +71,16 @@ def test_a_build_from_another_module_list_is_stale(
     manifest.write_text(json.dumps({first: compiled._digest(compiled._source(first))}))
     monkeypatch.setattr(compiled, "MANIFEST", manifest)
     assert compiled.stale_modules() == list(compiled.MODULES)
+
+
+def test_no_build_at_all_is_warned_about_unless_interpreted_is_meant(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(compiled, "MANIFEST", tmp_path / "none.json")
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+    finders = len(sys.meta_path)
+    with pytest.warns(RuntimeWarning, match="not compiled"):
+        compiled.use_source_if_stale()
+    monkeypatch.setenv("TOLLWAY_PURE", "1")
+    compiled.use_source_if_stale()  # no warning (warnings are errors here)
+    assert len(sys.meta_path) == finders  # nothing to steer away from
