@@ -18,7 +18,7 @@ import asyncio
 import collections
 import ssl
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import Mapping
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -238,38 +238,8 @@ class _Response:
             parts = [chunk async for chunk in self.iter_chunks()]
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    async def iter_chunks(self) -> AsyncGenerator[bytes, None]:
-        conn = self._conn
-        timeout = self._read_timeout
-        idle = self._idle_timeout
-        while True:
-            chunk = conn.pop_chunk()
-            if chunk is not None:
-                if idle is not None:
-                    timeout = idle
-                if conn._body:
-                    # More has arrived already (a stream's events come several to a read):
-                    # passed on as one piece, one trip through the relay and one write.
-                    parts = [chunk]
-                    while (more := conn.pop_chunk()) is not None:
-                        parts.append(more)
-                    chunk = b"".join(parts)
-                yield chunk
-                continue
-            if conn._complete:
-                self._finish()
-                return
-            if conn._error is not None:
-                self._finished = True
-                error = conn._error
-                if isinstance(error, _Retry):
-                    error = UpstreamUnreachable("the upstream closed the connection")
-                raise error
-            try:
-                await conn._wait(timeout)
-            except TimeoutError:
-                self.close()
-                raise UpstreamTimeout(f"the upstream sent nothing for over {timeout:g}s") from None
+    def iter_chunks(self) -> _Chunks:
+        return _Chunks(self)
 
     def _finish(self) -> None:
         if self._finished:
@@ -293,6 +263,64 @@ class _Response:
         self._finished = True
         conn.abort()
         conn._pool.discard(conn)
+
+
+class _Chunks:
+    """A response's body as it arrives (``ChunkStream``): what was read so far in one piece
+    per ``__anext__``, then waits for more. A class rather than an async generator, which
+    mypyc does not compile; it behaves as the generator did: after the end, an error or
+    ``aclose()``, iteration stops."""
+
+    __slots__ = ("_done", "_response", "_timeout")
+
+    def __init__(self, response: _Response) -> None:
+        self._response = response
+        self._timeout = response._read_timeout
+        self._done = False
+
+    def __aiter__(self) -> _Chunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._done:
+            raise StopAsyncIteration
+        response = self._response
+        conn = response._conn
+        while True:
+            chunk = conn.pop_chunk()
+            if chunk is not None:
+                if response._idle_timeout is not None:
+                    self._timeout = response._idle_timeout
+                if conn._body:
+                    # More has arrived already (a stream's events come several to a read):
+                    # passed on as one piece, one trip through the relay and one write.
+                    parts = [chunk]
+                    while (more := conn.pop_chunk()) is not None:
+                        parts.append(more)
+                    chunk = b"".join(parts)
+                return chunk
+            if conn._complete:
+                self._done = True
+                response._finish()
+                raise StopAsyncIteration
+            if conn._error is not None:
+                self._done = True
+                response._finished = True
+                error = conn._error
+                if isinstance(error, _Retry):
+                    error = UpstreamUnreachable("the upstream closed the connection")
+                raise error
+            try:
+                await conn._wait(self._timeout)
+            except TimeoutError:
+                self._done = True
+                response.close()
+                raise UpstreamTimeout(
+                    f"the upstream sent nothing for over {self._timeout:g}s"
+                ) from None
+
+    async def aclose(self) -> None:
+        self._done = True
 
 
 class _Pool:

@@ -5,7 +5,7 @@ that uses it (about 14 MB resident); the default upstream client is ``lean``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Protocol
 
 import msgspec
@@ -22,6 +22,15 @@ class Deadlines(msgspec.Struct, frozen=True):
     stream_idle: float | None = None
 
 
+class ChunkStream(Protocol):
+    """A reply's body as it arrives: ``async for`` (or ``anext``) and ``aclose()``. An async
+    generator is one; the lean client's is a class, so that mypyc compiles it."""
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+    def __anext__(self) -> Awaitable[bytes]: ...
+    def aclose(self) -> Awaitable[None]: ...
+
+
 class UpstreamResponse(Protocol):
     """One upstream reply. A response may also have ``arrived`` (True once the whole body
     is in, so ``read`` returns without waiting): the engine then skips arming the total
@@ -31,7 +40,7 @@ class UpstreamResponse(Protocol):
 
     def header(self, name: str) -> str | None: ...
     async def read(self) -> bytes: ...
-    def iter_chunks(self) -> AsyncGenerator[bytes, None]: ...
+    def iter_chunks(self) -> ChunkStream: ...
     def close(self) -> None: ...
 
 

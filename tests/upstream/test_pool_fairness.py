@@ -3,25 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
 
 from proxy.upstream import lean
 
 
-class _Conn:
-    closed = False
-    idle_since = 0.0
+@pytest.fixture
+async def listener() -> AsyncIterator[int]:
+    """A port on 127.0.0.1 that accepts connections and holds them open (the pool only
+    connects here; nothing is sent)."""
+    held: list[asyncio.StreamWriter] = []
 
-    def abort(self) -> None:
-        self.closed = True
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        await reader.read()  # until the pool closes its end
+        writer.close()
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0, backlog=1024)
+    yield server.sockets[0].getsockname()[1]
+    server.close()
+    for writer in held:
+        writer.close()
+    await server.wait_closed()
 
 
-async def test_a_freed_connection_goes_to_the_oldest_waiter_not_a_newcomer() -> None:
-    pool = lean._Pool("127.0.0.1", 1, None, 1)
-
-    async def connect(timeout: float) -> _Conn:
-        return _Conn()
-
-    pool._connect = connect  # type: ignore[assignment,method-assign]
+async def test_a_freed_connection_goes_to_the_oldest_waiter_not_a_newcomer(listener: int) -> None:
+    pool = lean._Pool("127.0.0.1", listener, None, 1)
     held = await pool.acquire(5, False)
     order: list[str] = []
 
@@ -42,16 +51,13 @@ async def test_a_freed_connection_goes_to_the_oldest_waiter_not_a_newcomer() -> 
     assert pool.active == 0
 
 
-async def test_connections_a_burst_opened_are_closed_once_idle_past_the_limit() -> None:
-    pool = lean._Pool("127.0.0.1", 1, None, 600)
-
-    async def connect(timeout: float) -> _Conn:
-        return _Conn()
-
-    pool._connect = connect  # type: ignore[assignment,method-assign]
+async def test_connections_a_burst_opened_are_closed_once_idle_past_the_limit(
+    listener: int,
+) -> None:
+    pool = lean._Pool("127.0.0.1", listener, None, 600)
     burst = [await pool.acquire(5, False) for _ in range(500)]
     for conn in burst:
-        pool.release(conn)  # type: ignore[arg-type]
+        pool.release(conn)
     assert len(pool.idle) == 500
     # Later, one call at a time (most recently used first): a call that finds an idle
     # connection still fresh reuses it, and its release closes those idle too long.
@@ -65,6 +71,6 @@ async def test_connections_a_burst_opened_are_closed_once_idle_past_the_limit() 
     # With no call at all, the transport's sweep does it (run by the memory trimmer).
     conn.idle_since -= lean._IDLE_SECONDS + 1
     transport = lean.LeanTransport(pool_size=4)
-    transport._pools[("http", "127.0.0.1", 1)] = pool
+    transport._pools[("http", "127.0.0.1", listener)] = pool
     transport.sweep_idle()
     assert not pool.idle and conn.closed
