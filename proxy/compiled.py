@@ -3,7 +3,7 @@
 ``make install`` (so every target that runs the gateway) calls ``build()``: the
 modules in ``MODULES`` are compiled by mypyc (part of mypy) into C extensions next to their
 sources, and ``proxy/_native.json`` records each source's SHA-256. Interpreted, a JSON
-request costs 1.24x the CPU and a stream 1.13x (``python -m bench.ab``, see the README's
+request costs 1.33x the CPU and a stream 1.23x (``python -m bench.ab``, see the README's
 Benchmark section); the code is the same typed Python, checked by ``mypy --strict``.
 
 At import (``proxy/__init__.py``), ``use_source_if_stale`` compares the recorded hashes
@@ -109,7 +109,7 @@ def use_source_if_stale() -> None:
     if not MANIFEST.exists():
         warnings.warn(
             "tollway: the hot path is not compiled (no build next to the source): it runs "
-            "interpreted, ~24% more CPU per request. `make install` builds it; "
+            "interpreted, ~33% more CPU per request. `make install` builds it; "
             "TOLLWAY_PURE=1 says interpreted is meant.",
             RuntimeWarning,
             stacklevel=2,
@@ -146,7 +146,7 @@ def build() -> int:
     if missing:
         print(
             f"proxy.compiled: WARNING: {missing}: the hot path runs interpreted "
-            "(~24% more CPU per request). `make test` installs it.",
+            "(~33% more CPU per request). `make test` installs it.",
             file=sys.stderr,
         )
         return 0
