@@ -36,7 +36,7 @@ GROUP = "proxy._native"
 # The request path's own modules, where the CPU of a request goes (bench.profile). Left
 # interpreted: a module that defines a ``msgspec.Struct`` (compiled, its class body reaches
 # msgspec differently and a decoded reply lost its ``usage``: ``usage.py``, ``auth.py``),
-# what mypyc cannot take (async generators: ``upstream/sse.py``, ``stream.py``;
+# what mypyc cannot take (async generators: ``upstream/stream.py``;
 # uvicorn's untyped classes as bases: ``server/uvicorn_protocol.py``), and ``estimate.py``
 # (only near a budget's end; interpreted, a test can still count its calls).
 MODULES: tuple[str, ...] = (
@@ -57,6 +57,7 @@ MODULES: tuple[str, ...] = (
     "proxy.routing.strategies",
     "proxy.upstream.engine",
     "proxy.upstream.lean",
+    "proxy.upstream.sse",
 )
 
 

@@ -8,7 +8,7 @@ the client could not use yet anyway) and, when the gateway itself asked the upst
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Protocol
 
 import msgspec
@@ -119,17 +119,6 @@ def _boundaries(data: bytes) -> Iterator[tuple[int, int]]:
     while start >= 0:
         yield start, start + 2
         start = data.find(b"\n\n", start + 2)
-
-
-async def relay(chunks: AsyncIterator[bytes], state: ByteRelay) -> AsyncIterator[bytes]:
-    """Yield the bytes to send for each upstream chunk (skipping empty ones)."""
-    async for chunk in chunks:
-        out = state.feed(chunk)
-        if out:
-            yield out
-    tail = state.finish()
-    if tail:
-        yield tail
 
 
 def sse_event(payload: bytes) -> bytes:
