@@ -3,7 +3,7 @@
 ``make install`` (so every target that runs the gateway) calls ``build()``: the
 modules in ``MODULES`` are compiled by mypyc (part of mypy) into C extensions next to their
 sources, and ``proxy/_native.json`` records each source's SHA-256. Interpreted, a JSON
-request costs 1.33x the CPU and a stream 1.23x (``python -m bench.ab``, see the README's
+request costs 1.33x the CPU and a stream 1.28x (``python -m bench.ab``, see the README's
 Benchmark section); the code is the same typed Python, checked by ``mypy --strict``.
 
 At import (``proxy/__init__.py``), ``use_source_if_stale`` compares the recorded hashes
