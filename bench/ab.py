@@ -26,12 +26,10 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 from bench.loadgen import CHAT_PATH
 from bench.payloads import CHAT_BODY, STREAM_BODY
-from bench.procs import Child, pin, start_gateway, start_upstream
+from bench.procs import Child, neutral_workdir, pin, start_gateway, start_upstream
 from bench.run import MASTER_KEY, ROOT, bench_config
 from bench.setup_keys import create_bench_key
 from bench.wrk import script, summary_row
@@ -70,9 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(cpus) < 2:
         raise SystemExit("bench.ab needs two CPUs: one for the gateways, one for the load")
     gateway_cpu, load_cpu = {cpus[0]}, {cpus[-1]}
-    os.chdir(tempfile.gettempdir())  # see the docstring: the checkout must come from PYTHONPATH
-    work = Path(tempfile.mkdtemp(prefix="tollway-ab-"))
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    work, env = neutral_workdir("tollway-ab-")  # see the docstring
     children: list[Child] = []
     try:
         upstream = start_upstream(work, env, load_cpu)

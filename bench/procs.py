@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -153,6 +154,15 @@ class RSSSampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def neutral_workdir(prefix: str) -> tuple[Path, dict[str, str]]:
+    """A fresh work folder, and the environment for gateways started from it: this process
+    leaves the checkout first (``python -m proxy`` run inside one imports that checkout,
+    whatever ``PYTHONPATH`` says), and ``PYTHONPATH`` names this checkout."""
+    os.chdir(tempfile.gettempdir())
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    return work, dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
 
 
 def start_upstream(work: Path, env: dict[str, str], cpus: set[int] | None) -> Child:

@@ -13,15 +13,12 @@ on the last CPU), and each round's ratio is printed with their median.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
-import tempfile
-from pathlib import Path
 
 from bench.loadgen import CHAT_PATH, ensure_litellm, start_litellm
-from bench.procs import Child, pin, start_gateway, start_upstream
-from bench.run import MASTER_KEY, ROOT, bench_config, cpu_plan
+from bench.procs import Child, neutral_workdir, pin, start_gateway, start_upstream
+from bench.run import MASTER_KEY, bench_config, cpu_plan
 from bench.setup_keys import create_bench_key
 from bench.wrk import run_wrk
 
@@ -36,9 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     if litellm is None:
         raise SystemExit("the LiteLLM proxy could not be installed (see bench/README.md)")
     server_cpus, load_cpus = cpu_plan(True)
-    os.chdir(tempfile.gettempdir())  # `python -m proxy` inside a checkout imports that one
-    work = Path(tempfile.mkdtemp(prefix="tollway-ratio-"))
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    work, env = neutral_workdir("tollway-ratio-")
     children: list[Child] = []
     try:
         upstream = start_upstream(work, env, load_cpus)

@@ -71,10 +71,7 @@ class Table(Generic[RowT]):
         width = len(self.columns)
         flat: list[Any] = []
         for row in rows:
-            flat.extend(msgspec.structs.astuple(row))
-        for base in range(0, len(flat), width):
-            for i in self.json_idx:
-                flat[base + i] = _json_encode(flat[base + i]).decode()
+            flat.extend(self.to_params(row))
         statements = []
         start, left, size = 0, len(rows), self.rows_per_insert
         while left:
