@@ -12,6 +12,14 @@ the event loop keeps serving while glibc walks its heap). At most one trim per q
 one after the tick that closes the idle upstream connections a burst left (they are swept on
 every tick once idle for 4 s, which may be after the burst's trim): no trim while the load is
 steady. Without glibc (musl, macOS) it is off.
+
+Before a trim, one full garbage collection runs on the loop. A closed connection, client or
+upstream, is a reference cycle (its protocol holds its ``httptools`` parser, which holds the
+protocol back), so only the collector frees it. Under load that happens within 10,000 new
+objects (``server/app.py``'s threshold), but once traffic stops nothing is allocated and the
+collector never runs: after ``make bench``'s 1,000-connection rows ~800 closed connections
+(1.4 MB of live objects) stayed until the next burst. The collection walks the ~10,000
+tracked objects that are left in 3-20 ms, once per quiet spell.
 """
 
 from __future__ import annotations
@@ -19,7 +27,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import gc
 from collections.abc import Callable
+
+# From closing the idle upstream connections to the collection that frees them.
+_SETTLE_S = 0.05
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
@@ -74,6 +86,10 @@ class Trimmer:
             due = self.due(self._served())
             released = self._before() if self._before is not None else 0
             if due or released:
+                if released:
+                    # Closed transports drop their protocols in a later loop turn.
+                    await asyncio.sleep(_SETTLE_S)
+                gc.collect()
                 await loop.run_in_executor(None, self.trim_now)
 
     def due(self, served: int) -> bool:
