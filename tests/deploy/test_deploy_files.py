@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,8 @@ from dockerfile_parse import DockerfileParser
 
 from proxy.config import parse_config
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
 K8S_VERSION = "1.29.0"  # native sidecars (initContainers with restartPolicy: Always)
 COMPILERS = re.compile(r"\b(gcc|g\+\+|cc|clang|build-essential|make|cmake|rustc|cargo)\b")
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
@@ -228,3 +230,17 @@ def test_no_compiler_is_installed_in_the_final_stage() -> None:
     for copy in _values(final, "COPY"):
         # Only the finished virtualenv comes over from the build stage.
         assert copy.split()[-2:] == ["/opt/tollway", "/opt/tollway"], copy
+
+
+def test_the_build_stage_compiles_the_hot_path_and_ships_its_extensions() -> None:
+    build = " ".join(_values(_stages()[0], "RUN"))
+    # Compiled where pyproject.toml's mypy settings apply, then installed with the extensions
+    # (package data) and their manifest; mypy itself does not reach the image.
+    assert "from proxy.compiled import build" in build
+    assert build.index("proxy.compiled") < build.index("--force-reinstall")
+    assert "pip uninstall -y mypy" in build
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "**/*.so" in data["tool"]["setuptools"]["package-data"]["proxy"]
+    # The build context never brings this machine's extensions or manifest along.
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert "**/*.so" in ignored and "proxy/_native.json" in ignored
