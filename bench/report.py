@@ -64,7 +64,7 @@ def feature_cost(
 ) -> list[dict[str, Any]]:
     """Per feature target and user count: Δp50 / Δp99 (ms) of JSON latency and stream TTFB
     and the req/s ratio, against ``baseline`` under the same load; then one row from the
-    precise probe (``users`` = "probe"; there the stream is timed to its end, not its TTFB)."""
+    precise probe (``users`` = "probe"; its stream TTFB where it has one, else to the end)."""
     index = {(r["scenario"], r["users"], r["metric"], r["target"]): r for r in runs}
     users = sorted({r["users"] for r in runs})
     out: list[dict[str, Any]] = []
@@ -87,7 +87,7 @@ def feature_cost(
         if probe:
             row = {"target": target, "users": "probe"}
             for scenario, _, label in FEATURE_METRICS:
-                per_target = probe.get(scenario, {})
+                per_target = probe.get(f"{scenario}-ttfb") or probe.get(scenario, {})
                 if target in per_target and baseline in per_target:
                     for q in ("p50", "p99"):
                         delta_us = per_target[target][q] - per_target[baseline][q]
@@ -253,21 +253,24 @@ def markdown(result: Mapping[str, Any]) -> str:
     if probe:
         parts += [
             "",
-            f"## Precise probe (µs; sequential aiohttp client, concurrency 1, "
-            f"{settings['probe_requests']} requests per target, interleaved)",
+            f"## Precise probe (µs; a blocking keep-alive socket per target, concurrency 1, "
+            f"{settings['probe_requests']} requests per target, interleaved; stream-ttfb: to "
+            "the reply's first byte)",
             "",
         ]
         rows = []
+        quantiles = ("p50", "p90", "p99", "p99.9")
         for scenario, per_target in probe.items():
             for target, s in per_target.items():
-                added = [s.get(f"added_{k}") for k in ("p50", "p90", "p99")]
+                # Results from before the p99.9 column have none.
                 rows.append(
-                    [scenario, target, f"{s['p50']:.0f}", f"{s['p90']:.0f}", f"{s['p99']:.0f}"]
-                    + ["" if a is None else f"{a:+.0f}" for a in added]
+                    [scenario, target]
+                    + [f"{s[q]:.0f}" if q in s else "" for q in quantiles]
+                    + [f"{s[f'added_{q}']:+.0f}" if f"added_{q}" in s else "" for q in quantiles]
                 )
         parts.append(
             _table(
-                ["scenario", "target", "p50", "p90", "p99", "added p50", "added p90", "added p99"],
+                ["scenario", "target", *quantiles, *(f"added {q}" for q in quantiles)],
                 rows,
             )
         )
