@@ -33,31 +33,38 @@ def _database() -> sqlite3.Connection:
     return db
 
 
+_IDS = itertools.count()
+
+
+def spend_log_rows(count: int) -> list[SpendLogRow]:
+    """``count`` spend-log rows like a bench request's, each with a request id of its own."""
+    now = time.time()
+    return [
+        SpendLogRow(
+            request_id=f"micro{n:010x}",
+            call_id=f"call-{n}",
+            key_hash="ab" * 32,
+            model="bench-model",
+            deployment="openai/bench-model",
+            prompt_tokens=250,
+            completion_tokens=64,
+            total_tokens=314,
+            cost=0.000378,
+            latency_ms=1.4,
+            status_code=200,
+            start_time=now,
+            end_time=now + 0.0014,
+            response_id="chatcmpl-bench",
+        )
+        for n in itertools.islice(_IDS, count)
+    ]
+
+
 def store_stages() -> list[tuple[str, str, Callable[[], object], int]]:
     db = _database()
-    ids = itertools.count()
 
     def batch() -> list[SpendLogRow]:
-        now = time.time()
-        return [
-            SpendLogRow(
-                request_id=f"micro{n:010x}",
-                call_id=f"call-{n}",
-                key_hash="ab" * 32,
-                model="bench-model",
-                deployment="openai/bench-model",
-                prompt_tokens=250,
-                completion_tokens=64,
-                total_tokens=314,
-                cost=0.000378,
-                latency_ms=1.4,
-                status_code=200,
-                start_time=now,
-                end_time=now + 0.0014,
-                response_id="chatcmpl-bench",
-            )
-            for n in itertools.islice(ids, BATCH)
-        ]
+        return spend_log_rows(BATCH)
 
     def flush() -> None:
         statements = _LOGS.batch_inserts(batch())

@@ -284,7 +284,7 @@ async def test_apply_flush_is_idempotent_and_spend_absolute(store: Store) -> Non
 
 def test_spend_logs_are_inserted_in_chunks_of_a_few_statement_sizes() -> None:
     width = len(_LOGS.columns)
-    assert _LOGS.rows_per_insert == 128
+    assert _LOGS.rows_per_insert == 16
 
     def sizes(count: int) -> list[int]:
         inserts = _LOGS.batch_inserts([log(f"r{n}") for n in range(count)])
@@ -292,9 +292,9 @@ def test_spend_logs_are_inserted_in_chunks_of_a_few_statement_sizes() -> None:
 
     assert sizes(0) == []
     assert sizes(1) == [1]
-    assert sizes(128) == [128]
-    assert sizes(300) == [128, 128, 32, 8, 4]
-    assert sizes(127) == [64, 32, 16, 8, 4, 2, 1]
+    assert sizes(16) == [16]
+    assert sizes(300) == [16] * 18 + [8, 4]
+    assert sizes(15) == [8, 4, 2, 1]
     # Each chunk's rows are in order, the JSON columns encoded.
     (_, params), *_ = _LOGS.batch_inserts([log("a", tags=["x"]), log("b")])
     assert params[0] == "a" and params[width] == "b"
