@@ -20,16 +20,16 @@ the stream ended (the router's health bookkeeping listens there).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from typing import Protocol
+from collections.abc import Callable, Iterable, Sequence
+from typing import Final, Protocol
 
-from ..dialects.base import EventDecoder
+from ..dialects.base import EventDecoder, Frame
 from ..errors import TollwayError
 from ..model import StreamEvent, Usage, UsageReport
 from .errors import scrubbed
 from .framing import Framer
 from .sse import ByteRelay
-from .transport import UpstreamResponse
+from .transport import ChunkStream, UpstreamResponse
 
 
 class StreamOutcome:
@@ -65,6 +65,7 @@ class UpstreamStream:
         "_first",
         "_framer",
         "_listeners",
+        "_raw",
         "_relay",
         "_response",
         "_secrets",
@@ -97,6 +98,7 @@ class UpstreamStream:
         self._listeners: list[CloseListener] = []
         self._stages: list[StreamStage] = []
         self._chunks = response.iter_chunks()
+        self._raw: RawBytes | None = None
         self.outcome = StreamOutcome()
 
     @property
@@ -132,69 +134,21 @@ class UpstreamStream:
         first, self._first = self._first, None
         return first
 
-    async def raw(self) -> AsyncIterator[bytes]:
-        """The upstream's bytes, untouched but for the gateway's own usage chunk.
-
-        One generator over the socket's chunks (no nested generators): this is the hot path
-        of every pass-through stream.
-        """
+    def raw(self) -> RawBytes:
+        """The upstream's bytes, untouched but for the gateway's own usage chunk: one
+        iterator over the socket's chunks (no nested generators), the hot path of every
+        pass-through stream."""
         assert self._relay is not None, "this stream has no byte relay"
-        relay = self._relay()
-        outcome = self.outcome
-        try:
-            first = self._take()
-            if first:
-                out = relay.feed(first)
-                if out:
-                    yield out
-            async for chunk in self._chunks:
-                out = relay.feed(chunk)
-                if out:
-                    yield out
-            tail = relay.finish()
-            if tail:
-                yield tail
-            outcome.completed = True
-        except TollwayError as exc:
-            outcome.error = scrubbed(exc, self._secrets)
-            raise
-        finally:
-            outcome.usage = relay.usage
+        view = RawBytes(self._take(), self._chunks, self._relay(), self.outcome, self._secrets)
+        self._raw = view
+        return view
 
-    async def events(self) -> AsyncIterator[StreamEvent]:
+    def events(self) -> Events:
         """The stream as common events, decoded by the provider's dialect and passed through
         every stage in the order they were added."""
-        framer = self._framer()
-        decoder = self._decoder()
-        outcome = self.outcome
-        staged = bool(self._stages)
-        try:
-            first = self._take()
-            chunks = [first] if first else []
-            while True:
-                for chunk in chunks:
-                    for frame in framer.feed(chunk):
-                        events = self._billed(decoder.feed(frame))
-                        for event in await self._staged(events) if staged else events:
-                            yield event
-                try:
-                    chunks = [await anext(self._chunks)]
-                except StopAsyncIteration:
-                    break
-            tail = [e for frame in framer.finish() for e in decoder.feed(frame)]
-            tail.extend(decoder.finish())
-            tail = self._billed(tail)
-            for event in await self._staged(tail) if staged else tail:
-                yield event
-            for index, stage in enumerate(self._stages):
-                for event in await self._staged(await stage.on_end(), start=index + 1):
-                    yield event
-            outcome.completed = True
-        except TollwayError as exc:
-            outcome.error = scrubbed(exc, self._secrets)
-            raise
+        return Events(self, self._take())
 
-    def _billed(self, events: list[StreamEvent]) -> list[StreamEvent]:
+    def billed(self, events: list[StreamEvent]) -> list[StreamEvent]:
         """Record the upstream's usage before any stage sees it: what the upstream billed is
         billed, whatever a stage then holds back or ends."""
         for event in events:
@@ -202,7 +156,7 @@ class UpstreamStream:
                 self.outcome.usage = event.usage
         return events
 
-    async def _staged(self, events: Iterable[StreamEvent], start: int = 0) -> Sequence[StreamEvent]:
+    async def staged(self, events: Iterable[StreamEvent], start: int = 0) -> Sequence[StreamEvent]:
         """``events`` through the stages from ``start`` on."""
         out = events if isinstance(events, list) else list(events)
         for stage in self._stages[start:]:
@@ -217,9 +171,170 @@ class UpstreamStream:
         if self._closed:
             return
         self._closed = True
+        if self._raw is not None:
+            # What the relay saw, also when the reader stopped mid-stream (a client gone).
+            self.outcome.usage = self._raw.relay.usage
         self._response.close()
         try:
             await self._chunks.aclose()
         finally:
             for listener in self._listeners:
                 listener(self.outcome)
+
+
+class RawBytes:
+    """``UpstreamStream.raw()``: the socket's chunks through the byte relay, for ``async
+    for``. A class rather than an async generator, so that mypyc compiles it."""
+
+    __slots__ = ("_chunks", "_first", "_outcome", "_secrets", "_state", "relay")
+
+    def __init__(
+        self,
+        first: bytes | None,
+        chunks: ChunkStream,
+        relay: ByteRelay,
+        outcome: StreamOutcome,
+        secrets: tuple[str, ...],
+    ) -> None:
+        self._first = first
+        self._chunks = chunks
+        self.relay = relay
+        self._outcome = outcome
+        self._secrets = secrets
+        self._state = _FIRST
+
+    def __aiter__(self) -> RawBytes:
+        return self
+
+    async def __anext__(self) -> bytes:
+        relay = self.relay
+        try:
+            if self._state == _FIRST:
+                self._state = _SOCKET
+                first, self._first = self._first, None
+                if first:
+                    out = relay.feed(first)
+                    if out:
+                        return out
+            while self._state == _SOCKET:
+                try:
+                    chunk = await self._chunks.__anext__()
+                except StopAsyncIteration:
+                    self._state = _TAIL
+                    tail = relay.finish()
+                    if tail:
+                        return tail
+                    break
+                out = relay.feed(chunk)
+                if out:
+                    return out
+        except TollwayError as exc:
+            self._state = _OVER
+            self._outcome.error = scrubbed(exc, self._secrets)
+            self._outcome.usage = relay.usage
+            raise
+        except BaseException:
+            self._state = _OVER
+            self._outcome.usage = relay.usage
+            raise
+        if self._state == _TAIL:
+            # The tail reached the reader, who asked for more: the stream is over.
+            self._state = _OVER
+            self._outcome.completed = True
+            self._outcome.usage = relay.usage
+        raise StopAsyncIteration
+
+
+class Events:
+    """``UpstreamStream.events()``, for ``async for``: each frame's events through the
+    stages before the next frame is read, then the tail, then what each stage held back.
+    A class rather than an async generator, so that mypyc compiles it."""
+
+    __slots__ = (
+        "_decoder",
+        "_framer",
+        "_frames",
+        "_index",
+        "_next_frame",
+        "_out",
+        "_pending",
+        "_stage",
+        "_staged",
+        "_state",
+        "_stream",
+    )
+
+    def __init__(self, stream: UpstreamStream, first: bytes | None) -> None:
+        self._stream = stream
+        self._framer = stream._framer()
+        self._decoder = stream._decoder()
+        self._staged = bool(stream._stages)
+        self._state = _FIRST
+        self._pending = first
+        self._frames: list[Frame] = []
+        self._next_frame = 0
+        self._out: Sequence[StreamEvent] = ()
+        self._index = 0  # the next of ``_out`` to hand out
+        self._stage = 0  # the next stage whose held-back events are released at the end
+
+    def __aiter__(self) -> Events:
+        return self
+
+    async def __anext__(self) -> StreamEvent:
+        try:
+            while self._index >= len(self._out):
+                self._out = await self._refill()
+                self._index = 0
+            event = self._out[self._index]
+            self._index += 1
+            return event
+        except TollwayError as exc:
+            self._state = _OVER
+            self._stream.outcome.error = scrubbed(exc, self._stream._secrets)
+            raise
+
+    async def _refill(self) -> Sequence[StreamEvent]:
+        """The events of the next step (maybe none); StopAsyncIteration after the last."""
+        stream = self._stream
+        if self._next_frame < len(self._frames):
+            frame = self._frames[self._next_frame]
+            self._next_frame += 1
+            events = stream.billed(self._decoder.feed(frame))
+            return await stream.staged(events) if self._staged else events
+        if self._state == _FIRST:
+            self._state = _SOCKET
+            first, self._pending = self._pending, None
+            if first:
+                self._feed(first)
+            return ()
+        if self._state == _SOCKET:
+            try:
+                chunk = await stream._chunks.__anext__()
+            except StopAsyncIteration:
+                self._state = _TAIL
+                tail = [e for frame in self._framer.finish() for e in self._decoder.feed(frame)]
+                tail.extend(self._decoder.finish())
+                tail = stream.billed(tail)
+                return await stream.staged(tail) if self._staged else tail
+            self._feed(chunk)
+            return ()
+        if self._state == _TAIL:
+            stages = stream._stages
+            if self._stage < len(stages):
+                index = self._stage
+                self._stage += 1
+                return await stream.staged(await stages[index].on_end(), start=index + 1)
+            self._state = _OVER
+            stream.outcome.completed = True
+        raise StopAsyncIteration
+
+    def _feed(self, chunk: bytes) -> None:
+        self._frames = self._framer.feed(chunk)
+        self._next_frame = 0
+
+
+# The reading states of ``RawBytes`` and ``Events``.
+_FIRST: Final = 0  # the primed first chunk is next
+_SOCKET: Final = 1  # reading the socket's chunks
+_TAIL: Final = 2  # the upstream's end was read: what it left is being released
+_OVER: Final = 3
