@@ -488,6 +488,7 @@ class Gateway:
             lambda: self.state.request_ids.count,
             self.state.settings.memory_trim_s,
             transport.sweep_idle if isinstance(transport, LeanTransport) else None,
+            self.state.store.release_memory,
         )
         trimmer.start()
         log.info("tollway ready: %d deployments", len(self.state.router.deployments()))

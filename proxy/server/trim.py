@@ -20,6 +20,11 @@ objects (``server/app.py``'s threshold), but once traffic stops nothing is alloc
 collector never runs: after ``make bench``'s 1,000-connection rows ~800 closed connections
 (1.4 MB of live objects) stayed until the next burst. The collection walks the ~10,000
 tracked objects that are left in 3-20 ms, once per quiet spell.
+
+And before it, the store's caches are released (``Store.release_memory``: SQLite's
+``PRAGMA shrink_memory``). A burst of spend-log writes fills the connection's page cache to
+its 2 MB, allocated on the database thread; once freed, the trim gives it back. The next
+query reads its pages from the OS's file cache again.
 """
 
 from __future__ import annotations
@@ -28,7 +33,10 @@ import asyncio
 import contextlib
 import ctypes
 import gc
-from collections.abc import Callable
+import logging
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger(__name__)
 
 # From closing the idle upstream connections to the collection that frees them.
 _SETTLE_S = 0.05
@@ -54,8 +62,12 @@ class Trimmer:
         served: Callable[[], int],
         interval_s: float,
         before: Callable[[], int] | None = None,
+        release: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._served = served
+        # Run before each trim: gives back what a component caches for reuse (SQLite's page
+        # cache, which a burst of spend-log writes fills to its 2 MB).
+        self._release = release
         # Run on the loop every tick, before a trim: releases what only a quiet spell frees
         # (the upstream connections a burst opened) and says how many it released; a tick
         # that released any trims too.
@@ -89,6 +101,11 @@ class Trimmer:
                 if released:
                     # Closed transports drop their protocols in a later loop turn.
                     await asyncio.sleep(_SETTLE_S)
+                if self._release is not None:
+                    try:
+                        await self._release()
+                    except Exception as exc:  # the trim itself still runs
+                        log.warning("memory release before a trim failed: %s", type(exc).__name__)
                 gc.collect()
                 await loop.run_in_executor(None, self.trim_now)
 

@@ -147,6 +147,9 @@ class PostgresStore(Store):
     async def close(self) -> None:
         await self._pool.close()
 
+    async def release_memory(self) -> None:
+        """Nothing to release: PostgreSQL caches pages in its own processes."""
+
     # -- migrations -----------------------------------------------------------------------
 
     async def _migrate(self) -> None:

@@ -254,6 +254,12 @@ class Store:
     async def close(self) -> None:
         await self._db.close()
 
+    async def release_memory(self) -> None:
+        """Free the connection's page cache (SQLite's ``PRAGMA shrink_memory``): run in a
+        quiet spell, before the memory trimmer gives freed memory back to the system."""
+        async with self._db.execute("PRAGMA shrink_memory"):
+            pass
+
     async def _set_wal(self) -> Any:
         # Switching a fresh file to WAL while other connections open it returns SQLITE_BUSY
         # without consulting the busy handler, so retry here (bounded).

@@ -173,3 +173,33 @@ def test_the_setting_reads_its_environment_variable() -> None:
     assert resolve({}, {"TOLLWAY_MEMORY_TRIM_S": "0"}, None).memory_trim_s == 0.0
     with pytest.raises(SettingsError, match="TOLLWAY_MEMORY_TRIM_S"):
         resolve({}, {"TOLLWAY_MEMORY_TRIM_S": "-1"}, None)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="malloc_trim is glibc's")
+async def test_caches_are_released_before_each_trim_and_a_failing_release_does_not_stop_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    counter = [0]
+    calls: list[int] = []  # how many trims had run at each release
+
+    async def release() -> None:
+        calls.append(trimmer.trims)
+        if len(calls) == 1:
+            raise OSError("disk gone")
+
+    trimmer = Trimmer(lambda: counter[0], interval_s=0.02, release=release)
+    trimmer.start()
+    try:
+        for burst in range(2):
+            await asyncio.sleep(0)
+            counter[0] += 1000  # a burst, then nothing: one trim each
+            for _ in range(250):
+                await asyncio.sleep(0.02)
+                if trimmer.trims > burst:
+                    break
+    finally:
+        await trimmer.stop()
+    assert trimmer.trims == 2 and calls == [0, 1]
+    assert "memory release before a trim failed: OSError" in caplog.text
+    assert "disk gone" not in caplog.text
+
