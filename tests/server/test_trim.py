@@ -202,4 +202,3 @@ async def test_caches_are_released_before_each_trim_and_a_failing_release_does_n
     assert trimmer.trims == 2 and calls == [0, 1]
     assert "memory release before a trim failed: OSError" in caplog.text
     assert "disk gone" not in caplog.text
-

@@ -482,4 +482,3 @@ async def test_release_memory_frees_the_page_cache_a_burst_of_writes_filled(stor
     await store.release_memory()
     assert filled - _sqlite_memory_used() > 1_000_000
     assert await store.count_spend_logs() == 20_000  # nothing lost, still readable
-
