@@ -16,6 +16,14 @@ from proxy.server.trim import Trimmer
 from proxy.upstream import lean
 
 
+async def _trimmed(trimmer: Trimmer, trims: int) -> None:
+    """Until the running ``trimmer`` has trimmed ``trims`` times (at most 5 s)."""
+    for _ in range(250):
+        await asyncio.sleep(0.02)
+        if trimmer.trims >= trims:
+            return
+
+
 def test_a_trim_is_due_once_when_a_burst_is_over_and_never_while_the_load_is_steady() -> None:
     trimmer = Trimmer(lambda: 0, interval_s=10)
     served = 0
@@ -42,10 +50,7 @@ async def test_the_running_trimmer_sweeps_then_trims_after_a_burst() -> None:
     try:
         await asyncio.sleep(0)  # the trimmer has read the count it starts from
         counter[0] = 1000  # a burst in the first tick, then nothing
-        for _ in range(250):
-            await asyncio.sleep(0.02)
-            if trimmer.trims:
-                break
+        await _trimmed(trimmer, 1)
     finally:
         await trimmer.stop()
     # Every tick sweeps; the trim came after a sweep, and only one was due.
@@ -119,10 +124,7 @@ async def test_connections_closed_in_a_quiet_spell_are_freed_by_the_trimmer(
     trimmer = Trimmer(lambda: 0, interval_s=0.02, before=transport.sweep_idle)
     trimmer.start()
     try:
-        for _ in range(250):
-            await asyncio.sleep(0.02)
-            if trimmer.trims:
-                break
+        await _trimmed(trimmer, 1)
     finally:
         await trimmer.stop()
         server.close()
@@ -193,10 +195,7 @@ async def test_caches_are_released_before_each_trim_and_a_failing_release_does_n
         for burst in range(2):
             await asyncio.sleep(0)
             counter[0] += 1000  # a burst, then nothing: one trim each
-            for _ in range(250):
-                await asyncio.sleep(0.02)
-                if trimmer.trims > burst:
-                    break
+            await _trimmed(trimmer, burst + 1)
     finally:
         await trimmer.stop()
     assert trimmer.trims == 2 and calls == [0, 1]
