@@ -7,7 +7,8 @@ pages (glibc ≥ 2.8 also releases free pages inside the heap, not only at its t
 
 Every ``TOLLWAY_MEMORY_TRIM_S`` seconds (default 10; 0 turns it off) the trimmer looks at the
 number of requests served since its last look; once the rate has fallen from a burst (or
-traffic stopped), it runs ``malloc_trim(0)`` on a worker thread (ctypes releases the GIL, so
+traffic stopped: that is seen every 2 s, after a burst of at least 1,000 requests since the
+last trim), it runs ``malloc_trim(0)`` on a worker thread (ctypes releases the GIL, so
 the event loop keeps serving while glibc walks its heap). At most one trim per quiet spell, plus
 one after the tick that closes the idle upstream connections a burst left (they are swept on
 every tick once idle for 4 s, which may be after the burst's trim): no trim while the load is
@@ -40,6 +41,10 @@ log = logging.getLogger(__name__)
 
 # From closing the idle upstream connections to the collection that frees them.
 _SETTLE_S = 0.05
+# Traffic that stops is noticed within this many seconds, not at the interval's end (up to
+# two intervals after the burst); a burst is at least this many requests.
+_LOOK_S = 2.0
+_BURST = 1000
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
@@ -76,6 +81,8 @@ class Trimmer:
         self._trim = _malloc_trim() if interval_s > 0 else None
         self._task: asyncio.Task[None] | None = None
         self._last = 0  # the request count at the last tick
+        self._looked = 0  # ... at the last look (``stopped``)
+        self._at_trim = 0  # ... when the last trim was decided
         self._peak = 0  # the most requests in one tick since the last trim
         self.trims = 0
 
@@ -92,10 +99,18 @@ class Trimmer:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        self._last = self._served()
+        self._last = self._looked = self._at_trim = self._served()
+        step = min(self.interval_s, _LOOK_S)
+        looks = max(1, round(self.interval_s / step))
+        count = 0
         while True:
-            await asyncio.sleep(self.interval_s)
-            due = self.due(self._served())
+            await asyncio.sleep(step)
+            served = self._served()
+            count += 1
+            due = self.stopped(served)
+            if count == looks:
+                count = 0
+                due = self.due(served) or due
             released = self._before() if self._before is not None else 0
             if due or released:
                 if released:
@@ -107,7 +122,20 @@ class Trimmer:
                     except Exception as exc:  # the trim itself still runs
                         log.warning("memory release before a trim failed: %s", type(exc).__name__)
                 gc.collect()
+                self._at_trim = served
                 await loop.run_in_executor(None, self.trim_now)
+
+    def stopped(self, served: int) -> bool:
+        """One look (every ``_LOOK_S``) with the request count ``served``: True when traffic
+        stopped after a burst since the last trim (no request since the last look, at least
+        ``_BURST`` since the last trim), so the trim need not wait for the interval's end."""
+        quiet = served == self._looked
+        self._looked = served
+        if quiet and served - self._at_trim >= _BURST:
+            self._at_trim = served
+            self._peak = 0  # the interval's own check must not trim this fall again
+            return True
+        return False
 
     def due(self, served: int) -> bool:
         """One tick with the request count ``served``: True when a trim is due (the rate

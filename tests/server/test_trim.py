@@ -36,6 +36,28 @@ def test_a_trim_is_due_once_when_a_burst_is_over_and_never_while_the_load_is_ste
     assert due == [False] * 4 + [True] + [False] * 5 + [True, False]
 
 
+def test_traffic_that_stops_after_a_burst_is_seen_at_the_next_look() -> None:
+    # Looks every 2 s, between the interval's checks: a trim need not wait for the end of
+    # an interval (up to two of them after the burst) once no request comes at all.
+    trimmer = Trimmer(lambda: 0, interval_s=10)
+    served = 0
+    seen = []
+    # 700 requests then quiet (not a burst); 500 more (1,200 since the last trim) then
+    # quiet (one trim); a trickle after it (none).
+    for step in [300, 400, 0, 0, 500, 0, 0, 2, 0, 0]:
+        served += step
+        seen.append(trimmer.stopped(served))
+    assert seen == [False] * 5 + [True] + [False] * 4
+
+
+def test_a_fall_trimmed_at_a_look_is_not_trimmed_again_at_the_interval_check() -> None:
+    trimmer = Trimmer(lambda: 0, interval_s=10)
+    assert not trimmer.due(5000)  # the interval saw a burst
+    assert not trimmer.stopped(5000)
+    assert trimmer.stopped(5000)  # then nothing: trimmed at this look
+    assert not trimmer.due(5000)  # and not again when the interval ends
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="malloc_trim is glibc's")
 async def test_the_running_trimmer_sweeps_then_trims_after_a_burst() -> None:
     counter = [0]
