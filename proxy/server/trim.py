@@ -108,10 +108,11 @@ class Trimmer:
             served = self._served()
             count += 1
             due = self.stopped(served)
-            if count == looks:
+            released = 0
+            if count == looks:  # the interval's tick: the rate's check and the sweep
                 count = 0
                 due = self.due(served) or due
-            released = self._before() if self._before is not None else 0
+                released = self._before() if self._before is not None else 0
             if due or released:
                 if released:
                     # Closed transports drop their protocols in a later loop turn.
