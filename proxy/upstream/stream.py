@@ -29,7 +29,7 @@ from ..model import StreamEvent, Usage, UsageReport
 from .errors import scrubbed
 from .framing import Framer
 from .sse import ByteRelay
-from .transport import ChunkStream, UpstreamResponse
+from .transport import UpstreamResponse
 
 
 class StreamOutcome:
@@ -122,9 +122,13 @@ class UpstreamStream:
             self._first = await anext(self._chunks, b"")
         except BaseException as exc:
             if isinstance(exc, TollwayError):
-                self.outcome.error = scrubbed(exc, self._secrets)
+                self.failed(exc)
             await self.aclose()
             raise
+
+    def failed(self, exc: TollwayError) -> None:
+        """Record how the stream failed, with the upstream's secrets scrubbed from it."""
+        self.outcome.error = scrubbed(exc, self._secrets)
 
     def _take(self) -> bytes | None:
         """The primed first chunk; the stream is read once, through one view."""
@@ -139,7 +143,7 @@ class UpstreamStream:
         iterator over the socket's chunks (no nested generators), the hot path of every
         pass-through stream."""
         assert self._relay is not None, "this stream has no byte relay"
-        view = RawBytes(self._take(), self._chunks, self._relay(), self.outcome, self._secrets)
+        view = RawBytes(self, self._take(), self._relay())
         self._raw = view
         return view
 
@@ -172,7 +176,8 @@ class UpstreamStream:
             return
         self._closed = True
         if self._raw is not None:
-            # What the relay saw, also when the reader stopped mid-stream (a client gone).
+            # The raw view's usage is recorded here, however its reading ended: at the end,
+            # on an error, or mid-stream when the reader stopped (a client gone).
             self.outcome.usage = self._raw.relay.usage
         self._response.close()
         try:
@@ -186,21 +191,12 @@ class RawBytes:
     """``UpstreamStream.raw()``: the socket's chunks through the byte relay, for ``async
     for``. A class rather than an async generator, so that mypyc compiles it."""
 
-    __slots__ = ("_chunks", "_first", "_outcome", "_secrets", "_state", "relay")
+    __slots__ = ("_first", "_state", "_stream", "relay")
 
-    def __init__(
-        self,
-        first: bytes | None,
-        chunks: ChunkStream,
-        relay: ByteRelay,
-        outcome: StreamOutcome,
-        secrets: tuple[str, ...],
-    ) -> None:
+    def __init__(self, stream: UpstreamStream, first: bytes | None, relay: ByteRelay) -> None:
+        self._stream = stream
         self._first = first
-        self._chunks = chunks
-        self.relay = relay
-        self._outcome = outcome
-        self._secrets = secrets
+        self.relay = relay  # its usage is the stream's, read at ``UpstreamStream.aclose``
         self._state = _FIRST
 
     def __aiter__(self) -> RawBytes:
@@ -218,7 +214,7 @@ class RawBytes:
                         return out
             while self._state == _SOCKET:
                 try:
-                    chunk = await self._chunks.__anext__()
+                    chunk = await self._stream._chunks.__anext__()
                 except StopAsyncIteration:
                     self._state = _TAIL
                     tail = relay.finish()
@@ -230,18 +226,12 @@ class RawBytes:
                     return out
         except TollwayError as exc:
             self._state = _OVER
-            self._outcome.error = scrubbed(exc, self._secrets)
-            self._outcome.usage = relay.usage
-            raise
-        except BaseException:
-            self._state = _OVER
-            self._outcome.usage = relay.usage
+            self._stream.failed(exc)
             raise
         if self._state == _TAIL:
             # The tail reached the reader, who asked for more: the stream is over.
             self._state = _OVER
-            self._outcome.completed = True
-            self._outcome.usage = relay.usage
+            self._stream.outcome.completed = True
         raise StopAsyncIteration
 
 
@@ -290,7 +280,7 @@ class Events:
             return event
         except TollwayError as exc:
             self._state = _OVER
-            self._stream.outcome.error = scrubbed(exc, self._stream._secrets)
+            self._stream.failed(exc)
             raise
 
     async def _refill(self) -> Sequence[StreamEvent]:
