@@ -65,7 +65,7 @@ class UpstreamStream:
         "_first",
         "_framer",
         "_listeners",
-        "_raw",
+        "_raw_relay",
         "_relay",
         "_response",
         "_secrets",
@@ -98,7 +98,10 @@ class UpstreamStream:
         self._listeners: list[CloseListener] = []
         self._stages: list[StreamStage] = []
         self._chunks = response.iter_chunks()
-        self._raw: RawBytes | None = None
+        # The raw view's relay, not the view: the view holds the stream, and a reference back
+        # would make every stream a cycle that only the collector frees (5% more CPU per
+        # stream, bench.ab).
+        self._raw_relay: ByteRelay | None = None
         self.outcome = StreamOutcome()
 
     @property
@@ -143,9 +146,8 @@ class UpstreamStream:
         iterator over the socket's chunks (no nested generators), the hot path of every
         pass-through stream."""
         assert self._relay is not None, "this stream has no byte relay"
-        view = RawBytes(self, self._take(), self._relay())
-        self._raw = view
-        return view
+        relay = self._raw_relay = self._relay()
+        return RawBytes(self, self._take(), relay)
 
     def events(self) -> Events:
         """The stream as common events, decoded by the provider's dialect and passed through
@@ -175,10 +177,10 @@ class UpstreamStream:
         if self._closed:
             return
         self._closed = True
-        if self._raw is not None:
+        if self._raw_relay is not None:
             # The raw view's usage is recorded here, however its reading ended: at the end,
             # on an error, or mid-stream when the reader stopped (a client gone).
-            self.outcome.usage = self._raw.relay.usage
+            self.outcome.usage = self._raw_relay.usage
         self._response.close()
         try:
             await self._chunks.aclose()
@@ -191,19 +193,19 @@ class RawBytes:
     """``UpstreamStream.raw()``: the socket's chunks through the byte relay, for ``async
     for``. A class rather than an async generator, so that mypyc compiles it."""
 
-    __slots__ = ("_first", "_state", "_stream", "relay")
+    __slots__ = ("_first", "_relay", "_state", "_stream")
 
     def __init__(self, stream: UpstreamStream, first: bytes | None, relay: ByteRelay) -> None:
         self._stream = stream
         self._first = first
-        self.relay = relay  # its usage is the stream's, read at ``UpstreamStream.aclose``
+        self._relay = relay
         self._state = _FIRST
 
     def __aiter__(self) -> RawBytes:
         return self
 
     async def __anext__(self) -> bytes:
-        relay = self.relay
+        relay = self._relay
         try:
             if self._state == _FIRST:
                 self._state = _SOCKET

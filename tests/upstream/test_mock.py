@@ -3,6 +3,7 @@ wire format, relayed to an OpenAI client as bytes."""
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import orjson
@@ -197,3 +198,25 @@ async def test_embedding_usage_counts_the_input() -> None:
     assert reply.usage.prompt_tokens == 100
     assert reply.usage.completion_tokens == 0
     assert body["usage"] == {"prompt_tokens": 100, "total_tokens": 100}
+
+
+async def test_a_stream_read_raw_and_closed_is_freed_without_the_collector() -> None:
+    # A stream and its raw view must not form a reference cycle: every pass-through stream
+    # would then wait for the cyclic collector (bench.ab: 5% more CPU per stream).
+    from proxy.upstream.stream import UpstreamStream
+
+    def alive() -> int:
+        return sum(type(o) is UpstreamStream for o in gc.get_objects())
+
+    gc.collect()
+    gc.disable()
+    try:
+        before = alive()
+        reply = await send(Kind.CHAT, chat(stream=True))
+        assert reply.stream is not None
+        assert len(await events(reply)) > 1
+        assert alive() == before + 1
+        del reply
+        assert alive() == before
+    finally:
+        gc.enable()
