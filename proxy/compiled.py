@@ -16,15 +16,11 @@ warned about by name; ``TOLLWAY_PURE=1`` is for profilers that read Python frame
 from __future__ import annotations
 
 import hashlib
-import importlib.abc
 import importlib.machinery
 import importlib.util
 import json
 import os
-import shutil
 import sys
-import sysconfig
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -78,8 +74,10 @@ def _extensions() -> set[Path]:
     }
 
 
-class _FromSource(importlib.abc.MetaPathFinder):
-    """Finds the compiled modules' ``.py`` files ahead of their extensions."""
+class _FromSource:
+    """Finds the compiled modules' ``.py`` files ahead of their extensions (a meta path
+    finder; not derived from ``importlib.abc``, whose import pulls in ``tempfile``,
+    ``shutil`` and the compression modules: ~1 MB resident in every gateway)."""
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
@@ -131,6 +129,9 @@ def use_source_if_stale() -> None:
 
 def _missing_toolchain() -> str | None:
     """What a mypyc build needs and this machine lacks: a C compiler, Python's headers."""
+    import shutil  # build-time only (see _FromSource)
+    import sysconfig
+
     compiler = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()[0]
     if shutil.which(compiler) is None:
         return f"no C compiler ({compiler})"
@@ -152,6 +153,8 @@ def build() -> int:
             file=sys.stderr,
         )
         return 0
+    import tempfile
+
     from mypyc.build import mypycify
     from setuptools import setup  # type: ignore[import-untyped]
 

@@ -16,7 +16,6 @@ config without a file (``quick_start_config``).
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 import re
@@ -505,5 +504,7 @@ def _ignored_keys(value: Any, typ: Any, path: str) -> Iterator[tuple[str, bool, 
 
 
 def _did_you_mean(key: str, fields: tuple[str, ...]) -> str:
+    import difflib  # only for a config with an unknown key
+
     close = difflib.get_close_matches(key, fields, n=1, cutoff=0.8)
     return close[0] if close else ""

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 from starlette.requests import Request
@@ -31,11 +31,14 @@ from .auth import Authenticator, Role
 from .config import Config
 from .dialects.openai import parse
 from .errors import PermissionDenied, TollwayError
-from .metrics import CONTENT_TYPE, MetricsSource, registry_for, render
 from .request import Kind
 from .routing import Router
+from .stats import MetricsSource
 from .upstream.deployment import AUTO_ROUTER, Deployment
 from .upstream.engine import Engine
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 
 class HealthSource(MetricsSource, Protocol):
@@ -200,13 +203,19 @@ def health_routes(state: HealthSource) -> list[Route]:
         status, body = readiness(state.router, state.ready)
         return _json({**body, **readiness_details(state.config, state.ready)}, status)
 
-    registry = registry_for(state)
+    registry: CollectorRegistry | None = None
 
     async def metrics(request: Request) -> Response:
+        nonlocal registry
         if state.config.general_settings.require_auth_for_metrics_endpoint:
             principal = state.auth.authenticate_headers(request.headers)
             if principal.role is not Role.MASTER:
                 raise PermissionDenied("/metrics needs the master key")
+        # Built on the first scrape: a gateway nobody scrapes never loads prometheus_client.
+        from .metrics import CONTENT_TYPE, registry_for, render
+
+        if registry is None:
+            registry = registry_for(state)
         return Response(render(registry), media_type=CONTENT_TYPE)
 
     return [

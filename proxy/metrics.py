@@ -18,62 +18,23 @@ Nothing here is on the request path: the collector only reads counters when scra
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from .cache.stage import Cache
-from .clock import Clock
 from .directory import Directory, key_account, team_account, user_account
 from .ledger import Ledger
 from .ledger.flush import Flusher
 from .observe.bus import EventBus
-from .observe.prometheus import PrometheusObserver, exception_class
-from .routing import Router
+from .observe.prometheus import exception_class
 from .routing.dispatch import Dispatcher
 from .routing.state import FAIL_WINDOW_S, DeploymentState
+from .stats import MetricsSource
 from .upstream.deployment import Deployment
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-
-class Stats:
-    """Counters since start, read by /health and the tests."""
-
-    __slots__ = ("by_status", "completion_tokens", "prompt_tokens", "requests")
-
-    def __init__(self) -> None:
-        self.requests = 0
-        self.prompt_tokens = 0
-        self.completion_tokens = 0
-        self.by_status: dict[int, int] = {}
-
-
-class MetricsSource(Protocol):
-    """What ``/metrics`` reads (the gateway's state provides it)."""
-
-    @property
-    def router(self) -> Router: ...
-    @property
-    def dispatch(self) -> Dispatcher: ...
-    @property
-    def stats(self) -> Stats: ...
-    @property
-    def ledger(self) -> Ledger: ...
-    @property
-    def flusher(self) -> Flusher: ...
-    @property
-    def cache(self) -> Cache | None: ...
-    @property
-    def clock(self) -> Clock: ...
-    @property
-    def events(self) -> EventBus: ...
-    @property
-    def directory(self) -> Directory: ...
-    @property
-    def prometheus(self) -> PrometheusObserver | None: ...
 
 
 def registry_for(source: MetricsSource) -> CollectorRegistry:

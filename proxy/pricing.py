@@ -19,7 +19,6 @@ import functools
 import logging
 import re
 from collections.abc import Mapping
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -323,7 +322,7 @@ def price_file_path(environ: Mapping[str, str]) -> str | None:
 @functools.cache
 def _shipped() -> dict[str, ModelPrice]:
     # Read once per process; the entries are frozen.
-    data = resources.files("proxy").joinpath("prices.json").read_bytes()
+    data = (Path(__file__).resolve().parent / "prices.json").read_bytes()
     return _prices_decoder.decode(data)
 
 

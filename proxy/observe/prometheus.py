@@ -44,6 +44,7 @@ from ..errors import (
     UpstreamTimeout,
 )
 from ..pipeline.call import Call
+from ..stats import prometheus_enabled
 
 # LiteLLM's buckets for its latency histograms (seconds).
 LATENCY_BUCKETS: Final = (
@@ -59,7 +60,6 @@ OVERHEAD_BUCKETS: Final = (
 
 OTHER = "other"
 M = TypeVar("M", bound=MetricWrapperBase)
-CALLBACK_NAME = "prometheus"
 
 # Label sets, in LiteLLM's order (``litellm/types/integrations/prometheus.py``), less the
 # unbounded ones (see the module docstring).
@@ -100,16 +100,6 @@ def exception_class(status: int, provider: str | None = None) -> str:
     if provider:
         return f"{provider[:1].upper()}{provider[1:]}.{name}"
     return name
-
-
-def enabled(config: Config) -> bool:
-    """Whether the config turns the Prometheus logger on, as LiteLLM reads it."""
-    litellm = config.litellm_settings
-    return CALLBACK_NAME in (
-        *litellm.callbacks,
-        *litellm.success_callback,
-        *litellm.failure_callback,
-    )
 
 
 class _Children:
@@ -211,7 +201,7 @@ class PrometheusObserver:
     @classmethod
     def from_config(cls, config: Config, known_models: Iterable[str]) -> PrometheusObserver | None:
         """An observer when ``prometheus`` is a configured callback, else None."""
-        if not enabled(config):
+        if not prometheus_enabled(config):
             return None
         general = config.general_settings
         return cls(known_models=known_models, end_users=general.prometheus_end_user_allowlist)

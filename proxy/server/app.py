@@ -44,11 +44,9 @@ from ..health import health_routes
 from ..hierarchy import Hierarchy
 from ..ledger import Ledger
 from ..ledger.flush import Flusher
-from ..metrics import Stats
 from ..observe.alerts import build_alerter
 from ..observe.build import call_event
 from ..observe.bus import EventBus
-from ..observe.prometheus import PrometheusObserver
 from ..observe.sinks import build_sinks
 from ..pipeline.accounting import Accounting, RequestIds
 from ..pipeline.call import Call
@@ -69,6 +67,7 @@ from ..pricing import PriceTable
 from ..request import Kind
 from ..routing import Router, RoutingSettings
 from ..routing.dispatch import Dispatcher
+from ..stats import Stats, prometheus_enabled
 from ..store import SpendLogRow, Store
 from ..upstream.engine import Engine
 from ..upstream.lean import LeanTransport, transport_kind
@@ -85,6 +84,7 @@ from .web_errors import http_error, method_not_allowed, tollway_error, unexpecte
 
 if TYPE_CHECKING:
     from ..ledger.redis import RedisLedger
+    from ..observe.prometheus import PrometheusObserver
     from ..propagation.follow import Source
 
 log = logging.getLogger("tollway")
@@ -198,7 +198,14 @@ class GatewayState:
         self.stats = Stats()
         # LiteLLM's switch: `prometheus` in the callbacks turns the per-call series on.
         aliases = config.router_settings.model_group_alias or {}
-        self.prometheus = PrometheusObserver.from_config(config, [*self.router.groups(), *aliases])
+        self.prometheus: PrometheusObserver | None = None
+        if prometheus_enabled(config):
+            # Imported only when on: without it, prometheus_client waits for a scrape.
+            from ..observe.prometheus import PrometheusObserver
+
+            self.prometheus = PrometheusObserver.from_config(
+                config, [*self.router.groups(), *aliases]
+            )
         self.started_at = int(time.time())
         # Images, audio, rerank, files, batches, pass-through (their client opens on first use).
         self.endpoints = Endpoints(self)

@@ -19,7 +19,7 @@ import re
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from importlib import resources
+from pathlib import Path
 from typing import Any, Final, Generic, Literal, cast
 
 import aiosqlite
@@ -175,7 +175,9 @@ class Migration(msgspec.Struct, frozen=True):
 
 
 def _load_migrations() -> tuple[Migration, ...]:
-    folder = resources.files("proxy.store").joinpath("migrations")
+    # The package's own folder (``importlib.resources`` would load ``zipfile`` and
+    # ``tempfile`` into every gateway for a package that is never zipped).
+    folder = Path(__file__).resolve().parent / "migrations"
     found: dict[int, Migration] = {}
     for entry in folder.iterdir():
         match = _MIGRATION_NAME.match(entry.name)

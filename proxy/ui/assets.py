@@ -4,8 +4,7 @@ and the security headers every UI and docs response carries."""
 from __future__ import annotations
 
 import asyncio
-from importlib import resources
-from importlib.abc import Traversable
+from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -42,7 +41,7 @@ def secured(response: Response, *, cache: bool = False) -> Response:
     return response
 
 
-def _walk(folder: Traversable, prefix: str, found: dict[str, bytes]) -> None:
+def _walk(folder: Path, prefix: str, found: dict[str, bytes]) -> None:
     for entry in folder.iterdir():
         name = prefix + entry.name
         if entry.is_dir():
@@ -53,7 +52,7 @@ def _walk(folder: Traversable, prefix: str, found: dict[str, bytes]) -> None:
 
 def _load() -> dict[str, bytes]:
     found: dict[str, bytes] = {}
-    _walk(resources.files("proxy.ui").joinpath("static"), "", found)
+    _walk(Path(__file__).resolve().parent / "static", "", found)
     return found
 
 

@@ -8,29 +8,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from importlib.metadata import PackageNotFoundError, version
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from .. import __version__
 from ..openapi import build_spec, route_operations
 from .assets import Assets, secured
-
-
-def _version() -> str:
-    try:
-        return version("tollway")
-    except PackageNotFoundError:
-        return "0"
 
 
 def docs_routes(assets: Assets, served: Callable[[], Sequence[BaseRoute]]) -> list[Route]:
     spec: list[bytes] = []
 
     def build() -> bytes:
-        return orjson.dumps(build_spec(route_operations(served()), _version()))
+        return orjson.dumps(build_spec(route_operations(served()), __version__))
 
     async def docs(request: Request) -> Response:
         """The API docs (Swagger UI over /openapi.json)."""

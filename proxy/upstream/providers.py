@@ -7,7 +7,6 @@ Adding an OpenAI-compatible provider is one line in ``config.OPENAI_COMPATIBLE``
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import os
 import re
@@ -347,6 +346,8 @@ def build_deployment(
         provider = "openai"
     known = (*SUPPORTED, *custom)
     if provider not in known and provider != AUTO_ROUTER:
+        import difflib  # only for a config naming an unknown provider
+
         close = difflib.get_close_matches(provider, known, n=1, cutoff=0.6)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise ConfigError(

@@ -2,7 +2,8 @@
 
 A fresh interpreter builds and starts the gateway with a plain config (one model, a master
 key, the SQLite store), serves a few requests (health, models, a new key), then lists which
-optional packages got imported. ``cryptography`` alone is ~7 MB resident: it is imported only
+optional packages got imported; then scrapes ``/metrics``, which loads
+``prometheus_client`` (~2 MB) on its first call. ``cryptography`` alone is ~7 MB resident: it is imported only
 when a secret is stored or opened, or the admin UI seals its first session cookie.
 """
 
@@ -28,6 +29,10 @@ OPTIONAL = (
     "wordllama",  # the semantic cache
     "numpy",
     "jsonschema",
+    "prometheus_client",  # /metrics: loaded on the first scrape
+    "difflib",  # "did you mean" hints for a config with a typo
+    "importlib.metadata",
+    "zipfile",
 )
 
 _SCRIPT = """
@@ -61,10 +66,14 @@ async def main(tmp):
                 (await client.get("/v1/models", headers=headers)).status_code,
                 (await client.post("/key/generate", headers=headers, json={})).status_code,
             ]
+            optional = json.loads(sys.argv[2])
+            imported = [m for m in optional if m in sys.modules]
+            scrape = await client.get("/metrics")
+            scraped = [scrape.status_code, "tollway_requests_total" in scrape.text]
+            scraped.append("prometheus_client" in sys.modules)
     finally:
         await app.state.stop()
-    optional = json.loads(sys.argv[2])
-    print(json.dumps({"statuses": statuses, "imported": [m for m in optional if m in sys.modules]}))
+    print(json.dumps({"statuses": statuses, "imported": imported, "scraped": scraped}))
 
 asyncio.run(main(sys.argv[1]))
 """
@@ -86,3 +95,5 @@ def test_a_plain_gateway_imports_no_optional_package(tmp_path: Path) -> None:
     found = json.loads(done.stdout.strip().splitlines()[-1])
     assert found["statuses"] == [200, 200, 200]
     assert found["imported"] == []
+    # The first scrape builds the registry: the series are there, prometheus_client is loaded.
+    assert found["scraped"] == [200, True, True]
