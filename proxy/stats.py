@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from .cache.stage import Cache
     from .clock import Clock
-    from .config import Config
     from .directory import Directory
     from .ledger import Ledger
     from .ledger.flush import Flusher
@@ -20,9 +19,6 @@ if TYPE_CHECKING:
     from .observe.prometheus import PrometheusObserver
     from .routing import Router
     from .routing.dispatch import Dispatcher
-
-# The name that turns LiteLLM's Prometheus logger on, in any of the callback lists.
-PROMETHEUS_CALLBACK = "prometheus"
 
 
 class Stats:
@@ -35,16 +31,6 @@ class Stats:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.by_status: dict[int, int] = {}
-
-
-def prometheus_enabled(config: Config) -> bool:
-    """Whether the config turns the Prometheus logger on, as LiteLLM reads it."""
-    litellm = config.litellm_settings
-    return PROMETHEUS_CALLBACK in (
-        *litellm.callbacks,
-        *litellm.success_callback,
-        *litellm.failure_callback,
-    )
 
 
 class MetricsSource(Protocol):

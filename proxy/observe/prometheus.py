@@ -44,7 +44,7 @@ from ..errors import (
     UpstreamTimeout,
 )
 from ..pipeline.call import Call
-from ..stats import prometheus_enabled
+from . import prometheus_enabled
 
 # LiteLLM's buckets for its latency histograms (seconds).
 LATENCY_BUCKETS: Final = (

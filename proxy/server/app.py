@@ -44,6 +44,7 @@ from ..health import health_routes
 from ..hierarchy import Hierarchy
 from ..ledger import Ledger
 from ..ledger.flush import Flusher
+from ..observe import prometheus_enabled
 from ..observe.alerts import build_alerter
 from ..observe.build import call_event
 from ..observe.bus import EventBus
@@ -67,7 +68,7 @@ from ..pricing import PriceTable
 from ..request import Kind
 from ..routing import Router, RoutingSettings
 from ..routing.dispatch import Dispatcher
-from ..stats import Stats, prometheus_enabled
+from ..stats import Stats
 from ..store import SpendLogRow, Store
 from ..upstream.engine import Engine
 from ..upstream.lean import LeanTransport, transport_kind

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ...upstream.transport import Transport
+from .. import PROMETHEUS_CALLBACK
 from ..bus import Sink
 
 log = logging.getLogger("tollway.observe")
@@ -29,7 +30,7 @@ CALL_TYPES = {
     "embeddings": "aembedding",
 }
 # Handled elsewhere: Prometheus is updated in process, not through a queue.
-IN_PROCESS = frozenset({"prometheus"})
+IN_PROCESS = frozenset({PROMETHEUS_CALLBACK})
 
 
 def build_sinks(
