@@ -2,9 +2,9 @@
 
 A fresh interpreter builds and starts the gateway with a plain config (one model, a master
 key, the SQLite store), serves a few requests (health, models, a new key), then lists which
-optional packages got imported; then scrapes ``/metrics``, which loads
-``prometheus_client`` (~2 MB) on its first call. ``cryptography`` alone is ~7 MB resident: it is imported only
-when a secret is stored or opened, or the admin UI seals its first session cookie.
+optional packages got imported; then scrapes ``/metrics``, which loads ``prometheus_client``
+(~2 MB) on its first call. ``cryptography`` alone is ~7 MB resident: it is imported only when a
+secret is stored or opened, or the admin UI seals its first session cookie.
 """
 
 from __future__ import annotations
