@@ -20,9 +20,8 @@ output limit, so the guarantee holds: spend never passes a budget. A refusal say
 the request *would exceed* the remaining budget, after LiteLLM's "Budget has been exceeded!".
 
 Windows are sliding 60 s windows and are only recorded while the matching limit is set: for
-rpm, admission times in order with a count each; for tpm, settled tokens by admission slot
-(settles arrive out of admission order: each is merged or inserted in slot order; both windows
-keep their entries in typed arrays, ``windows.py``) plus a running
+rpm, admission times in order with a count each; for tpm, settled tokens by admission time
+(settles arrive out of admission order: a min-heap prunes the oldest first) plus a running
 count of tokens reserved by requests still in flight. Requests admitted within the same
 ``MERGE_S`` (10 ms) slot share one entry, which leaves the window 60 s after its *latest*
 member: a request is counted at most 10 ms longer than 60 s, never shorter, so a limit is
