@@ -44,7 +44,6 @@ from ..errors import (
     UpstreamTimeout,
 )
 from ..pipeline.call import Call
-from . import prometheus_enabled
 
 # LiteLLM's buckets for its latency histograms (seconds).
 LATENCY_BUCKETS: Final = (
@@ -199,10 +198,9 @@ class PrometheusObserver:
         )
 
     @classmethod
-    def from_config(cls, config: Config, known_models: Iterable[str]) -> PrometheusObserver | None:
-        """An observer when ``prometheus`` is a configured callback, else None."""
-        if not prometheus_enabled(config):
-            return None
+    def from_config(cls, config: Config, known_models: Iterable[str]) -> PrometheusObserver:
+        """The observer for ``config`` (built only when ``prometheus_enabled``: the caller
+        decides before importing this module)."""
         general = config.general_settings
         return cls(known_models=known_models, end_users=general.prometheus_end_user_allowlist)
 
