@@ -49,7 +49,10 @@ class Client:
         self._key = key
         self._timeout = timeout
         self._sock: socket.socket | None = None
+        self._parser: httptools.HttpResponseParser | None = None
         self._complete = False
+        self._keep_alive = False
+        self.connects = 0
 
     def post(self, body: bytes) -> tuple[float, float]:
         """POST ``body``; (first byte, last byte) after sending, in microseconds. Raises
@@ -61,7 +64,9 @@ class Client:
         ).encode()
         sock = self._connect()
         parser = httptools.HttpResponseParser(self)
+        self._parser = parser
         self._complete = False
+        self._keep_alive = False
         first = 0.0
         start = time.perf_counter()
         sock.sendall(head + body)
@@ -75,11 +80,17 @@ class Client:
             parser.feed_data(data)
         last = time.perf_counter()
         status = parser.get_status_code()
-        if not parser.should_keep_alive():
+        if not self._keep_alive:
             self.close()
         if status != 200:
             raise RuntimeError(f"{self._address}{self._path} answered HTTP {status}")
         return (first - start) * 1e6, (last - start) * 1e6
+
+    def on_headers_complete(self) -> None:  # httptools callback
+        # Asked here, as uvicorn does: once the message is complete llhttp has reset its
+        # flags, and ``should_keep_alive`` answered False for every reply, so until
+        # 2026-11-30 the probe opened a new connection per request.
+        self._keep_alive = self._parser is not None and self._parser.should_keep_alive()
 
     def on_message_complete(self) -> None:  # httptools callback
         self._complete = True
@@ -89,6 +100,7 @@ class Client:
             sock = socket.create_connection(self._address, timeout=self._timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._sock = sock
+            self.connects += 1
         return self._sock
 
     def close(self) -> None:
