@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
+import pytest
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from proxy.server.uvicorn_protocol import CorkedTransport, TollwayHttpToolsProtocol
+from tests.server.serving import serving
 
 
 class _Transport(asyncio.Transport):
@@ -98,3 +101,38 @@ async def test_close_sends_what_was_gathered_first() -> None:
     assert inner.closed
     await asyncio.sleep(0)
     assert inner.writes == [b"last bytes"], "nothing is written after close"
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+async def test_a_complete_reply_is_on_the_wire_before_the_app_goes_on(chunked: bool) -> None:
+    """The last ``send`` of a reply writes it at once: work the app does after it (settling a
+    stream, the spend log) is not the client's wait, as it was when the corked transport
+    only wrote at the end of the loop turn."""
+    loop = asyncio.get_running_loop()
+    client = socket.socket()
+    client.setblocking(False)
+    seen: list[bytes] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        headers = [] if chunked else [(b"content-length", b"2")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"ok", "more_body": chunked})
+        if chunked:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        # No await since the last send: the reply is in the client's socket or it is not.
+        try:
+            seen.append(client.recv(65536))
+        except BlockingIOError:
+            seen.append(b"")
+
+    # As the CLI serves: no access log (with one, uvicorn's own cycle answers).
+    async with serving(app, lifespan="off", access_log=False) as (host, port):
+        await loop.sock_connect(client, (host, port))
+        await loop.sock_sendall(client, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        async with asyncio.timeout(5):
+            while not seen:
+                await asyncio.sleep(0.01)
+        client.close()
+    assert seen[0].startswith(b"HTTP/1.1 200 OK\r\n")
+    assert seen[0].endswith(b"2\r\nok\r\n0\r\n\r\n" if chunked else b"\r\n\r\nok")

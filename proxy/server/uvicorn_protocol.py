@@ -223,6 +223,12 @@ class RawCycle(RequestResponseCycle):
                 self.message_event.set()
                 if not self.keep_alive:
                     self.transport.close()
+                else:
+                    # The whole reply is gathered: it leaves now, not at the end of the loop
+                    # turn. What the task does after its last ``send`` (settling a stream,
+                    # the spend log, callbacks) would otherwise run before the client's
+                    # first byte of a reply that is already complete.
+                    cast(CorkedTransport, self.transport).flush()
                 self.on_response()
         else:
             raise RuntimeError(f"Unexpected ASGI message {message['type']!r} after the response.")
