@@ -122,6 +122,38 @@ def _mb(value: float | None) -> str:
     return "" if not value else f"{value / 1e6:.0f}"
 
 
+# The issue's latency target for one user, in µs of added latency over the direct upstream.
+ONE_USER_TARGET = {"p50": 250.0, "p99": 1000.0}
+
+
+def one_user_markdown(result: Mapping[str, Any]) -> list[str]:
+    """Tollway's added latency at one user from the precise probe: the probe of direct and
+    tollway alone when the run had more targets (``probe_alone``), else the probe."""
+    alone = result.get("probe_alone")
+    probe = alone or result.get("probe") or {}
+    rows = []
+    for scenario in ("non-stream", "stream-ttfb"):
+        s = probe.get(scenario, {}).get("tollway")
+        if not s or "added_p50" not in s:
+            continue
+        verdict = all(s[f"added_{q}"] <= limit for q, limit in ONE_USER_TARGET.items())
+        rows.append(
+            [scenario]
+            + [f"{s[f'added_{q}'] / 1000:+.2f}" for q in ("p50", "p90", "p99", "p99.9")]
+            + ["met" if verdict else "not met"]
+        )
+    if not rows:
+        return []
+    source = "direct and tollway alone" if alone else "all targets interleaved"
+    return [
+        "",
+        f"## Added latency at one user (ms over direct; precise probe, {source}; target "
+        "p50 ≤ +0.25, p99 ≤ +1.0)",
+        "",
+        _table(["scenario", "p50", "p90", "p99", "p99.9", "target"], rows),
+    ]
+
+
 def markdown(result: Mapping[str, Any]) -> str:
     """The whole report: load runs, added latency, the precise probe, memory and caveats."""
     parts = [f"# Tollway benchmark {result['timestamp']}", ""]
@@ -249,6 +281,7 @@ def markdown(result: Mapping[str, Any]) -> str:
         )
     parts += scaling_markdown(result.get("scaling") or [])
     parts += versus_markdown(result["runs"], "tollway", "litellm")
+    parts += one_user_markdown(result)
     probe = result.get("probe")
     if probe:
         parts += [

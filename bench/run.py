@@ -156,6 +156,8 @@ FEATURE_CLIENT_ENV: dict[str, dict[str, str]] = {
 
 # Seconds of no load before the last memory reading (one trim interval and a margin).
 IDLE_AFTER_S = 13
+# The targets of the one-user latency probe that stands for the issue's latency target.
+PAIR = ("direct", "tollway")
 
 
 def parse_features(value: str) -> list[str]:
@@ -372,8 +374,18 @@ def main(argv: list[str] | None = None) -> int:
             """Move the fake upstream for a row of ``users`` (see ``cpu_plan``)."""
             pin(upstream.pid, one_user_cpus if users == 1 else load_cpus)
 
-        print(f"probe: {probe_requests} sequential requests per target and scenario ...")
         upstream_cpus(1)
+        # Tollway's own added latency at one user (the issue's latency target) comes from a
+        # probe of direct and tollway alone: interleaved with eight other servers, each
+        # request found the CPU's caches full of the others' (LiteLLM's most of all).
+        probe_alone = None
+        if len(targets) > 2:
+            print(f"probe: {probe_requests} sequential requests, direct and tollway alone ...")
+            probe_alone = run_probe(
+                {name: (targets[name][0] + CHAT_PATH, targets[name][1]) for name in PAIR},
+                requests=probe_requests,
+            )
+        print(f"probe: {probe_requests} sequential requests per target and scenario ...")
         probe = run_probe(
             {name: (url + CHAT_PATH, k) for name, (url, k, _) in targets.items()},
             requests=probe_requests,
@@ -528,6 +540,7 @@ def main(argv: list[str] | None = None) -> int:
                 runs, probe, [f"tollway+{feature}" for feature in features], baseline="tollway"
             ),
             "probe": probe,
+            "probe_alone": probe_alone,
             "memory": memory,
             "callbacks": callbacks,
             "notes": notes,
