@@ -39,3 +39,26 @@ async def test_the_probe_connects_again_after_a_reply_that_closes() -> None:
         finally:
             client.close()
     assert client.connects == 3
+
+
+def test_spikes_counts_each_slow_request_by_what_it_overlapped() -> None:
+    from bench.spikes import attribute
+
+    # 200 requests 1 ms apart: direct 50 µs, tollway ~200 µs, and three slow ones at the top.
+    samples = [(i / 1000, 50.0, i / 1000 + 0.0001, 200.0 + i / 1000) for i in range(200)]
+    samples[10] = (0.010, 50.0, 0.0101, 5000.0)  # inside the flush below
+    samples[30] = (0.030, 50.0, 0.0301, 4000.0)  # inside the collection below
+    samples[50] = (0.050, 900.0, 0.0501, 3000.0)  # right after a slow direct request
+    samples[70] = (0.070, 900.0, 0.0701, 210.0)  # slow direct, tollway not
+    samples[90] = (0.090, 900.0, 0.0901, 210.0)
+    flushes = [(0.0099, 0.0102)]
+    collections = [(0.0305, 0.0306)]
+    one_percent, one_permille = attribute(samples, flushes, collections)
+    # p99 of 200 is the 198th value: 3,000 µs; the slowest are the three at or above it.
+    assert one_percent["threshold_us"] == 3000.0
+    assert one_percent["requests"] == 3
+    assert (one_percent["flush"], one_percent["gc"], one_percent["machine"]) == (1, 1, 1)
+    assert one_percent["none"] == 0
+    assert (one_permille["requests"], one_permille["flush"], one_permille["none"]) == (1, 1, 0)
+    # The same requests with no flush and no collection recorded: two of them are unexplained.
+    assert attribute(samples, [], [])[0]["none"] == 2
