@@ -6,6 +6,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from bench.jitter import describe
 from bench.probe import percentile
 from bench.scaling import scaling_markdown
 
@@ -145,13 +146,20 @@ def one_user_markdown(result: Mapping[str, Any]) -> list[str]:
     if not rows:
         return []
     source = "direct and tollway alone" if alone else "all targets interleaved"
-    return [
+    out = [
         "",
         f"## Added latency at one user (ms over direct; precise probe, {source}; target "
         "p50 ≤ +0.25, p99 ≤ +1.0)",
         "",
         _table(["scenario", "p50", "p90", "p99", "p99.9", "target"], rows),
     ]
+    jitter = result.get("jitter")
+    if jitter:
+        out += [
+            "",
+            f"The gateways' CPU just before, alone (`bench/jitter.py`): {describe(jitter)}.",
+        ]
+    return out
 
 
 def markdown(result: Mapping[str, Any]) -> str:

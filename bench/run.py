@@ -43,6 +43,8 @@ from typing import Any
 import orjson
 import yaml
 
+from bench.jitter import cpu_jitter
+from bench.jitter import describe as describe_jitter
 from bench.loadgen import (
     CHAT_PATH,
     MODEL,
@@ -378,6 +380,9 @@ def main(argv: list[str] | None = None) -> int:
         # Tollway's own added latency at one user (the issue's latency target) comes from a
         # probe of direct and tollway alone: interleaved with eight other servers, each
         # request found the CPU's caches full of the others' (LiteLLM's most of all).
+        # How steady the gateways' CPU is right now (the one-user p99 is partly the machine's).
+        jitter = cpu_jitter(min(server_cpus) if server_cpus else None)
+        print(f"machine: {describe_jitter(jitter)}")
         probe_alone = None
         if len(targets) > 2:
             print(f"probe: {probe_requests} sequential requests, direct and tollway alone ...")
@@ -541,6 +546,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
             "probe": probe,
             "probe_alone": probe_alone,
+            "jitter": jitter,
             "memory": memory,
             "callbacks": callbacks,
             "notes": notes,

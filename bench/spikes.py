@@ -24,6 +24,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.jitter import cpu_jitter, describe
 from bench.payloads import CHAT_BODY, STREAM_BODY
 from bench.probe import Client, percentile
 from bench.procs import pin, start_gateway, start_upstream
@@ -129,6 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     pauses = sorted((e - s) * 1000 for s, e in collections) or [0.0]
     print(f"garbage collections: {len(collections)}, longest {pauses[-1]:.2f} ms")
+    print(f"the CPU alone, after: {describe(cpu_jitter(0))}")
     for row in attribute(samples, flushes, collections):
         print(
             f"slowest {row['fraction']:.1%} of tollway's ({row['requests']:.0f}, "

@@ -62,3 +62,14 @@ def test_spikes_counts_each_slow_request_by_what_it_overlapped() -> None:
     assert (one_permille["requests"], one_permille["flush"], one_permille["none"]) == (1, 1, 0)
     # The same requests with no flush and no collection recorded: two of them are unexplained.
     assert attribute(samples, [], [])[0]["none"] == 2
+
+
+def test_jitter_reports_the_share_of_runs_three_times_the_median_or_slower() -> None:
+    from bench.jitter import summarize
+
+    runs = [10e-6] * 980 + [29e-6] * 10 + [31e-6] * 6 + [100e-6] * 4
+    result = summarize(runs)
+    assert result["median_us"] == 10.0
+    assert result["slow_share"] == 10 / 1000  # 31 µs and 100 µs, not 29 µs
+    assert result["p99_us"] == 29.0
+    assert result["p99.9_us"] == 100.0
