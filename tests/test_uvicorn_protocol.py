@@ -136,3 +136,44 @@ async def test_a_complete_reply_is_on_the_wire_before_the_app_goes_on(chunked: b
         client.close()
     assert seen[0].startswith(b"HTTP/1.1 200 OK\r\n")
     assert seen[0].endswith(b"2\r\nok\r\n0\r\n\r\n" if chunked else b"\r\n\r\nok")
+
+
+async def test_with_another_request_in_flight_replies_wait_for_the_end_of_the_loop_turn() -> None:
+    """Under load the replies of one loop turn go out together (and the clients' next
+    requests come back together); only a request alone in flight is written at once."""
+    loop = asyncio.get_running_loop()
+    holder, other = socket.socket(), socket.socket()
+    for sock in (holder, other):
+        sock.setblocking(False)
+    release = asyncio.Event()
+    seen: list[bytes] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        if scope["path"] == "/hold":
+            await release.wait()
+        headers = [(b"content-length", b"2")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"ok"})
+        if scope["path"] == "/now":
+            try:
+                seen.append(other.recv(65536))
+            except BlockingIOError:
+                seen.append(b"")
+            release.set()
+
+    async with serving(app, lifespan="off", access_log=False) as (host, port):
+        await loop.sock_connect(holder, (host, port))
+        await loop.sock_connect(other, (host, port))
+        await loop.sock_sendall(holder, b"GET /hold HTTP/1.1\r\nHost: t\r\n\r\n")
+        await asyncio.sleep(0.05)  # /hold is in flight, waiting
+        await loop.sock_sendall(other, b"GET /now HTTP/1.1\r\nHost: t\r\n\r\n")
+        async with asyncio.timeout(5):
+            while not seen:
+                await asyncio.sleep(0.01)
+            reply = await loop.sock_recv(other, 65536)
+            held = await loop.sock_recv(holder, 65536)
+        holder.close()
+        other.close()
+    assert seen == [b""], "written before the loop turn ended, with another request in flight"
+    assert reply.endswith(b"\r\n\r\nok") and held.endswith(b"\r\n\r\nok")
