@@ -128,8 +128,8 @@ ONE_USER_TARGET = {"p50": 250.0, "p99": 1000.0}
 
 
 def one_user_markdown(result: Mapping[str, Any]) -> list[str]:
-    """Tollway's added latency at one user from the precise probe: the probe of direct and
-    tollway alone when the run had more targets (``probe_alone``), else the probe."""
+    """Tollway's added latency at one user from the precise probe of direct and tollway
+    alone (``probe_alone``); results from before it was run have only the probe of all."""
     alone = result.get("probe_alone")
     probe = alone or result.get("probe") or {}
     rows = []
@@ -145,7 +145,9 @@ def one_user_markdown(result: Mapping[str, Any]) -> list[str]:
         )
     if not rows:
         return []
+    requests = result["settings"].get("one_user_requests" if alone else "probe_requests")
     source = "direct and tollway alone" if alone else "all targets interleaved"
+    source += f", {requests} requests each" if requests else ""
     out = [
         "",
         f"## Added latency at one user (ms over direct; precise probe, {source}; target "
