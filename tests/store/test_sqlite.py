@@ -316,6 +316,27 @@ async def test_a_large_flush_writes_every_row_once(store: Store) -> None:
     )
 
 
+async def test_a_flush_offers_the_cpu_between_inserts_only_in_its_first_moments(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One CPU, a writer running its INSERTs back to back: the event loop waited a scheduler
+    # slice (3-5 ms) at the start of nearly every flush. The writer yields between them, for
+    # the window only: past it, under load, yielding would let the flush fall behind.
+    from proxy.store import sqlite
+
+    yields: list[float] = []
+    monkeypatch.setattr(sqlite, "_sched_yield", lambda: yields.append(time.perf_counter()))
+    rows = [log(f"y{n:03d}") for n in range(40)]  # statements of 16, 16 and 8 rows
+    await store.apply_flush([("key:h1", 1.0, None)], rows)
+    assert len(yields) == len(_LOGS.batch_inserts(rows)) == 3
+
+    monkeypatch.setattr(sqlite, "_YIELD_WINDOW_S", 0.0)
+    yields.clear()
+    await store.apply_flush([], [log(f"z{n:03d}") for n in range(40)])
+    assert yields == []
+    assert await store.count_spend_logs() == 80
+
+
 async def test_a_flush_is_one_hop_to_the_database_thread_however_busy_the_loop(
     store: Store, blockbuster: BlockBuster
 ) -> None:
