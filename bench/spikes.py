@@ -25,14 +25,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.jitter import cpu_jitter, describe
+from bench.loadgen import CHAT_PATH
 from bench.payloads import CHAT_BODY, STREAM_BODY
-from bench.probe import Client, percentile
+from bench.probe import QUANTILES, Client, percentile
 from bench.procs import pin, start_gateway, start_upstream
 from bench.run import MASTER_KEY, ROOT, bench_config
 from bench.setup_keys import create_bench_key
 
 HOOK = Path(__file__).resolve().parent / "spikes_hook"
-CHAT_PATH = "/v1/chat/completions"
 Window = tuple[float, float]
 
 
@@ -110,16 +110,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         upstream.stop()
     events = json.loads(events_path.read_text())
     first, last = samples[0][0], samples[-1][2]
-    flushes = [(s, e) for s, e, _ in events["flush"] if first <= s <= last]
-    rows = sorted(n for s, _, n in events["flush"] if first <= s <= last)
+    flush_events = [event for event in events["flush"] if first <= event[0] <= last]
+    flushes = [(s, e) for s, e, _ in flush_events]
+    rows = sorted(n for _, _, n in flush_events)
     collections = [(s, e) for s, e, _ in events["gc"] if first <= s <= last]
     direct_us = sorted(s[1] for s in samples)
     gateway_us = sorted(s[3] for s in samples)
     kind = "stream, to the first byte" if args.stream else "JSON"
     print(f"{args.requests} requests per target ({kind}), µs:")
     for q in ("p50", "p99", "p99.9"):
-        fraction = {"p50": 0.5, "p99": 0.99, "p99.9": 0.999}[q]
-        d, g = percentile(direct_us, fraction), percentile(gateway_us, fraction)
+        d, g = percentile(direct_us, QUANTILES[q]), percentile(gateway_us, QUANTILES[q])
         print(f"  {q:6s} direct {d:7.0f}  tollway {g:7.0f}  added {g - d:+7.0f}")
     busy = sum(e - s for s, e in flushes) / (last - first)
     lengths = sorted((e - s) * 1000 for s, e in flushes) or [0.0]

@@ -165,9 +165,6 @@ class RawCycle(RequestResponseCycle):
 
     # Set per cycle by ``watch_disconnect``; a class default costs the common cycle nothing.
     gone: Callable[[], None] | None = None
-    # The server's running request tasks (uvicorn's ``ServerState.tasks``), set when the
-    # cycle's task starts.
-    tasks: set[asyncio.Task[None]] | None = None
 
     def watch_disconnect(self, callback: Callable[[], None] | None) -> None:
         """Call ``callback`` once when the client disconnects (now, if it already has);
@@ -226,14 +223,6 @@ class RawCycle(RequestResponseCycle):
                 self.message_event.set()
                 if not self.keep_alive:
                     self.transport.close()
-                elif self.tasks is not None and len(self.tasks) <= 1:
-                    # The only request in flight: its reply leaves now, not at the end of
-                    # the loop turn, so what the task does after its last ``send`` (a
-                    # stream's close and settle, the spend log) is not the client's wait.
-                    # With others in flight the replies of one turn still go out together,
-                    # and the clients' next requests come back together: flushing each at
-                    # once cost 5% more CPU per request at 32 connections (bench.ab).
-                    cast(CorkedTransport, self.transport).flush()
                 self.on_response()
         else:
             raise RuntimeError(f"Unexpected ASGI message {message['type']!r} after the response.")
@@ -411,8 +400,6 @@ class TollwayHttpToolsProtocol(HttpToolsProtocol):
             # leaner ``send`` (one check over all header names and values instead of two
             # regular expressions per field); the cycle's state is the same object's.
             cycle.__class__ = RawCycle
-        if isinstance(cycle, RawCycle):
-            cycle.tasks = self.tasks
         super()._start_asgi_task(cycle, app)
 
     def eof_received(self) -> bool | None:  # type: ignore[override]
@@ -522,6 +509,14 @@ class TollwayHttpToolsProtocol(HttpToolsProtocol):
         self.server_state.total_requests += 1
         if self.transport.is_closing():
             return
+        if len(self.tasks) <= 1:
+            # The only request in flight: its reply leaves now, not at the end of the loop
+            # turn, so what its task does after the last ``send`` (a stream's close and
+            # settle, the spend log) is not the client's wait. With others in flight the
+            # replies of one turn still go out together, and the clients' next requests
+            # come back together: flushing each at once cost 5% more CPU per request at
+            # 32 connections (bench.ab).
+            cast(CorkedTransport, self.transport).flush()
         self._idle_due = 0.0
         self.flow.resume_reading()
         if self.pipeline:

@@ -144,22 +144,23 @@ _KEYS: Final = Table("keys", KeyRow, "token_hash")
 _TEAMS: Final = Table("teams", TeamRow, "team_id")
 _USERS: Final = Table("users", UserRow, "user_id")
 _LOGS: Final = Table("spend_logs", SpendLogRow, "request_id")
-
-# Between the INSERTs of a flush the writer thread offers the CPU (and the GIL: the call
-# releases it) to the event loop, for the first ``_YIELD_WINDOW_S`` of the flush. When the
-# gateway has one CPU, the writer otherwise ran its statements back to back for a
-# scheduler slice while the loop, woken by a request, waited: stalls of 3-5 ms at the start
-# of nearly every flush, the slowest 0.1% of one-user requests (``bench.spikes``; with the
-# yield, stalls over 2 ms in flushes went from 22-25 to 0-1 per 10,000 requests). Past the
-# window it writes at full speed: under load the loop always wants the CPU, and a writer
-# that kept yielding would fall behind.
-_YIELD_WINDOW_S: Final = 0.05
-_sched_yield: Final = getattr(os, "sched_yield", None)
 _BUDGETS: Final = Table("budgets", BudgetRow, "budget_id")
 # An end user with no record (``max_end_user_budget``) gets one with its first flushed spend.
 _CUSTOMERS: Final = Table("end_users", CustomerRow, "user_id", spend_row=True)
 _ORGANIZATIONS: Final = Table("organizations", OrganizationRow, "organization_id")
 _KEY_BUDGETS: Final = Table("key_budget_spend", KeyBudgetSpendRow, "account", spend_row=True)
+
+# Between the INSERTs of a flush the writer thread offers the CPU (and the GIL: the call
+# releases it) to the event loop, for the first ``_YIELD_WINDOW_S`` of the flush. When the
+# gateway has one CPU, the writer otherwise ran its statements back to back for a scheduler
+# slice while the loop, woken by a request, waited: stalls of 3-5 ms at the start of nearly
+# every flush, the slowest 0.1% of one-user requests (``bench.spikes``; with the yield,
+# stalls over 2 ms in flushes went from 20-25 to 8-10 per 10,000 requests, the rest inside
+# the WAL checkpoints of a few long commits). Past the window it writes at full speed:
+# under load the loop always wants the CPU, and a writer that kept yielding would fall
+# behind.
+_YIELD_WINDOW_S: Final = 0.05
+_sched_yield: Final = getattr(os, "sched_yield", None)
 
 _ACCOUNT_TABLES: Final[dict[str, Table[Any]]] = {
     "key": _KEYS,
