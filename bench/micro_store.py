@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from proxy.store.sqlite import _LOGS, SpendLogRow
+from proxy.store.sqlite import _LOGS, SpendLogRow, write_flush
 
 BATCH = 800
 
@@ -67,11 +67,7 @@ def store_stages() -> list[tuple[str, str, Callable[[], object], int]]:
         return spend_log_rows(BATCH)
 
     def flush() -> None:
-        statements = _LOGS.batch_inserts(batch())
-        db.execute("BEGIN IMMEDIATE")
-        for sql, params in statements:
-            db.execute(sql, params)
-        db.execute("COMMIT")
+        write_flush(db, {}, _LOGS.batch_inserts(batch()))
 
     def flush_executemany() -> None:
         params: list[Any] = [_LOGS.to_params(row) for row in batch()]

@@ -170,6 +170,31 @@ _ACCOUNT_TABLES: Final[dict[str, Table[Any]]] = {
     "organization": _ORGANIZATIONS,
     "key_budget": _KEY_BUDGETS,
 }
+
+
+def write_flush(
+    db: sqlite3.Connection,
+    grouped: dict[str, list[tuple[float, float | None, str]]],
+    log_inserts: Sequence[tuple[str, list[Any]]],
+) -> None:
+    """One flush's transaction, on the connection's thread (``Store.apply_flush``; also
+    ``bench.micro``'s store row): the spend per account table, then the spend-log INSERTs."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for kind, params in grouped.items():
+            db.executemany(_ACCOUNT_TABLES[kind].set_spend, params)
+        polite_until = time.perf_counter() + _YIELD_WINDOW_S
+        for sql, params in log_inserts:
+            db.execute(sql, params)
+            if _sched_yield is not None and time.perf_counter() < polite_until:
+                _sched_yield()
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
 _GROUP_COLUMNS: Final[dict[str, str]] = {
     "key": "key_hash",
     "team": "team_id",
@@ -395,22 +420,6 @@ class Store:
         if not grouped and not log_inserts:
             return
 
-        def write(db: sqlite3.Connection) -> None:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                for kind, params in grouped.items():
-                    db.executemany(_ACCOUNT_TABLES[kind].set_spend, params)
-                polite_until = time.perf_counter() + _YIELD_WINDOW_S
-                for sql, params in log_inserts:
-                    db.execute(sql, params)
-                    if _sched_yield is not None and time.perf_counter() < polite_until:
-                        _sched_yield()
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-
         # The whole transaction runs on the connection's thread in one hop. Awaited
         # statement by statement, each waited for an event-loop turn (~100 ms apiece at
         # 1,000 connections), so the flush fell seconds behind and its queue grew by tens of
@@ -419,7 +428,7 @@ class Store:
         # rolls back whole, never left open.
         run = cast("Callable[..., Awaitable[None]]", self._db._execute)
         async with self._write_lock:
-            await run(write, self._db._conn)
+            await run(write_flush, self._db._conn, grouped, log_inserts)
 
     # -- spend queries --------------------------------------------------------------------
 
